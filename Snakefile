@@ -1,0 +1,19 @@
+# From the biophysics of dendrites to Dit-CNNs. Run everything: snakemake --cores all
+from snakemake.utils import min_version, validate
+
+min_version("8.20")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/dendrite.smk"
+
+
+rule all:
+    input:
+        expand(f"{RESULTS}/dendrite/{{cell}}/psp.nc", cell=config["dendrite"]["cells"]),

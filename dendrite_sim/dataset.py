@@ -1,0 +1,81 @@
+"""NetCDF in and out: the psp dataset's layout and atomic writes."""
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import brian2
+import numpy as np
+import xarray as xr
+import yaml
+
+from .model import CellModel
+
+
+def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
+    """Write `ds` as NetCDF (h5netcdf, compressed) to a temporary file, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    encoding = {
+        name: {"zlib": True, "complevel": 4}
+        for name, var in ds.variables.items()
+        if var.dtype.kind in "fiu" and var.ndim >= 2
+    }
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def config_hash(section: Mapping) -> str:
+    """A short, stable hash of a config section (sorted YAML)."""
+    text = yaml.safe_dump(dict(section), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def chunk_dataset(trials: xr.Dataset, traces: np.ndarray, record_dt_ms: float) -> xr.Dataset:
+    """The traces of one chunk of trials, keyed by trial number."""
+    time = np.arange(traces.shape[1]) * record_dt_ms
+    return xr.Dataset(
+        {"v": (("trial", "time"), traces)},
+        coords={"trial": trials.trial.values, "time": ("time", time, {"units": "ms"})},
+    )
+
+
+def psp_dataset(
+    trials: xr.Dataset,
+    chunks: Sequence[xr.Dataset],
+    model: CellModel,
+    dendrite: Mapping,
+    cell: str,
+) -> xr.Dataset:
+    """Gather chunk traces into the full psp dataset with metadata and provenance."""
+    v = xr.concat([c.v for c in chunks], dim="trial").sortby("trial")
+    if not np.array_equal(v.trial.values, trials.trial.values):
+        raise ValueError("the chunks do not cover the planned trials exactly once")
+    v.attrs = {
+        "units": "mV",
+        "long_name": "somatic potential minus rest (PSP or summed SSP)",
+    }
+    protocol = dendrite["protocol"]
+    ds = trials.assign(v=v)
+    ds.attrs = {
+        "title": f"Somatic PSPs of the '{cell}' cell",
+        "cell": cell,
+        "morphology": dendrite["cells"][cell],
+        "simulator": "Brian2 SpatialNeuron, cpp_standalone device",
+        "brian2_version": brian2.__version__,
+        "dt": f"{protocol['dt_ms']} ms",
+        "record_dt": f"{protocol['record_dt_ms']} ms",
+        "trial_duration": f"{protocol['trial_ms']} ms",
+        "config_hash": config_hash(dendrite),
+        "config_yaml": yaml.safe_dump(dict(dendrite), sort_keys=True),
+        **model.attrs(),
+    }
+    return ds

@@ -1,0 +1,213 @@
+"""The membrane and synapse model: parameters from the config, Brian2 equations with units.
+
+Passive cable (leak, Cm, Ri) by default; optional Hodgkin-Huxley Na/K on the soma and
+optional NMDA with Mg block at the excitatory synapses. Synapses are conductances with
+double-exponential kinetics, each scaled so that its conductance peaks at the input
+strength: g(t) = w * f * (exp(-t/tau_decay) - exp(-t/tau_rise)).
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import brian2 as b2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Kinetics:
+    """Double-exponential conductance kinetics and reversal potential of one receptor."""
+
+    E_rev_mV: float
+    tau_rise_ms: float
+    tau_decay_ms: float
+
+    def peak_factor(self) -> float:
+        """f such that f * (exp(-t/tau_d) - exp(-t/tau_r)) peaks at exactly 1."""
+        r, d = self.tau_rise_ms, self.tau_decay_ms
+        t_peak = r * d / (d - r) * math.log(d / r)
+        return 1.0 / (math.exp(-t_peak / d) - math.exp(-t_peak / r))
+
+
+@dataclass(frozen=True)
+class CellModel:
+    """Everything electrical about the simulated cell, in the config's units."""
+
+    Cm_uF_per_cm2: float
+    Rm_ohm_cm2: float
+    Ri_ohm_cm: float
+    EL_mV: float
+    E: Kinetics
+    I: Kinetics
+    hh: Mapping | None = None
+    nmda: Mapping | None = None
+
+    @classmethod
+    def from_config(cls, dendrite: Mapping) -> "CellModel":
+        """Build from the `dendrite` section of the config (already schema-validated)."""
+        membrane, synapses = dendrite["membrane"], dendrite["synapses"]
+        active, nmda = dendrite.get("active_soma", {}), dendrite.get("nmda", {})
+        return cls(
+            Cm_uF_per_cm2=membrane["Cm_uF_per_cm2"],
+            Rm_ohm_cm2=membrane["Rm_ohm_cm2"],
+            Ri_ohm_cm=membrane["Ri_ohm_cm"],
+            EL_mV=membrane["EL_mV"],
+            E=Kinetics(**synapses["E"]),
+            I=Kinetics(**synapses["I"]),
+            hh=dict(active) if active.get("enabled") else None,
+            nmda=dict(nmda) if nmda.get("enabled") else None,
+        )
+
+    def equations(self) -> b2.Equations:
+        """The SpatialNeuron equations: membrane currents, synaptic and gating states."""
+        membrane = "Im = gL*(EL - v)" + (" + I_hh - I_hh_rest" if self.hh else "") + " : amp/meter**2"
+        synaptic = "Is = gE*(E_E - v) + gI*(E_I - v)" + (" + I_nmda" if self.nmda else "")
+        text = f"""
+        {membrane}
+        {synaptic} : amp (point current)
+        gE = bE - aE : siemens
+        daE/dt = -aE/tauE_rise : siemens
+        dbE/dt = -bE/tauE_decay : siemens
+        gI = bI - aI : siemens
+        daI/dt = -aI/tauI_rise : siemens
+        dbI/dt = -bI/tauI_decay : siemens
+        """
+        if self.hh:
+            text += HH_EQUATIONS
+        if self.nmda:
+            text += NMDA_EQUATIONS
+        return b2.Equations(text)
+
+    def namespace(self) -> dict:
+        """Constants the equations and synapse code refer to, with Brian2 units."""
+        ms, mV = b2.ms, b2.mV
+        ns = {
+            "gL": 1.0 / (self.Rm_ohm_cm2 * b2.ohm * b2.cm**2),
+            "EL": self.EL_mV * mV,
+            "E_E": self.E.E_rev_mV * mV,
+            "E_I": self.I.E_rev_mV * mV,
+            "tauE_rise": self.E.tau_rise_ms * ms,
+            "tauE_decay": self.E.tau_decay_ms * ms,
+            "tauI_rise": self.I.tau_rise_ms * ms,
+            "tauI_decay": self.I.tau_decay_ms * ms,
+            "fE": self.E.peak_factor(),
+            "fI": self.I.peak_factor(),
+        }
+        if self.hh:
+            ns |= {
+                "ENa": self.hh["ENa_mV"] * mV,
+                "EK": self.hh["EK_mV"] * mV,
+                "V_hh": self.EL_mV * mV,
+            }
+        if self.nmda:
+            nmda = Kinetics(self.nmda["E_mV"], self.nmda["tau_rise_ms"], self.nmda["tau_decay_ms"])
+            ns |= {
+                "E_N": nmda.E_rev_mV * mV,
+                "tauN_rise": nmda.tau_rise_ms * ms,
+                "tauN_decay": nmda.tau_decay_ms * ms,
+                "fN": nmda.peak_factor() * self.nmda["g_ratio"],
+                "mg": self.nmda["mg_mM"] * b2.mM,
+            }
+        return ns
+
+    def on_pre(self, receptor: str) -> str:
+        """Synapse code for a presynaptic event of type "E" or "I" with strength w."""
+        if receptor == "I":
+            return "aI_post += w*fI\nbI_post += w*fI"
+        code = "aE_post += w*fE\nbE_post += w*fE"
+        if self.nmda:
+            code += "\naN_post += w*fN\nbN_post += w*fN"
+        return code
+
+    def reset_code(self) -> str:
+        """Code that returns every state variable to rest (run at the start of each trial)."""
+        conductances = ["aE", "bE", "aI", "bI"] + (["aN", "bN"] if self.nmda else [])
+        lines = ["v = EL"] + [f"{g} = 0*{g}" for g in conductances]
+        if self.hh:
+            m, h, n = hh_steady_state(0.0)
+            lines += [f"m = {m!r}", f"h = {h!r}", f"n = {n!r}"]
+        return "\n".join(lines)
+
+    def soma_channels(self) -> dict[str, b2.Quantity]:
+        """Values for the soma compartment's Na/K parameters (zero elsewhere).
+
+        I_hh_rest is the HH current at rest, subtracted so that the cell rests exactly
+        at EL with the gates at their steady state: trials then start at rest.
+        """
+        if not self.hh:
+            return {}
+        mS_cm2 = b2.msiemens / b2.cm**2
+        gNa, gK = self.hh["gNa_mS_per_cm2"] * mS_cm2, self.hh["gK_mS_per_cm2"] * mS_cm2
+        m, h, n = hh_steady_state(0.0)
+        ENa, EK, EL = (self.hh["ENa_mV"] * b2.mV, self.hh["EK_mV"] * b2.mV, self.EL_mV * b2.mV)
+        rest = gNa * m**3 * h * (ENa - EL) + gK * n**4 * (EK - EL)
+        return {"gNa": gNa, "gK": gK, "I_hh_rest": rest}
+
+    def attrs(self) -> dict[str, str]:
+        """Model parameters as strings with units, for NetCDF attributes."""
+        out = {
+            "Cm": f"{self.Cm_uF_per_cm2} uF/cm**2",
+            "Rm": f"{self.Rm_ohm_cm2} ohm*cm**2",
+            "Ri": f"{self.Ri_ohm_cm} ohm*cm",
+            "EL": f"{self.EL_mV} mV",
+            "active_soma": "HH Na/K" if self.hh else "none",
+            "nmda": "NMDA with Mg block at E synapses" if self.nmda else "none",
+        }
+        for name, k in (("E", self.E), ("I", self.I)):
+            out |= {
+                f"{name}_reversal": f"{k.E_rev_mV} mV",
+                f"{name}_tau_rise": f"{k.tau_rise_ms} ms",
+                f"{name}_tau_decay": f"{k.tau_decay_ms} ms",
+            }
+        if self.hh:
+            out |= {
+                "gNa_soma": f"{self.hh['gNa_mS_per_cm2']} mS/cm**2",
+                "gK_soma": f"{self.hh['gK_mS_per_cm2']} mS/cm**2",
+                "ENa": f"{self.hh['ENa_mV']} mV",
+                "EK": f"{self.hh['EK_mV']} mV",
+            }
+        if self.nmda:
+            out |= {f"nmda_{k}": str(v) for k, v in self.nmda.items() if k != "enabled"}
+        return out
+
+
+# Hodgkin-Huxley (1952) squid-axon kinetics, with potentials taken relative to the
+# cell's resting potential V_hh (the original paper's convention).
+HH_EQUATIONS = """
+I_hh = gNa*m**3*h*(ENa - v) + gK*n**4*(EK - v) : amp/meter**2
+dm/dt = alpham*(1 - m) - betam*m : 1
+dh/dt = alphah*(1 - h) - betah*h : 1
+dn/dt = alphan*(1 - n) - betan*n : 1
+alpham = (0.1/mV)*10*mV/exprel((25*mV - (v - V_hh))/(10*mV))/ms : Hz
+betam = 4*exp(-(v - V_hh)/(18*mV))/ms : Hz
+alphah = 0.07*exp(-(v - V_hh)/(20*mV))/ms : Hz
+betah = 1/(exp((30*mV - (v - V_hh))/(10*mV)) + 1)/ms : Hz
+alphan = (0.01/mV)*10*mV/exprel((10*mV - (v - V_hh))/(10*mV))/ms : Hz
+betan = 0.125*exp(-(v - V_hh)/(80*mV))/ms : Hz
+gNa : siemens/meter**2
+gK : siemens/meter**2
+I_hh_rest : amp/meter**2
+"""
+
+NMDA_EQUATIONS = """
+I_nmda = gN*mg_block*(E_N - v) : amp
+gN = bN - aN : siemens
+daN/dt = -aN/tauN_rise : siemens
+dbN/dt = -bN/tauN_decay : siemens
+mg_block = 1/(1 + mg/(3.57*mM)*exp(-0.062*v/mV)) : 1
+"""
+
+
+def _exprel(x: float) -> float:
+    return 1.0 if x == 0 else math.expm1(x) / x
+
+
+def hh_steady_state(u_mV: float) -> tuple[float, float, float]:
+    """Steady-state (m, h, n) at u_mV relative to rest, from the HH_EQUATIONS rates."""
+    am = 0.1 * 10 / _exprel((25 - u_mV) / 10)
+    bm = 4 * np.exp(-u_mV / 18)
+    ah = 0.07 * np.exp(-u_mV / 20)
+    bh = 1 / (np.exp((30 - u_mV) / 10) + 1)
+    an = 0.01 * 10 / _exprel((10 - u_mV) / 10)
+    bn = 0.125 * np.exp(-u_mV / 80)
+    return float(am / (am + bm)), float(ah / (ah + bh)), float(an / (an + bn))

@@ -1,0 +1,166 @@
+"""Stimulation protocols: which inputs every trial receives, and when.
+
+A trial is a list of input events (site, type E/I, strength in nS, onset in ms).
+`plan_trials` turns the `dendrite.protocol` config and a site table into a Dataset
+with dimensions (trial, event), padded where a trial has fewer events.
+
+Protocols:
+  single  each site alone, E and I, at every strength
+  pairs   every E-I, E-E and I-I site pair (or a seeded sample) at every strength pair
+  timing  a seeded sample of E-I pairs with the I input shifted by each time difference
+  multi   seeded random trials with many E and I inputs at random sites and times
+"""
+
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import InputError
+
+PROTOCOLS = ("single", "pairs", "timing", "multi")
+PAIR_KINDS = ("EI", "EE", "II")
+
+Event = tuple[int, str, float, float]
+
+
+def _single(n_sites: int, strengths: Mapping, onset: float):
+    for site in range(n_sites):
+        for receptor in ("E", "I"):
+            for s in strengths[receptor]:
+                yield "single", receptor, [(site, receptor, s, onset)]
+
+
+def _site_pairs(kind: str, n_sites: int, max_pairs: int, rng: np.random.Generator) -> list:
+    if kind == "EI":
+        pairs = list(itertools.product(range(n_sites), repeat=2))
+    else:
+        pairs = list(itertools.combinations_with_replacement(range(n_sites), 2))
+    if len(pairs) > max_pairs:
+        keep = np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))
+        pairs = [pairs[k] for k in keep]
+    return pairs
+
+
+def _pair_events(kind: str, a: int, b: int, strengths: Mapping, onset_a: float, onset_b: float):
+    ra, rb = kind
+    for sa, sb in itertools.product(strengths[ra], strengths[rb]):
+        yield [(a, ra, sa, onset_a), (b, rb, sb, onset_b)]
+
+
+def _pairs(n_sites: int, strengths: Mapping, onset: float, config: Mapping):
+    rng = np.random.default_rng(config["seed"])
+    for kind in config["kinds"]:
+        for a, b in _site_pairs(kind, n_sites, config["max_pairs_per_kind"], rng):
+            for events in _pair_events(kind, a, b, strengths, onset, onset):
+                yield "pairs", kind, events
+
+
+def _timing(n_sites: int, strengths: Mapping, onset: float, config: Mapping):
+    rng = np.random.default_rng(config["seed"])
+    for a, b in _site_pairs("EI", n_sites, config["n_pairs"], rng):
+        for dt in config["delta_t_ms"]:
+            for events in _pair_events("EI", a, b, strengths, onset, onset + dt):
+                yield "timing", "EI", events
+
+
+def _multi(n_sites: int, strengths: Mapping, onset: float, record_dt: float, config: Mapping):
+    rng = np.random.default_rng(config["seed"])
+    for _ in range(config["n_trials"]):
+        events = []
+        for receptor, count in (("E", config["n_E"]), ("I", config["n_I"])):
+            for _ in range(count):
+                shift = round(rng.uniform(0, config["window_ms"]) / record_dt) * record_dt
+                s = float(rng.choice(strengths[receptor]))
+                events.append((int(rng.integers(n_sites)), receptor, s, onset + shift))
+        yield "multi", "multi", events
+
+
+def plan_trials(sites: pd.DataFrame, protocol: Mapping) -> xr.Dataset:
+    """The trial table for `protocol` (the `dendrite.protocol` config section)."""
+    unknown = [k for k in protocol["kinds"] if k not in PROTOCOLS]
+    if unknown:
+        raise InputError(
+            f"dendrite.protocol.kinds: unknown protocol kind(s) {unknown}; choose from {PROTOCOLS}."
+        )
+    check_timing(protocol)
+    n, strengths, onset = len(sites), protocol["strengths_nS"], protocol["onset_ms"]
+    makers = {
+        "single": lambda: _single(n, strengths, onset),
+        "pairs": lambda: _pairs(n, strengths, onset, protocol["pairs"]),
+        "timing": lambda: _timing(n, strengths, onset, protocol["timing"]),
+        "multi": lambda: _multi(n, strengths, onset, protocol["record_dt_ms"], protocol["multi"]),
+    }
+    trials = [t for kind in protocol["kinds"] for t in makers[kind]()]
+    return _trial_dataset(trials, sites)
+
+
+def check_timing(protocol: Mapping) -> None:
+    """Every input must start inside its trial, on the recording grid."""
+    onset, trial, rec = protocol["onset_ms"], protocol["trial_ms"], protocol["record_dt_ms"]
+    if protocol["dt_ms"] > rec or not _is_multiple(rec, protocol["dt_ms"]):
+        raise InputError("dendrite.protocol.record_dt_ms must be a multiple of dt_ms.")
+    if not _is_multiple(trial, rec):
+        raise InputError("dendrite.protocol.trial_ms must be a multiple of record_dt_ms.")
+    latest = onset + max([0.0, *protocol["timing"]["delta_t_ms"], protocol["multi"]["window_ms"]])
+    earliest = onset + min([0.0, *protocol["timing"]["delta_t_ms"]])
+    if earliest < 0 or latest >= trial:
+        raise InputError(
+            "dendrite.protocol: inputs would start outside the trial "
+            f"({earliest:g} .. {latest:g} ms for a {trial:g} ms trial); "
+            "change onset_ms, timing.delta_t_ms, multi.window_ms or trial_ms."
+        )
+
+
+def _is_multiple(a: float, b: float) -> bool:
+    return abs(a / b - round(a / b)) < 1e-9
+
+
+def _trial_dataset(trials: list, sites: pd.DataFrame) -> xr.Dataset:
+    n_events = max(len(events) for _, _, events in trials)
+    shape = (len(trials), n_events)
+    site = np.full(shape, -1, dtype=np.int32)
+    receptor = np.full(shape, "", dtype="<U1")
+    strength = np.full(shape, np.nan)
+    onset = np.full(shape, np.nan)
+    for t, (_, _, events) in enumerate(trials):
+        for e, (s, r, w, o) in enumerate(events):
+            site[t, e], receptor[t, e], strength[t, e], onset[t, e] = s, r, w, o
+    delta = np.where(np.isfinite(onset[:, 1]), onset[:, 1] - onset[:, 0], np.nan) if n_events > 1 else np.full(len(trials), np.nan)
+    ds = xr.Dataset(
+        {
+            "event_site": (("trial", "event"), site, {"description": "site index, -1 = no event"}),
+            "event_type": (("trial", "event"), receptor, {"description": "E or I, empty = no event"}),
+            "event_strength": (("trial", "event"), strength, {"units": "nS", "description": "peak conductance"}),
+            "event_onset": (("trial", "event"), onset, {"units": "ms", "description": "time after trial start"}),
+        },
+        coords={
+            "trial": np.arange(len(trials)),
+            "protocol": ("trial", np.array([p for p, _, _ in trials])),
+            "kind": ("trial", np.array([k for _, k, _ in trials])),
+            "n_events": ("trial", np.array([len(ev) for _, _, ev in trials], dtype=np.int32)),
+            "delta_t": ("trial", delta, {"units": "ms", "description": "onset of event 1 minus event 0"}),
+        },
+    )
+    return ds.assign_coords(site_coords(sites))
+
+
+def site_coords(sites: pd.DataFrame) -> dict:
+    """The site table as coordinates along a `site` dimension."""
+    units = {"distance_um": "um", "x_um": "um", "y_um": "um", "z_um": "um"}
+    coords = {"site": np.arange(len(sites))}
+    for column in sites.columns:
+        name = f"site_{column.removesuffix('_um')}"
+        values = sites[column].to_numpy()
+        if values.dtype == object:
+            values = values.astype(str)
+        attrs = {"units": units[column]} if column in units else {}
+        coords[name] = ("site", values, attrs)
+    return coords
+
+
+def chunk_of(n_trials: int, n_chunks: int, chunk: int) -> np.ndarray:
+    """The trial indices of chunk `chunk` (0-based) when n_trials are split n_chunks ways."""
+    return np.array_split(np.arange(n_trials), n_chunks)[chunk]

@@ -1,0 +1,166 @@
+"""Run trials on the cell with Brian2 and return the somatic PSPs.
+
+`simulate_trials` compiles one Brian2 network per call (cpp_standalone device) and runs
+all its trials back to back in that one binary: every `trial_ms` a regular operation
+returns the cell to rest, and each trial's inputs are spikes of a SpikeGeneratorGroup
+timed inside its own window. A rest trial (no inputs) runs first; its trace is
+subtracted from every trial, so each result is the PSP or SSP relative to rest.
+
+`simulate_trials(..., device="runtime")` runs the same network in Brian2's runtime
+mode; `naive_loop` builds a fresh runtime network per trial (the slow baseline).
+"""
+
+import contextlib
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import brian2 as b2
+import numpy as np
+import xarray as xr
+
+from .model import CellModel
+
+RECEPTORS = ("E", "I")
+
+
+def _events(trials: xr.Dataset) -> list[list[tuple[int, str, float, float]]]:
+    site, kind = trials.event_site.values, trials.event_type.values
+    strength, onset = trials.event_strength.values, trials.event_onset.values
+    return [
+        [(int(site[t, e]), str(kind[t, e]), float(strength[t, e]), float(onset[t, e]))
+         for e in range(site.shape[1]) if site[t, e] >= 0]
+        for t in range(site.shape[0])
+    ]
+
+
+def input_channels(events: list[list[tuple]], dt_ms: float) -> tuple[list[tuple], list, list]:
+    """Spike generator channels for a list of trials (trial 0 first, at time 0).
+
+    A channel is one synapse: (site, receptor, strength, lane). Lanes separate inputs of
+    the same site, receptor and strength that fall into the same time step of a trial.
+    Returns the channel list and the spike (channel index, time in ms) lists.
+    """
+    channels: dict[tuple, int] = {}
+    indices, times = [], []
+    for trial_events in events:
+        lanes: dict[tuple, int] = defaultdict(int)
+        for site, receptor, strength, onset in trial_events:
+            step = round(onset / dt_ms)
+            lane = lanes[(site, receptor, strength, step)]
+            lanes[(site, receptor, strength, step)] += 1
+            key = (site, receptor, strength, lane)
+            indices.append(channels.setdefault(key, len(channels)))
+            times.append(onset)
+    return list(channels), indices, times
+
+
+def _at_trial_start(reset_code: str, n_samples: int, record_dt_ms: float) -> str:
+    """`reset_code` turned into code for every recording step that acts only when a
+    trial starts. Reset and recording share one clock, so the reset always comes first."""
+    step = f"timestep(t, {record_dt_ms!r}*ms)"
+    lines = [f"trial_start = int({step} % {n_samples} == 0)"]
+    for statement in reset_code.splitlines():
+        name, value = (part.strip() for part in statement.split("="))
+        lines.append(f"{name} = trial_start*({value}) + (1 - trial_start)*{name}")
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _brian_device(device: str, build_dir: Path | None) -> Iterator[Path | None]:
+    if device == "runtime":
+        b2.set_device("runtime")
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        if build_dir is None:
+            build_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="brian2-")))
+        b2.set_device("cpp_standalone", directory=str(build_dir), build_on_run=False)
+        try:
+            yield build_dir
+        finally:
+            b2.device.reinit()
+            b2.set_device("runtime")
+
+
+def simulate_trials(
+    morphology: b2.Morphology,
+    sites_compartment: np.ndarray,
+    trials: xr.Dataset,
+    model: CellModel,
+    protocol: Mapping,
+    device: str = "cpp_standalone",
+    build_dir: Path | None = None,
+) -> np.ndarray:
+    """Somatic potential minus rest (mV), shape (trial, time), for every trial in `trials`.
+
+    `sites_compartment[s]` is the compartment of site s; `protocol` gives dt_ms,
+    record_dt_ms and trial_ms. The build directory is temporary unless given.
+    """
+    dt, rec_dt, trial_ms = protocol["dt_ms"], protocol["record_dt_ms"], protocol["trial_ms"]
+    events = [[]] + _events(trials)
+    n_trials, n_samples = len(events), round(trial_ms / rec_dt)
+    channels, indices, times = input_channels(events, dt)
+    spike_times = np.asarray(times) + trial_ms * np.repeat(
+        np.arange(n_trials), [len(e) for e in events]
+    )
+    with _brian_device(device, build_dir) as project_dir:
+        b2.start_scope()
+        b2.defaultclock.dt = dt * b2.ms
+        namespace = model.namespace()
+        neuron = b2.SpatialNeuron(
+            morphology,
+            model.equations(),
+            Cm=model.Cm_uF_per_cm2 * b2.uF / b2.cm**2,
+            Ri=model.Ri_ohm_cm * b2.ohm * b2.cm,
+            method="exponential_euler",
+            namespace=namespace,
+        )
+        neuron.v = model.EL_mV * b2.mV
+        for name, value in model.soma_channels().items():
+            getattr(neuron, name)[0] = value
+        record_clock = b2.Clock(dt=rec_dt * b2.ms)
+        reset = neuron.run_regularly(
+            _at_trial_start(model.reset_code(), n_samples, rec_dt), clock=record_clock, when="start", order=-1
+        )
+        objects = [neuron, reset]
+        if channels:
+            generator = b2.SpikeGeneratorGroup(len(channels), indices, spike_times * b2.ms)
+            objects.append(generator)
+            for receptor in RECEPTORS:
+                chosen = [k for k, c in enumerate(channels) if c[1] == receptor]
+                if not chosen:
+                    continue
+                synapses = b2.Synapses(
+                    generator, neuron, "w : siemens", on_pre=model.on_pre(receptor), namespace=namespace
+                )
+                synapses.connect(
+                    i=np.array(chosen), j=np.array([sites_compartment[channels[k][0]] for k in chosen])
+                )
+                synapses.w = np.array([channels[k][2] for k in chosen]) * b2.nS
+                objects.append(synapses)
+        monitor = b2.StateMonitor(neuron, "v", record=[0], clock=record_clock)
+        network = b2.Network(*objects, monitor)
+        network.run(n_trials * trial_ms * b2.ms, namespace={})
+        if project_dir is not None:
+            b2.device.build(directory=str(project_dir), compile=True, run=True, with_output=False)
+        v = np.asarray(monitor.v[0] / b2.mV)
+    traces = v[: n_trials * n_samples].reshape(n_trials, n_samples)
+    return traces[1:] - traces[0]
+
+
+def naive_loop(
+    morphology: b2.Morphology,
+    sites_compartment: np.ndarray,
+    trials: xr.Dataset,
+    model: CellModel,
+    protocol: Mapping,
+) -> np.ndarray:
+    """The slow baseline: a new runtime-mode network for every single trial."""
+    return np.concatenate(
+        [
+            simulate_trials(morphology, sites_compartment, trials.isel(trial=[t]), model, protocol, "runtime")
+            for t in range(trials.sizes["trial"])
+        ]
+    )

@@ -1,0 +1,91 @@
+"""The simulation stage: dataset layout and units, determinism, and two cross-checks
+of the compiled simulator (Brian2 runtime mode and the NEURON simulator)."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from dendrite_sim import stages
+from dendrite_sim.model import CellModel
+from dendrite_sim.morphology import compartment_table, load_morphology
+from dendrite_sim.protocols import plan_trials
+from dendrite_sim.simulate import simulate_trials
+from dendrite_sim.sites import select_sites
+
+
+@pytest.fixture(scope="module")
+def psp(tmp_path_factory, small_dendrite):
+    dendrite = small_dendrite
+    out = tmp_path_factory.mktemp("psp")
+    stages.plan("pyramidal", dendrite, out / "trials.nc")
+    chunks = [out / f"chunk{c}.nc" for c in range(dendrite["chunks"])]
+    for c, path in enumerate(chunks):
+        stages.simulate_chunk(out / "trials.nc", "pyramidal", c, dendrite, path)
+    stages.gather(out / "trials.nc", chunks, "pyramidal", dendrite, out / "psp.nc")
+    with xr.open_dataset(out / "psp.nc") as ds:
+        return dendrite, out, ds.load()
+
+
+def test_dataset_layout_and_units(psp):
+    dendrite, _, ds = psp
+    protocol = dendrite["protocol"]
+    n_time = round(protocol["trial_ms"] / protocol["record_dt_ms"])
+    assert ds.v.dims == ("trial", "time")
+    assert ds.v.shape == (ds.sizes["trial"], n_time)
+    assert ds.v.attrs["units"] == "mV"
+    assert ds.time.attrs["units"] == "ms"
+    assert ds.event_strength.attrs["units"] == "nS"
+    assert ds.site_distance.attrs["units"] == "um"
+    assert set(np.unique(ds.kind)) == {"E", "I", "EE", "EI", "II", "multi"}
+    n_sites = dendrite["sites"]["n_sites"]
+    assert ds.sizes["site"] == n_sites
+    assert (ds.kind == "E").sum() == n_sites * len(protocol["strengths_nS"]["E"])
+    assert ds.attrs["Rm"] == "20000.0 ohm*cm**2"
+    assert ds.attrs["brian2_version"]
+    assert ds.attrs["config_hash"]
+
+
+def test_traces_start_at_rest_and_have_the_right_sign(psp):
+    _, _, ds = psp
+    np.testing.assert_array_equal(ds.v.isel(time=0), 0.0)
+    assert (ds.v.sel(trial=ds.kind == "E").max("time") > 0.1).all()
+    assert (ds.v.sel(trial=ds.kind == "I").min("time") < -0.05).all()
+    epsp = ds.v.sel(trial=ds.kind == "E")
+    assert (np.abs(epsp.isel(time=-1)) < 0.2 * epsp.max("time")).all()  # decayed by the end
+
+
+def test_rerun_gives_identical_traces(psp):
+    dendrite, out, ds = psp
+    stages.simulate_chunk(out / "trials.nc", "pyramidal", 0, dendrite, out / "again.nc")
+    with xr.open_dataset(out / "again.nc") as again:
+        np.testing.assert_array_equal(again.v.values, ds.v.sel(trial=again.trial).values)
+
+
+def small_plan(dendrite):
+    morphology = load_morphology("builtin:pyramidal")
+    sites = select_sites(compartment_table(morphology), dendrite["sites"])
+    trials = plan_trials(sites, dendrite["protocol"])
+    pick = [int(np.flatnonzero(trials.kind == k)[0]) for k in ("E", "I", "EE", "EI", "II", "multi")]
+    return morphology, sites, trials.isel(trial=pick)
+
+
+def test_compiled_runs_equal_runtime_mode(small_dendrite):
+    morphology, sites, trials = small_plan(small_dendrite)
+    model = CellModel.from_config(small_dendrite)
+    protocol = small_dendrite["protocol"]
+    compiled = simulate_trials(morphology, sites.compartment.values, trials, model, protocol)
+    runtime = simulate_trials(morphology, sites.compartment.values, trials, model, protocol, "runtime")
+    np.testing.assert_allclose(compiled, runtime, atol=1e-9)
+
+
+def test_brian2_agrees_with_neuron(small_dendrite):
+    from dendrite_sim.neuron_ref import NeuronCell
+
+    morphology, sites, trials = small_plan(small_dendrite)
+    model = CellModel.from_config(small_dendrite)
+    protocol = small_dendrite["protocol"]
+    brian = simulate_trials(morphology, sites.compartment.values, trials, model, protocol)
+    neuron = NeuronCell(morphology, model, sites.compartment.values).run(trials, protocol)
+    peak = np.abs(brian).max(axis=1, keepdims=True)
+    assert (peak > 0.05).all()
+    np.testing.assert_allclose(brian / peak, neuron / peak, atol=1e-4)

@@ -1,0 +1,46 @@
+# Stage 1: simulate PSPs on the dendritic cell (dendrite_sim).
+N_CHUNKS = config["dendrite"]["chunks"]
+
+
+rule plan_trials:
+    output:
+        f"{RESULTS}/dendrite/{{cell}}/trials.nc",
+    params:
+        dendrite=config["dendrite"],
+    log:
+        f"{RESULTS}/logs/plan_trials/{{cell}}.log",
+    script:
+        "../scripts/plan_trials.py"
+
+
+rule simulate_chunk:
+    input:
+        f"{RESULTS}/dendrite/{{cell}}/trials.nc",
+    output:
+        temp(f"{RESULTS}/dendrite/{{cell}}/chunks/psp_{{chunk}}.nc"),
+    params:
+        dendrite=config["dendrite"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    log:
+        f"{RESULTS}/logs/simulate_chunk/{{cell}}_{{chunk}}.log",
+    script:
+        "../scripts/simulate_chunk.py"
+
+
+rule gather_psp:
+    input:
+        trials=f"{RESULTS}/dendrite/{{cell}}/trials.nc",
+        chunks=expand(
+            f"{RESULTS}/dendrite/{{{{cell}}}}/chunks/psp_{{chunk}}.nc", chunk=range(N_CHUNKS)
+        ),
+    output:
+        f"{RESULTS}/dendrite/{{cell}}/psp.nc",
+    params:
+        dendrite=config["dendrite"],
+    log:
+        f"{RESULTS}/logs/gather_psp/{{cell}}.log",
+    script:
+        "../scripts/gather_psp.py"
