@@ -16,4 +16,9 @@ include: "workflow/rules/dendrite.smk"
 
 rule all:
     input:
-        expand(f"{RESULTS}/dendrite/{{cell}}/psp.nc", cell=config["dendrite"]["cells"]),
+        expand(f"{RESULTS}/dendrite/{{cell}}/kappa.nc", cell=config["dendrite"]["cells"]),
+        expand(
+            f"{RESULTS}/dendrite/{{cell}}/figures/{{name}}.png",
+            cell=config["dendrite"]["cells"],
+            name=KAPPA_FIGURES,
+        ),

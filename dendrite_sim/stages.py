@@ -12,6 +12,8 @@ from pathlib import Path
 import xarray as xr
 
 from .dataset import chunk_dataset, psp_dataset, write_atomic
+from .figures import FIGURES
+from .kappa import fit_kappa
 from .model import CellModel
 from .morphology import compartment_table, load_morphology
 from .protocols import chunk_of, plan_trials
@@ -68,3 +70,22 @@ def gather(
     ds = psp_dataset(trials, chunks, CellModel.from_config(dendrite), dendrite, cell)
     write_atomic(ds, out)
     log.info("wrote %s: %d trials x %d samples", out, ds.sizes["trial"], ds.sizes["time"])
+
+
+def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
+    """Fit kappa for every pair in the psp dataset and validate on the multi-input trials."""
+    with xr.open_dataset(psp_path) as psp_ds:
+        psp = psp_ds.load()
+    ds = fit_kappa(psp, kappa_config, source=str(psp_path))
+    headline = {k: round(v, 4) for k, v in ds.attrs.items() if k.startswith(("median_", "mean_"))}
+    log.info("kappa fitted: %s", headline)
+    write_atomic(ds, out)
+
+
+def figures(kappa_path: str | Path, outputs: Mapping[str, str | Path]) -> None:
+    """Draw the named kappa figures (see dendrite_sim.figures.FIGURES) to their paths."""
+    with xr.open_dataset(kappa_path) as kappa_ds:
+        ds = kappa_ds.load()
+    for name, path in outputs.items():
+        FIGURES[name](ds, path)
+        log.info("wrote %s", path)

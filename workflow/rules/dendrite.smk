@@ -44,3 +44,45 @@ rule gather_psp:
         f"{RESULTS}/logs/gather_psp/{{cell}}.log",
     script:
         "../scripts/gather_psp.py"
+
+
+# Stage 2: fit the bilinear coefficients and check the rule (dendrite_sim.kappa).
+KAPPA_FIGURES = [
+    "kappa_heatmaps",
+    "location_dependence",
+    "shunting_fits",
+    "kappa_over_time",
+    "multi_input_validation",
+]
+
+
+rule fit_kappa:
+    input:
+        f"{RESULTS}/dendrite/{{cell}}/psp.nc",
+    output:
+        f"{RESULTS}/dendrite/{{cell}}/kappa.nc",
+    params:
+        kappa=config["kappa"],
+    log:
+        f"{RESULTS}/logs/fit_kappa/{{cell}}.log",
+    script:
+        "../scripts/fit_kappa.py"
+
+
+rule kappa_figures:
+    input:
+        f"{RESULTS}/dendrite/{{cell}}/kappa.nc",
+    output:
+        **{
+            name: report(
+                f"{RESULTS}/dendrite/{{cell}}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Dendrite",
+                subcategory="{cell}",
+            )
+            for name in KAPPA_FIGURES
+        },
+    log:
+        f"{RESULTS}/logs/kappa_figures/{{cell}}.log",
+    script:
+        "../scripts/kappa_figures.py"

@@ -1,0 +1,142 @@
+"""Figures of the kappa dataset, each written atomically as a PNG file."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+KIND_TITLES = {"EI": "E-I", "EE": "E-E", "II": "I-I"}
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> None:
+    """Save to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _site_labels(ds: xr.Dataset) -> list[str]:
+    return [f"{s} {b.split('.')[-1]} {d:.0f}µm"
+            for s, b, d in zip(ds.site.values, ds.site_branch.values, ds.site_distance.values, strict=True)]
+
+
+def kappa_heatmaps(ds: xr.Dataset, path: str | Path) -> None:
+    """kappa over (site, site) for E-I, E-E and I-I pairs."""
+    kinds = [k for k in KIND_TITLES if f"kappa_{k}" in ds]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.2 * len(kinds), 5.0), squeeze=False,
+                             layout="constrained")
+    labels = _site_labels(ds)
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        values = ds[f"kappa_{kind}"].values
+        image = ax.imshow(values, cmap="viridis", origin="upper")
+        fig.colorbar(image, ax=ax, label="κ (1/mV)", shrink=0.8)
+        first, second = ("E site", "I site") if kind == "EI" else ("site", "site")
+        ax.set(title=f"κ {KIND_TITLES[kind]}", xlabel=second, ylabel=first)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    save_figure(fig, path)
+
+
+def location_dependence(ds: xr.Dataset, path: str | Path) -> None:
+    """kappa_EI against the path distance of the I input, one line per E site."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    order = np.argsort(ds.i_distance.values)
+    for e in ds.e_site.values:
+        row = ds.kappa_EI.sel(e_site=e)
+        line, = ax.plot(ds.i_distance.values[order], row.values[order], "o-", ms=4,
+                        label=f"E at {ds.e_branch.values[e].split('.')[-1]}, {ds.e_distance.values[e]:.0f} µm")
+        ax.axvline(ds.e_distance.values[e], color=line.get_color(), lw=0.6, ls=":")
+    ax.set(xlabel="path distance of the I input from the soma (µm)", ylabel="κ_EI (1/mV)",
+           title="Location dependence of κ_EI (dotted: the E site)")
+    ax.legend(fontsize=7, ncol=2)
+    save_figure(fig, path)
+
+
+def _example_pairs(ds: xr.Dataset, n: int) -> list[tuple[int, int]]:
+    flat = ds.kappa_EI.stack(pair=("e_site", "i_site")).dropna("pair")
+    picks = np.linspace(0, flat.sizes["pair"] - 1, n).astype(int)
+    ordered = flat.sortby(flat)
+    return [(int(ordered.e_site[k]), int(ordered.i_site[k])) for k in picks]
+
+
+def shunting_fits(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
+    """SC against V_E * V_I at the EPSP peak, with the fitted line, for a few E-I pairs."""
+    fig, axes = plt.subplots(1, n_pairs, figsize=(3.4 * n_pairs, 3.3), squeeze=False)
+    for ax, (e, i) in zip(axes[0], _example_pairs(ds, n_pairs), strict=True):
+        p = ds.p_EI.sel(e_site=e, i_site=i).values
+        sc = ds.sc_EI.sel(e_site=e, i_site=i).values
+        k = float(ds.kappa_EI.sel(e_site=e, i_site=i))
+        r2 = float(ds.r2_EI.sel(e_site=e, i_site=i))
+        xs = np.linspace(min(0.0, np.nanmin(p)), max(0.0, np.nanmax(p)), 20)
+        ax.plot(p, sc, "o", ms=4)
+        ax.plot(xs, k * xs, "-", lw=1)
+        ax.set(title=f"E {e}, I {i}: κ={k:.3f}/mV, R²={r2:.3f}", xlabel="V_E·V_I (mV²)", ylabel="SC (mV)")
+        ax.title.set_fontsize(8)
+    save_figure(fig, path)
+
+
+def kappa_over_time(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
+    """The time-resolved kappa_EI(t) of a few pairs, with the time used for the scalar kappa."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for e, i in _example_pairs(ds, n_pairs):
+        curve = ds.kappa_EI_t.sel(e_site=e, i_site=i)
+        line, = ax.plot(ds.time.values, curve.values, label=f"E {e}, I {i}")
+        ax.axvline(float(ds.peak_time_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls=":", lw=0.8)
+        ax.axhline(float(ds.kappa_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls="--", lw=0.6)
+    finite = ds.kappa_EI_t.values[np.isfinite(ds.kappa_EI_t.values)]
+    if finite.size:
+        ax.set_ylim(np.percentile(finite, [1, 99]) * [0.9, 1.1])
+    ax.set(xlabel="time in trial (ms)", ylabel="κ_EI(t) (1/mV)",
+           title="κ(t); dotted: EPSP peak, dashed: scalar κ")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def multi_input_validation(ds: xr.Dataset, path: str | Path, n_examples: int = 2) -> None:
+    """Simulated SSPs of the multi-input trials against the linear and bilinear predictions."""
+    fig, axes = plt.subplots(1, n_examples + 1, figsize=(4.6 * (n_examples + 1), 3.8))
+    t = ds.time_full.values
+    for ax, k in zip(axes[:n_examples], range(n_examples), strict=True):
+        ax.plot(t, ds.multi_v[k], "k", lw=1.5, label="simulated")
+        ax.plot(t, ds.multi_linear[k], "--", label="linear sum")
+        ax.plot(t, ds.multi_bilinear[k], "-", label="bilinear")
+        ax.set(xlabel="time (ms)", ylabel="SSP (mV)", title=f"multi-input trial {int(ds.multi_trial[k])}")
+        ax.legend(fontsize=7)
+        response = t[ds.multi_response[k].values]
+        ax.axvspan(response[0], response[-1], color="0.9", zorder=-1)
+    ax = axes[-1]
+    inside = ds.multi_response.values.ravel()
+    v = ds.multi_v.values.ravel()[inside]
+    step = max(1, v.size // 4000)
+    for name, label in (("multi_linear", "linear"), ("multi_bilinear", "bilinear")):
+        rmse, whole = float(ds[f"rmse_{label}_response"].mean()), float(ds[f"rmse_{label}"].mean())
+        ax.plot(v[::step], ds[name].values.ravel()[inside][::step], ".", ms=2, alpha=0.5,
+                label=f"{label}: RMSE {rmse:.2f} mV (whole trial {whole:.2f})")
+    lim = [min(v.min(), 0), v.max()]
+    ax.plot(lim, lim, "k-", lw=0.8)
+    ax.set(xlabel="simulated SSP (mV)", ylabel="predicted SSP (mV)",
+           title="all trials, response windows (grey)")
+    ax.legend(fontsize=7, markerscale=4)
+    save_figure(fig, path)
+
+
+FIGURES = {
+    "kappa_heatmaps": kappa_heatmaps,
+    "location_dependence": location_dependence,
+    "shunting_fits": shunting_fits,
+    "kappa_over_time": kappa_over_time,
+    "multi_input_validation": multi_input_validation,
+}

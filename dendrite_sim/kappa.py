@@ -1,0 +1,371 @@
+"""Fit the dendritic bilinear integration rule, SSP = V1 + V2 + kappa * V1 * V2.
+
+For a pair of inputs the shunting component SC = SSP - V1 - V2 is regressed through
+the origin on P = V1 * V2 across the strength pairs of that site pair:
+kappa = sum(P * SC) / sum(P**2). V1 and V2 are the single-input PSPs of the same
+sites, receptors and strengths, shifted to the pair's onsets.
+
+  at the peak   P and SC taken at the EPSP peak (E-I, E-E: the peak of the E input's
+                PSP, resp. of V1 + V2) or at the IPSP trough (I-I); the scalar kappa.
+                Pairs with a time difference: where |V1 * V2| is largest (fit_timing)
+  over time     one fit per time point of a window: kappa(t)
+
+Goodness of fit: R^2 = 1 - sum((SC - kappa*P)^2) / sum((SC - mean SC)^2); spread across
+strengths: the coefficient of variation of the per-strength ratios SC/P.
+
+Validation on the random multi-input trials: the linear prediction is the sum of the
+inputs' single PSPs; the bilinear one adds kappa_ab * V_a * V_b for every pair of inputs.
+Both are scored over the whole trial and over the response window (first input to
+`response_ms` after the last). The scalar kappa describes the interaction around the PSP
+peak: late in the decay the shunting deficit fades at the membrane rate while V_a * V_b
+fades about twice as fast, so kappa(t) grows there and a constant kappa underestimates it.
+"""
+
+import itertools
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .dataset import config_hash
+from .errors import InputError
+
+KINDS = ("EI", "EE", "II")
+MATRIX_DIMS = {"EI": ("e_site", "i_site"), "EE": ("site_a", "site_b"), "II": ("site_a", "site_b")}
+PER_MV = "1/mV"
+
+
+class SinglePSPs:
+    """Single-input PSPs by (receptor, site, strength), shifted to any onset."""
+
+    def __init__(self, psp: xr.Dataset):
+        singles = psp.sel(trial=psp.kind.isin(["E", "I"]))
+        if singles.sizes["trial"] == 0:
+            raise InputError("the psp dataset has no single-input trials; add 'single' to the protocol kinds.")
+        self.onset = float(singles.event_onset.isel(event=0)[0])
+        self.dt = float(psp.time[1] - psp.time[0])
+        self.n_time = psp.sizes["time"]
+        self.traces = {
+            (str(r), int(s), float(w)): v
+            for r, s, w, v in zip(
+                singles.event_type.isel(event=0).values,
+                singles.event_site.isel(event=0).values,
+                singles.event_strength.isel(event=0).values,
+                singles.v.values,
+                strict=True,
+            )
+        }
+
+    def at(self, receptor: str, site: int, strength: float, onset: float) -> np.ndarray:
+        """The PSP of one input starting at `onset` (zero before; zero-padded at the end)."""
+        try:
+            trace = self.traces[receptor, site, strength]
+        except KeyError:
+            raise InputError(
+                f"no single-input trial for {receptor} at site {site} with {strength} nS"
+            ) from None
+        shift = round((onset - self.onset) / self.dt)
+        out = np.zeros(self.n_time)
+        if shift >= 0:
+            out[shift:] = trace[: self.n_time - shift]
+        else:
+            out[:shift] = trace[-shift:]
+        return out
+
+
+def steady_state_kappa(E_E_mV: float, E_I_mV: float, EL_mV: float) -> dict[str, float]:
+    """Small-input limits of kappa for a single passive compartment at steady state.
+
+    With conductances g_E, g_I, leak g_L and potentials relative to rest
+    (u = V - E_L, e_E = E_E - E_L, e_I = E_I - E_L), the steady state of
+    C du/dt = -g_L u + g_E (e_E - u) + g_I (e_I - u) is
+
+        u = (a e_E + b e_I) / (1 + a + b),    a = g_E / g_L,  b = g_I / g_L.
+
+    Alone: u_E = a e_E / (1 + a), u_I = b e_I / (1 + b). The shunting component is
+
+        SC = u - u_E - u_I = -a b [e_E (1 + b) + e_I (1 + a)] / [(1 + a + b)(1 + a)(1 + b)]
+
+    and u_E u_I = a b e_E e_I / [(1 + a)(1 + b)], so exactly
+
+        kappa_EI = SC / (u_E u_I) = -[e_E (1 + b) + e_I (1 + a)] / [e_E e_I (1 + a + b)]
+
+    which tends to -(e_E + e_I) / (e_E e_I) = -(1/e_E + 1/e_I) for small a, b. Two inputs
+    of the same type are the case e_I = e_E (resp. e_E = e_I): kappa_EE -> -2/e_E and
+    kappa_II -> -2/e_I. Values in 1/mV.
+    """
+    e_E, e_I = E_E_mV - EL_mV, E_I_mV - EL_mV
+    return {"EI": -(1 / e_E + 1 / e_I), "EE": -2 / e_E, "II": -2 / e_I}
+
+
+def fit_through_origin(p: np.ndarray, sc: np.ndarray, axis: int = -1) -> tuple:
+    """kappa, R^2 and CV of SC = kappa * P along `axis` (NaN where P is all zero)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = (p * sc).sum(axis) / (p * p).sum(axis)
+        residual = ((sc - np.expand_dims(kappa, axis) * p) ** 2).sum(axis)
+        total = ((sc - sc.mean(axis, keepdims=True)) ** 2).sum(axis)
+        r2 = 1.0 - residual / total
+        ratios = sc / p
+        cv = ratios.std(axis) / np.abs(ratios.mean(axis))
+    return kappa, r2, cv
+
+
+def _peak_index(kind: str, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+    if kind == "timing":
+        return np.abs(v1 * v2).argmax(-1)
+    if kind == "EI":
+        return v1.argmax(-1)
+    if kind == "EE":
+        return (v1 + v2).argmax(-1)
+    return (v1 + v2).argmin(-1)
+
+
+PAIR_COLUMNS = {
+    "a": ("event_site", 0), "b": ("event_site", 1),
+    "wa": ("event_strength", 0), "wb": ("event_strength", 1),
+    "ta": ("event_onset", 0), "tb": ("event_onset", 1),
+}
+
+
+def _pair_table(psp: xr.Dataset, protocol: str) -> pd.DataFrame:
+    chosen = psp.protocol.values == protocol
+    events = {key: psp[name].values[chosen, e] for key, (name, e) in PAIR_COLUMNS.items()}
+    return pd.DataFrame(
+        {"trial": np.flatnonzero(chosen), "kind": psp.kind.values[chosen], **events,
+         "delta_t": psp.delta_t.values[chosen]}
+    )
+
+
+def _pair_arrays(psp: xr.Dataset, singles: SinglePSPs, rows: pd.DataFrame, kind: str) -> tuple:
+    ra, rb = kind
+    v1 = np.stack([singles.at(ra, r.a, r.wa, r.ta) for r in rows.itertuples()])
+    v2 = np.stack([singles.at(rb, r.b, r.wb, r.tb) for r in rows.itertuples()])
+    ssp = psp.v.values[rows.trial.to_numpy()]
+    return v1, v2, ssp - v1 - v2
+
+
+def _fit_group(
+    psp: xr.Dataset, singles: SinglePSPs, rows: pd.DataFrame, kind: str, window: slice, at: str = ""
+) -> dict:
+    v1, v2, sc = _pair_arrays(psp, singles, rows, kind)
+    p = v1 * v2
+    peak = _peak_index(at or kind, v1, v2)
+    strengths = np.arange(len(rows))
+    p_peak, sc_peak = p[strengths, peak], sc[strengths, peak]
+    kappa, r2, cv = fit_through_origin(p_peak, sc_peak)
+    kappa_t, _, _ = fit_through_origin(p[:, window], sc[:, window], axis=0)
+    return {"kappa": kappa, "r2": r2, "cv": cv, "kappa_t": kappa_t, "p": p_peak, "sc": sc_peak,
+            "peak_time": float(np.mean(peak)) * singles.dt}
+
+
+def fit_pairs(psp: xr.Dataset, window: slice) -> dict[str, dict[tuple[int, int], dict]]:
+    """Fits of every synchronous site pair, by kind and (site a, site b)."""
+    singles = SinglePSPs(psp)
+    table = _pair_table(psp, "pairs")
+    return {
+        kind: {
+            (int(a), int(b)): _fit_group(psp, singles, rows, kind, window)
+            for (a, b), rows in table[table.kind == kind].groupby(["a", "b"])
+        }
+        for kind in KINDS
+    }
+
+
+def _site_coords(psp: xr.Dataset, dim: str, prefix: str) -> dict:
+    return {
+        dim: psp.site.values,
+        f"{prefix}_branch": (dim, psp.site_branch.values),
+        f"{prefix}_distance": (dim, psp.site_distance.values, {"units": "um"}),
+        f"{prefix}_compartment": (dim, psp.site_compartment.values),
+    }
+
+
+def _matrix(fits: Mapping, kind: str, key: str, n_sites: int, extra: tuple = ()) -> np.ndarray:
+    out = np.full((n_sites, n_sites, *extra), np.nan)
+    for (a, b), fit in fits.items():
+        out[a, b] = fit[key]
+        if kind != "EI":
+            out[b, a] = fit[key]
+    return out
+
+
+def _strength_matrix(fits: Mapping, kind: str, key: str, n_sites: int) -> np.ndarray:
+    n = max(len(f[key]) for f in fits.values())
+    padded = {k: {key: np.pad(f[key], (0, n - len(f[key])), constant_values=np.nan)} for k, f in fits.items()}
+    return _matrix(padded, kind, key, n_sites, (n,))
+
+
+def kappa_matrices(psp: xr.Dataset, fits: Mapping, window_times: np.ndarray) -> xr.Dataset:
+    """kappa, R^2, CV, kappa(t) and the per-strength peak values as labelled arrays."""
+    n = psp.sizes["site"]
+    coords = {"time": ("time", window_times, {"units": "ms"})}
+    for dim, prefix in (("e_site", "e"), ("i_site", "i"), ("site_a", "a"), ("site_b", "b")):
+        coords |= _site_coords(psp, dim, prefix)
+    data = {}
+    for kind in KINDS:
+        if not fits[kind]:
+            continue
+        dims = MATRIX_DIMS[kind]
+        described = f"{kind[0]}-{kind[1]} pairs"
+        data[f"kappa_{kind}"] = (dims, _matrix(fits[kind], kind, "kappa", n),
+                                 {"units": PER_MV, "long_name": f"kappa at the PSP peak, {described}"})
+        data[f"r2_{kind}"] = (dims, _matrix(fits[kind], kind, "r2", n), {"long_name": "R^2 of the fit"})
+        data[f"cv_{kind}"] = (dims, _matrix(fits[kind], kind, "cv", n),
+                              {"long_name": "coefficient of variation of SC/P across strengths"})
+        data[f"kappa_{kind}_t"] = ((*dims, "time"), _matrix(fits[kind], kind, "kappa_t", n, (len(window_times),)),
+                                   {"units": PER_MV, "long_name": f"time-resolved kappa, {described}"})
+        data[f"peak_time_{kind}"] = (dims, _matrix(fits[kind], kind, "peak_time", n),
+                                     {"units": "ms", "long_name": "mean time of the peak used for kappa"})
+        for key, name, units in (("p", "V1*V2", "mV**2"), ("sc", "SC", "mV")):
+            data[f"{key}_{kind}"] = ((*dims, f"strength_pair_{kind}"), _strength_matrix(fits[kind], kind, key, n),
+                                     {"units": units, "long_name": f"{name} at the peak, per strength pair"})
+    return xr.Dataset(data, coords=coords)
+
+
+def fit_timing(psp: xr.Dataset) -> xr.Dataset:
+    """kappa of the E-I pairs with time differences, per delta_t.
+
+    With a delay the EPSP peak may come before the I input, where V_E * V_I = 0; so
+    these fits are taken where |V_E * V_I| is largest, which is the EPSP peak for
+    synchronous inputs and is defined for every delay.
+    """
+    table = _pair_table(psp, "timing")
+    if table.empty:
+        return xr.Dataset()
+    singles = SinglePSPs(psp)
+    pairs = sorted({(int(a), int(b)) for a, b in zip(table.a, table.b, strict=True)})
+    deltas = np.sort(table.delta_t.unique())
+    kappa = np.full((len(pairs), len(deltas)), np.nan)
+    r2 = np.full_like(kappa, np.nan)
+    for (a, b, dt), rows in table.groupby(["a", "b", "delta_t"]):
+        fit = _fit_group(psp, singles, rows, "EI", slice(0, 1), at="timing")
+        i, j = pairs.index((int(a), int(b))), int(np.searchsorted(deltas, dt))
+        kappa[i, j], r2[i, j] = fit["kappa"], fit["r2"]
+    coords = {
+        "timing_pair": np.arange(len(pairs)),
+        "timing_e_site": ("timing_pair", [a for a, _ in pairs]),
+        "timing_i_site": ("timing_pair", [b for _, b in pairs]),
+        "delta_t": ("delta_t", deltas, {"units": "ms", "description": "I onset minus E onset"}),
+    }
+    return xr.Dataset(
+        {
+            "kappa_EI_timing": (("timing_pair", "delta_t"), kappa, {"units": PER_MV}),
+            "r2_EI_timing": (("timing_pair", "delta_t"), r2),
+        },
+        coords=coords,
+    )
+
+
+def _kappa_lookup(matrices: xr.Dataset) -> dict[str, np.ndarray]:
+    lookup = {}
+    for kind in KINDS:
+        name = f"kappa_{kind}"
+        if name in matrices:
+            k = matrices[name].values.copy()
+            k[np.isnan(k)] = np.nanmedian(k) if np.isfinite(k).any() else 0.0
+            lookup[kind] = k
+    return lookup
+
+
+def _rmse(v: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.sqrt((((v - prediction) ** 2) * mask).sum(-1) / mask.sum(-1))
+
+
+def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> xr.Dataset:
+    """Linear and bilinear predictions of the multi-input trials, with their errors.
+
+    Errors are RMSEs over the whole trial and over the response window, from the first
+    input to `response_ms` after the last one, where the inputs act and the scalar
+    kappa (fitted at the PSP peak) is meant to hold. Pairs that were not simulated
+    (sampled out) use the median kappa of their kind.
+    """
+    multi = psp.sel(trial=psp.protocol == "multi")
+    if multi.sizes["trial"] == 0:
+        return xr.Dataset()
+    singles, kappa = SinglePSPs(psp), _kappa_lookup(matrices)
+    linear = np.zeros((multi.sizes["trial"], psp.sizes["time"]))
+    bilinear = np.zeros_like(linear)
+    for t in range(multi.sizes["trial"]):
+        trial = multi.isel(trial=t)
+        events = [
+            (str(r), int(s), singles.at(str(r), int(s), float(w), float(o)))
+            for s, r, w, o in zip(trial.event_site.values, trial.event_type.values,
+                                  trial.event_strength.values, trial.event_onset.values, strict=True)
+            if s >= 0
+        ]
+        linear[t] = sum(v for _, _, v in events)
+        quadratic = np.zeros(psp.sizes["time"])
+        for (ra, sa, va), (rb, sb, vb) in itertools.combinations(events, 2):
+            if ra == "I" and rb == "E":
+                (ra, sa, va), (rb, sb, vb) = (rb, sb, vb), (ra, sa, va)
+            quadratic += kappa[ra + rb][sa, sb] * va * vb
+        bilinear[t] = linear[t] + quadratic
+    v, time = multi.v.values, psp.time.values
+    onsets = multi.event_onset.values
+    response = (time >= np.nanmin(onsets, 1)[:, None]) & (time <= np.nanmax(onsets, 1)[:, None] + response_ms)
+    whole = np.ones_like(response)
+    errors = {}
+    for window, mask in (("", whole), ("_response", response)):
+        rms = np.sqrt((v**2 * mask).sum(-1) / mask.sum(-1))
+        for name, prediction in (("linear", linear), ("bilinear", bilinear)):
+            rmse = _rmse(v, prediction, mask)
+            where = "over the response window" if window else "over the whole trial"
+            errors[f"rmse_{name}{window}"] = ("multi_trial", rmse, {"units": "mV", "long_name": f"RMSE {where}"})
+            errors[f"rel_error_{name}{window}"] = ("multi_trial", rmse / rms,
+                                                   {"long_name": f"RMSE / RMS of the SSP {where}"})
+    dims = ("multi_trial", "time_full")
+    return xr.Dataset(
+        {
+            "multi_v": (dims, v, {"units": "mV", "long_name": "simulated SSP"}),
+            "multi_linear": (dims, linear, {"units": "mV", "long_name": "linear sum prediction"}),
+            "multi_bilinear": (dims, bilinear, {"units": "mV", "long_name": "bilinear prediction"}),
+            "multi_response": (dims, response, {"long_name": "inside the response window"}),
+            **errors,
+        },
+        coords={"multi_trial": multi.trial.values, "time_full": ("time_full", time, {"units": "ms"})},
+    )
+
+
+def fit_kappa(psp: xr.Dataset, kappa_config: Mapping, source: str = "") -> xr.Dataset:
+    """The full kappa dataset from a psp dataset (see the module docstring)."""
+    start, stop = kappa_config["window_ms"]
+    in_window = (psp.time.values >= start) & (psp.time.values <= stop)
+    window = slice(int(np.argmax(in_window)), int(len(in_window) - np.argmax(in_window[::-1])))
+    fits = fit_pairs(psp, window)
+    if not any(fits.values()):
+        raise InputError("the psp dataset has no pair trials; add 'pairs' to the protocol kinds.")
+    matrices = kappa_matrices(psp, fits, psp.time.values[window])
+    multi = predict_multi(psp, matrices, kappa_config["response_ms"])
+    ds = xr.merge([matrices, fit_timing(psp), multi])
+    site_table = {name: psp[name] for name in psp.coords if name.startswith("site")}
+    ds = ds.assign_coords(site_table)
+    ds.attrs = {
+        "title": f"Bilinear coefficients of the '{psp.attrs.get('cell', '?')}' cell",
+        "units_kappa": PER_MV,
+        "rule": "SSP = V1 + V2 + kappa * V1 * V2 (potentials relative to rest, mV)",
+        "cell": psp.attrs.get("cell", ""),
+        "simulator": psp.attrs.get("simulator", ""),
+        "brian2_version": psp.attrs.get("brian2_version", ""),
+        "source_file": source,
+        "psp_config_hash": psp.attrs.get("config_hash", ""),
+        "config_hash": config_hash({"psp": psp.attrs.get("config_hash", ""), **kappa_config}),
+        **summary(ds),
+    }
+    return ds
+
+
+def summary(ds: xr.Dataset) -> dict[str, float]:
+    """Headline numbers: median R^2 and CV per kind, mean multi-input errors."""
+    out = {}
+    for kind in KINDS:
+        if f"r2_{kind}" in ds:
+            out[f"median_r2_{kind}"] = float(ds[f"r2_{kind}"].median())
+            out[f"median_cv_{kind}"] = float(ds[f"cv_{kind}"].median())
+    for window in ("", "_response"):
+        if f"rmse_linear{window}" in ds:
+            for name in ("rmse_linear", "rmse_bilinear", "rel_error_linear", "rel_error_bilinear"):
+                out[f"mean_{name}{window}"] = float(ds[name + window].mean())
+            ratio = ds[f"rmse_bilinear{window}"].mean() / ds[f"rmse_linear{window}"].mean()
+            out[f"bilinear_over_linear{window}"] = float(ratio)
+    return out

@@ -1,0 +1,182 @@
+"""The kappa fit: exact recovery of a planted kappa, the steady-state theory of a point
+neuron through the whole simulate-then-fit pipeline, and the rule on the default cell."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from dendrite_sim import stages
+from dendrite_sim.kappa import fit_kappa, steady_state_kappa
+from dendrite_sim.protocols import plan_trials
+
+PROTOCOL = {
+    "kinds": ["single", "pairs", "timing", "multi"],
+    "dt_ms": 0.05, "record_dt_ms": 0.1, "trial_ms": 80.0, "onset_ms": 10.0,
+    "strengths_nS": {"E": [0.5, 1.0, 2.0], "I": [1.0, 3.0]},
+    "pairs": {"kinds": ["EI", "EE", "II"], "max_pairs_per_kind": 100, "seed": 0},
+    "timing": {"n_pairs": 2, "delta_t_ms": [-4.0, 0.0, 6.0], "seed": 0},
+    "multi": {"n_trials": 5, "n_E": 6, "n_I": 3, "window_ms": 20.0, "seed": 0},
+}
+
+
+def alpha(t: np.ndarray, tau: float) -> np.ndarray:
+    s = np.clip(t, 0, None) / tau
+    return s * np.exp(1 - s)
+
+
+def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
+    """A psp dataset whose every multi-input trace obeys the bilinear rule exactly."""
+    n_sites = 3
+    sites = pd.DataFrame({"compartment": [3, 7, 9], "branch": ["a", "b", "b"],
+                          "distance_um": [20.0, 60.0, 90.0], "x_um": 0.0, "y_um": 0.0, "z_um": 0.0})
+    trials = plan_trials(sites, PROTOCOL)
+    time = np.arange(0, PROTOCOL["trial_ms"], PROTOCOL["record_dt_ms"])
+    tau = {("E", s): 3.0 + s for s in range(n_sites)} | {("I", s): 6.0 + 2 * s for s in range(n_sites)}
+    sign = {"E": 1.0, "I": -0.4}
+    kappa = {"EI": rng.uniform(0.02, 0.2, (n_sites, n_sites))}
+    for kind in ("EE", "II"):
+        k = rng.uniform(-0.1, 0.1, (n_sites, n_sites))
+        kappa[kind] = (k + k.T) / 2
+
+    def psp_of(site, receptor, strength, onset):
+        return sign[receptor] * strength * alpha(time - onset, tau[receptor, site])
+
+    v = np.zeros((trials.sizes["trial"], time.size))
+    for t in range(trials.sizes["trial"]):
+        trial = trials.isel(trial=t)
+        events = [(int(s), str(r), float(w), float(o)) for s, r, w, o in zip(
+            trial.event_site.values, trial.event_type.values, trial.event_strength.values,
+            trial.event_onset.values, strict=True) if s >= 0]
+        traces = [(s, r, psp_of(s, r, w, o)) for s, r, w, o in events]
+        v[t] = sum(trace for _, _, trace in traces)
+        for i in range(len(traces)):
+            for j in range(i + 1, len(traces)):
+                (sa, ra, va), (sb, rb, vb) = traces[i], traces[j]
+                if (ra, rb) == ("I", "E"):
+                    (sa, ra, va), (sb, rb, vb) = (sb, rb, vb), (sa, ra, va)
+                v[t] += kappa[ra + rb][sa, sb] * va * vb
+    psp = trials.assign(v=(("trial", "time"), v)).assign_coords(time=("time", time, {"units": "ms"}))
+    return psp, kappa
+
+
+@pytest.fixture(scope="module")
+def planted():
+    psp, kappa = planted_psp(np.random.default_rng(7))
+    return psp, kappa, fit_kappa(psp, {"window_ms": [12.0, 60.0], "response_ms": 20.0})
+
+
+def test_planted_kappa_is_recovered_exactly(planted):
+    _, kappa, ds = planted
+    np.testing.assert_allclose(ds.kappa_EI.values, kappa["EI"], rtol=1e-10)
+    np.testing.assert_allclose(ds.kappa_EE.values, kappa["EE"], rtol=1e-10)
+    np.testing.assert_allclose(ds.kappa_II.values, kappa["II"], rtol=1e-10)
+    for kind in ("EI", "EE", "II"):
+        np.testing.assert_allclose(ds[f"r2_{kind}"].values, 1.0, atol=1e-12)
+        np.testing.assert_allclose(ds[f"cv_{kind}"].values, 0.0, atol=1e-10)
+        kt = ds[f"kappa_{kind}_t"].values
+        expected = np.broadcast_to(kappa[kind][..., None], kt.shape)
+        finite = np.isfinite(kt)
+        assert finite.mean() > 0.9
+        # late in the tail V1*V2 is tiny and SC is a difference of nearly equal numbers
+        np.testing.assert_allclose(kt[finite], expected[finite], rtol=1e-6)
+
+
+def test_planted_timing_and_multi_input_are_exact(planted):
+    _, kappa, ds = planted
+    expected = kappa["EI"][ds.timing_e_site.values, ds.timing_i_site.values]
+    np.testing.assert_allclose(ds.kappa_EI_timing.values, np.repeat(expected[:, None], 3, 1), rtol=1e-10)
+    assert (ds.rmse_linear > 1e-3).all()
+    np.testing.assert_allclose(ds.rmse_bilinear.values, 0.0, atol=1e-12)
+    np.testing.assert_allclose(ds.rmse_bilinear_response.values, 0.0, atol=1e-12)
+
+
+def test_kappa_dataset_is_labelled(planted):
+    _, _, ds = planted
+    assert ds.kappa_EI.dims == ("e_site", "i_site")
+    assert ds.kappa_EE.dims == ("site_a", "site_b")
+    assert ds.kappa_EI_t.dims == ("e_site", "i_site", "time")
+    assert ds.kappa_EI.attrs["units"] == "1/mV"
+    assert ds.i_distance.sel(i_site=2) == 90.0
+    assert ds.e_branch.sel(e_site=1) == "b"
+    np.testing.assert_array_equal(ds.kappa_EE.values, ds.kappa_EE.values.T)
+    for key in ("config_hash", "simulator", "brian2_version", "source_file", "median_r2_EI"):
+        assert key in ds.attrs
+
+
+def test_steady_state_theory():
+    theory = steady_state_kappa(0.0, -80.0, -70.0)
+    assert theory["EI"] == pytest.approx(-(1 / 70 - 1 / 10))
+    assert theory["EE"] == pytest.approx(-2 / 70)
+    assert theory["II"] == pytest.approx(0.2)
+
+
+POINT_CELL = {
+    "cells": {"point": "builtin:point"},
+    "max_compartment_um": 20.0,
+    # tau_m = 1 ms against synaptic conductances that rise and fall over tens of ms:
+    # the membrane follows the conductances at quasi steady state.
+    "membrane": {"Cm_uF_per_cm2": 1.0, "Rm_ohm_cm2": 1000.0, "Ri_ohm_cm": 150.0, "EL_mV": -70.0},
+    "synapses": {"E": {"E_rev_mV": 0.0, "tau_rise_ms": 20.0, "tau_decay_ms": 200.0},
+                 "I": {"E_rev_mV": -80.0, "tau_rise_ms": 20.0, "tau_decay_ms": 200.0}},
+    "sites": {"n_sites": 1, "explicit": [{"compartment": 0}]},
+    "protocol": {
+        **PROTOCOL,
+        "kinds": ["single", "pairs"],
+        "trial_ms": 150.0,
+        # A point soma has g_L = 12.6 nS: these give PSPs of about 0.1-0.4 mV.
+        "strengths_nS": {"E": [0.02, 0.04, 0.06, 0.08], "I": [0.05, 0.1, 0.15, 0.2]},
+    },
+    "chunks": 1,
+}
+
+
+def test_simulate_then_fit_recovers_the_point_neuron_theory(tmp_path):
+    dendrite = copy.deepcopy(POINT_CELL)
+    stages.plan("point", dendrite, tmp_path / "trials.nc")
+    stages.simulate_chunk(tmp_path / "trials.nc", "point", 0, dendrite, tmp_path / "c0.nc")
+    stages.gather(tmp_path / "trials.nc", [tmp_path / "c0.nc"], "point", dendrite, tmp_path / "psp.nc")
+    stages.fit(tmp_path / "psp.nc", {"window_ms": [10.0, 140.0], "response_ms": 20.0}, tmp_path / "kappa.nc")
+    theory = steady_state_kappa(0.0, -80.0, -70.0)
+    with xr.open_dataset(tmp_path / "kappa.nc") as ds:
+        for kind in ("EI", "EE", "II"):
+            fitted = float(ds[f"kappa_{kind}"].squeeze())
+            assert fitted == pytest.approx(theory[kind], rel=0.03), kind
+
+
+@pytest.fixture(scope="module")
+def default_cell_kappa(tmp_path_factory, default_config):
+    """The shipped dendrite and kappa config, end to end, in two chunks."""
+    dendrite, out = default_config["dendrite"], tmp_path_factory.mktemp("default")
+    stages.plan("pyramidal", dendrite, out / "trials.nc")
+    chunks = [out / f"c{c}.nc" for c in range(2)]
+    two_chunks = {**dendrite, "chunks": 2}
+    for c, path in enumerate(chunks):
+        stages.simulate_chunk(out / "trials.nc", "pyramidal", c, two_chunks, path)
+    stages.gather(out / "trials.nc", chunks, "pyramidal", dendrite, out / "psp.nc")
+    stages.fit(out / "psp.nc", default_config["kappa"], out / "kappa.nc")
+    with xr.open_dataset(out / "kappa.nc") as ds:
+        return ds.load()
+
+
+def test_rule_fits_the_default_cell(default_cell_kappa):
+    ds = default_cell_kappa
+    assert float(ds.r2_EI.min()) >= 0.95
+    assert float(ds.cv_EI.median()) < 0.05
+    assert float(ds.kappa_EI.min()) > 0  # E-I interaction is shunting everywhere
+
+
+def test_bilinear_rule_predicts_multi_input_trials(default_cell_kappa):
+    ds = default_cell_kappa
+    linear, bilinear = float(ds.rmse_linear_response.mean()), float(ds.rmse_bilinear_response.mean())
+    assert bilinear <= linear / 3
+    assert float(ds.rmse_bilinear.mean()) < float(ds.rmse_linear.mean())  # whole trial too
+
+
+def test_kappa_depends_on_location(default_cell_kappa):
+    ds = default_cell_kappa
+    own_site = np.diag(ds.kappa_EI.values)
+    elsewhere = ds.kappa_EI.values[~np.eye(ds.sizes["e_site"], dtype=bool)]
+    assert np.median(own_site) > 2 * np.median(elsewhere)  # strongest at the same site
