@@ -327,6 +327,21 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
     )
 
 
+def single_peaks(psp: xr.Dataset) -> xr.Dataset:
+    """Peak amplitude of every single-input PSP (largest |V|), by receptor, site, strength."""
+    singles = psp.sel(trial=psp.kind.isin(["E", "I"]))
+    first = singles.isel(event=0)
+    v = singles.v.values
+    peaks = v[np.arange(len(v)), np.abs(v).argmax(-1)]
+    table = pd.DataFrame({"receptor": first.event_type.values, "site": first.event_site.values,
+                          "strength": first.event_strength.values, "peak": peaks})
+    da = table.set_index(["receptor", "site", "strength"]).peak.to_xarray()
+    da = da.assign_coords(receptor=da.receptor.astype(str))
+    da.attrs = {"units": "mV", "long_name": "peak of the single-input PSP"}
+    da.strength.attrs["units"] = "nS"
+    return xr.Dataset({"psp_peak": da.rename(site="psp_site", strength="psp_strength")})
+
+
 def fit_kappa(psp: xr.Dataset, kappa_config: Mapping, source: str = "") -> xr.Dataset:
     """The full kappa dataset from a psp dataset (see the module docstring)."""
     start, stop = kappa_config["window_ms"]
@@ -337,7 +352,7 @@ def fit_kappa(psp: xr.Dataset, kappa_config: Mapping, source: str = "") -> xr.Da
         raise InputError("the psp dataset has no pair trials; add 'pairs' to the protocol kinds.")
     matrices = kappa_matrices(psp, fits, psp.time.values[window])
     multi = predict_multi(psp, matrices, kappa_config["response_ms"])
-    ds = xr.merge([matrices, fit_timing(psp), multi])
+    ds = xr.merge([matrices, fit_timing(psp), multi, single_peaks(psp)])
     site_table = {name: psp[name] for name in psp.coords if name.startswith("site")}
     ds = ds.assign_coords(site_table)
     ds.attrs = {

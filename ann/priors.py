@@ -1,0 +1,183 @@
+"""Initial quadratic coefficients of Dit layers from the fitted dendritic kappa.
+
+Priors
+  zero      K = 0, the paper's default.
+  bio       K from the bilinear coefficients of the simulated cell (below).
+  shuffled  the bio values of each layer randomly permuted over its entries: the same
+            multiset of values (so the same magnitudes) with the structure destroyed.
+
+The bio mapping. A quadratic unit computes y_o = sum_ij K_oij x_i x_j on top of its
+linear response; the dendritic rule says a neuron's summed potential is
+sum_i V_i + sum_{i<j} kappa_ij V_i V_j. So each output unit o is read as a neuron of the
+simulated type and each input channel i as a presynaptic cell:
+  * channel i is excitatory or inhibitory for every unit (Dale's law): a seeded
+    `fraction_inhibitory` of the channels are I, the rest E;
+  * unit o places the synapse of channel i at a site s_oi drawn uniformly from the
+    simulated sites (each unit is its own cell, so units differ);
+  * inputs are measured in units of a typical PSP amplitude V0 (the median |peak| of the
+    simulated single-input PSPs), which turns kappa (1/mV) into the dimensionless
+    kappa * V0; since x^T K x counts each pair twice, K_oij = kappa_{t_i t_j}(s_oi, s_oj)
+    * V0 / 2, the diagonal using the same-site kappa;
+  * the whole tensor is then divided by one factor D >= 1 so that, for unit-variance
+    Gaussian inputs, the root-mean-square quadratic response of the layer is at most
+    `init_ratio` (default 0.1) of a unit linear response: the quadratic term starts
+    small against the linear one and training decides how far to grow it.
+Every draw comes from a numpy Generator seeded by (seed, layer index): deterministic.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from .quadratic import DitQuadratic
+
+PRIORS = ("zero", "bio", "shuffled")
+KAPPA_KINDS = ("EE", "EI", "II")
+
+
+class PriorError(ValueError):
+    """A prior cannot be built from the given inputs (unknown name, unusable kappa file)."""
+
+
+@dataclass(frozen=True)
+class KappaTables:
+    """The site-by-site kappa of each pair kind (1/mV) and the typical PSP amplitude (mV)."""
+
+    EE: np.ndarray
+    EI: np.ndarray
+    II: np.ndarray
+    psp_scale_mV: float
+    source: str = ""
+
+    @property
+    def n_sites(self) -> int:
+        return self.EI.shape[0]
+
+    def pair(self, first: str, second: str, site_a: np.ndarray, site_b: np.ndarray) -> np.ndarray:
+        """kappa of inputs of types first/second at sites a/b (arrays broadcast together)."""
+        if first == second:
+            return getattr(self, first + second)[site_a, site_b]
+        if first == "E":
+            return self.EI[site_a, site_b]
+        return self.EI[site_b, site_a]
+
+
+def load_kappa(path: str | Path) -> KappaTables:
+    """Read the kappa tables from a kappa.nc written by the fit_kappa stage."""
+    path = Path(path)
+    if not path.is_file():
+        raise PriorError(f"kappa file '{path}' does not exist; run the fit_kappa rule first.")
+    with xr.open_dataset(path) as ds:
+        missing = [f"kappa_{k}" for k in KAPPA_KINDS if f"kappa_{k}" not in ds] + (
+            [] if "psp_peak" in ds else ["psp_peak"]
+        )
+        if missing:
+            raise PriorError(f"kappa file '{path}' lacks {missing}; rerun the fit_kappa rule.")
+        tables = {k: _filled(ds[f"kappa_{k}"].values, path, k) for k in KAPPA_KINDS}
+        scale = float(np.nanmedian(np.abs(ds.psp_peak.values)))
+    return KappaTables(**tables, psp_scale_mV=scale, source=str(path))
+
+
+def _filled(values: np.ndarray, path: Path, kind: str) -> np.ndarray:
+    if not np.isfinite(values).any():
+        raise PriorError(f"kappa file '{path}': kappa_{kind} has no finite values.")
+    return np.where(np.isfinite(values), values, np.nanmedian(values))
+
+
+@dataclass(frozen=True)
+class BioPrior:
+    """The bio coefficients of one layer and the synapse assignment they came from."""
+
+    weight: torch.Tensor  # (C_out, C_in * C_in), like DitQuadratic.weight
+    receptor: np.ndarray  # (C_in,) "E" or "I"
+    sites: np.ndarray  # (C_out, C_in) site index of each synapse
+    divisor: float  # D in the module docstring
+
+
+def quadratic_rms(weight: torch.Tensor, in_channels: int) -> float:
+    """Root mean square of x^T K_o x over x ~ N(0, I) and units o: E[y^2] = 2|S|_F^2 + tr(S)^2."""
+    k = weight.double().reshape(-1, in_channels, in_channels)
+    s = (k + k.transpose(1, 2)) / 2
+    variance = 2 * (s**2).sum((1, 2)) + torch.diagonal(s, dim1=1, dim2=2).sum(1) ** 2
+    return float(variance.mean().sqrt())
+
+
+def bio_prior(
+    kappa: KappaTables,
+    in_channels: int,
+    out_channels: int,
+    *,
+    fraction_inhibitory: float = 0.2,
+    init_ratio: float = 0.1,
+    seed: int = 0,
+) -> BioPrior:
+    """The bio coefficients for a DitQuadratic(in_channels, out_channels) layer."""
+    rng = np.random.default_rng(seed)
+    n_inhibitory = round(fraction_inhibitory * in_channels)
+    receptor = np.array(["E"] * in_channels)
+    receptor[rng.choice(in_channels, size=n_inhibitory, replace=False)] = "I"
+    sites = rng.integers(kappa.n_sites, size=(out_channels, in_channels))
+    k = np.zeros((out_channels, in_channels, in_channels))
+    for first in ("E", "I"):
+        for second in ("E", "I"):
+            rows, cols = receptor == first, receptor == second
+            a = sites[:, rows][:, :, None]
+            b = sites[:, cols][:, None, :]
+            k[np.ix_(range(out_channels), rows, cols)] = kappa.pair(first, second, a, b)
+    weight = torch.from_numpy(k * kappa.psp_scale_mV / 2).reshape(out_channels, -1)
+    divisor = max(1.0, quadratic_rms(weight, in_channels) / init_ratio)
+    return BioPrior(weight / divisor, receptor, sites, divisor)
+
+
+def shuffled(weight: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The entries of `weight` in a seeded random order (same shape, same multiset)."""
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(weight.numel()))
+    return weight.reshape(-1)[order].reshape(weight.shape).clone()
+
+
+def prior_weights(
+    model: nn.Module,
+    prior: str,
+    kappa: KappaTables | None = None,
+    *,
+    fraction_inhibitory: float = 0.2,
+    init_ratio: float = 0.1,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Initial `weight` of every DitQuadratic in `model`, by module name."""
+    if prior not in PRIORS:
+        raise PriorError(f"unknown prior '{prior}'; choose one of {PRIORS}.")
+    if prior != "zero" and kappa is None:
+        raise PriorError(f"the '{prior}' prior needs a kappa file (kappa.nc from the fit_kappa rule).")
+    out = {}
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, DitQuadratic)]
+    for index, (name, layer) in enumerate(layers):
+        c_out, c_in = layer.weight.shape[0], round(layer.weight.shape[1] ** 0.5)
+        if prior == "zero":
+            out[name] = torch.zeros_like(layer.weight)
+            continue
+        layer_seed = seed * 1000 + index
+        weight = bio_prior(kappa, c_in, c_out, fraction_inhibitory=fraction_inhibitory,
+                           init_ratio=init_ratio, seed=layer_seed).weight
+        if prior == "shuffled":
+            weight = shuffled(weight, layer_seed)
+        out[name] = weight.to(layer.weight.dtype)
+    return out
+
+
+def apply_prior(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Copy prior weights (from `prior_weights` or a saved file) into the model's Dit layers."""
+    modules = dict(model.named_modules())
+    for name, weight in weights.items():
+        layer = modules.get(name)
+        if not isinstance(layer, DitQuadratic) or layer.weight.shape != weight.shape:
+            raise PriorError(
+                f"prior for '{name}' (shape {tuple(weight.shape)}) does not fit this model; "
+                "rebuild the priors for this model."
+            )
+        with torch.no_grad():
+            layer.weight.copy_(weight)

@@ -1,0 +1,131 @@
+"""kappa priors: the bio mapping reproduces a planted kappa, determinism, the controls."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+
+from ann.priors import (
+    KappaTables,
+    PriorError,
+    apply_prior,
+    bio_prior,
+    load_kappa,
+    prior_weights,
+    quadratic_rms,
+    shuffled,
+)
+from ann.quadratic import DitQuadratic
+
+N_SITES = 5
+
+
+def planted_tables() -> KappaTables:
+    a, b = np.meshgrid(np.arange(N_SITES), np.arange(N_SITES), indexing="ij")
+    return KappaTables(
+        EE=-(1.0 + a + b) / 100,  # symmetric
+        EI=(10.0 + 3 * a + b) / 100,  # not symmetric: rows are E sites
+        II=(50.0 + a * b) / 100,
+        psp_scale_mV=2.0,
+    )
+
+
+def expected_kappa(tables: KappaTables, receptor, sites, o, i, j) -> float:
+    ti, tj, si, sj = receptor[i], receptor[j], sites[o, i], sites[o, j]
+    if ti == tj == "E":
+        return tables.EE[si, sj]
+    if ti == tj == "I":
+        return tables.II[si, sj]
+    return tables.EI[si, sj] if ti == "E" else tables.EI[sj, si]
+
+
+def test_bio_prior_reproduces_the_planted_structure():
+    tables = planted_tables()
+    prior = bio_prior(tables, 6, 4, fraction_inhibitory=0.5, init_ratio=10.0, seed=3)
+    assert prior.weight.shape == (4, 36)
+    assert (prior.receptor == "I").sum() == 3
+    k = prior.weight.reshape(4, 6, 6).numpy() * prior.divisor * 2 / tables.psp_scale_mV
+    for o in range(4):
+        for i in range(6):
+            for j in range(6):
+                assert k[o, i, j] == pytest.approx(expected_kappa(tables, prior.receptor, prior.sites, o, i, j))
+
+
+def test_bio_prior_is_deterministic_and_seeded():
+    tables = planted_tables()
+    one = bio_prior(tables, 8, 8, seed=1).weight
+    assert torch.equal(one, bio_prior(tables, 8, 8, seed=1).weight)
+    assert not torch.equal(one, bio_prior(tables, 8, 8, seed=2).weight)
+
+
+def test_bio_prior_starts_small():
+    prior = bio_prior(planted_tables(), 16, 8, init_ratio=0.1, seed=0)
+    assert prior.divisor > 1
+    assert quadratic_rms(prior.weight, 16) == pytest.approx(0.1)
+
+
+def test_quadratic_rms_matches_monte_carlo():
+    weight = torch.randn(3, 25, dtype=torch.float64)
+    x = torch.randn(200_000, 5, dtype=torch.float64)
+    y = torch.einsum("pi,oij,pj->po", x, weight.reshape(3, 5, 5), x)
+    mc = float((y**2).mean().sqrt())
+    assert quadratic_rms(weight, 5) == pytest.approx(mc, rel=0.03)
+
+
+def test_shuffled_keeps_the_values_and_breaks_the_order():
+    weight = bio_prior(planted_tables(), 8, 4, seed=0).weight
+    control = shuffled(weight, seed=5)
+    assert control.shape == weight.shape
+    assert torch.equal(control.flatten().sort().values, weight.flatten().sort().values)
+    assert not torch.equal(control, weight)
+    assert torch.equal(control, shuffled(weight, seed=5))
+
+
+def tiny_model() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 1), DitQuadratic(4, 4), nn.ReLU(), DitQuadratic(4, 2))
+
+
+def test_prior_weights_for_every_layer():
+    model, tables = tiny_model(), planted_tables()
+    zero = prior_weights(model, "zero")
+    assert set(zero) == {"1", "3"} and all(w.abs().sum() == 0 for w in zero.values())
+    bio = prior_weights(model, "bio", tables, seed=0)
+    control = prior_weights(model, "shuffled", tables, seed=0)
+    for name in bio:
+        assert torch.equal(bio[name].flatten().sort().values, control[name].flatten().sort().values)
+    assert not torch.equal(bio["1"], bio["3"][:, :16].repeat(2, 1))  # layers differ
+    apply_prior(model, bio)
+    assert torch.equal(model[1].weight, bio["1"])
+
+
+def test_prior_errors_are_clear(tmp_path):
+    model = tiny_model()
+    with pytest.raises(PriorError, match="unknown prior 'gaussian'"):
+        prior_weights(model, "gaussian")
+    with pytest.raises(PriorError, match="needs a kappa file"):
+        prior_weights(model, "bio")
+    with pytest.raises(PriorError, match="does not exist"):
+        load_kappa(tmp_path / "kappa.nc")
+    xr.Dataset({"kappa_EI": (("e", "i"), np.ones((2, 2)))}).to_netcdf(tmp_path / "kappa.nc")
+    with pytest.raises(PriorError, match="lacks.*kappa_EE"):
+        load_kappa(tmp_path / "kappa.nc")
+    with pytest.raises(PriorError, match="does not fit this model"):
+        apply_prior(model, {"1": torch.zeros(4, 9)})
+
+
+def test_load_kappa_reads_the_fit_stage_layout(tmp_path):
+    tables = planted_tables()
+    ds = xr.Dataset(
+        {
+            "kappa_EI": (("e_site", "i_site"), tables.EI),
+            "kappa_EE": (("site_a", "site_b"), tables.EE),
+            "kappa_II": (("site_a", "site_b"), np.where(np.eye(N_SITES) > 0, np.nan, tables.II)),
+            "psp_peak": (("receptor", "psp_site"), np.array([[1.0, 2.0], [-3.0, np.nan]])),
+        }
+    )
+    ds.to_netcdf(tmp_path / "kappa.nc")
+    loaded = load_kappa(tmp_path / "kappa.nc")
+    np.testing.assert_array_equal(loaded.EI, tables.EI)
+    assert loaded.psp_scale_mV == 2.0
+    assert np.isfinite(loaded.II).all()  # gaps take the median of their kind
