@@ -1,0 +1,275 @@
+"""Dit quadratic layer: y_o = sum_{i,j} K_{o,ij} x_i x_j over the input channels of every pixel.
+
+The reference forms the full outer product x x^T (P x C^2 for P pixels) and keeps it for
+backward. Since x^T K x only sees the symmetric part of K, the C(C+1)/2 products x_i x_j of
+unordered pairs {i, j} suffice, weighted by packed coefficients S_(ij) = K_ij + K_ji (i != j)
+and S_(ii) = K_ii: half the multiply-adds, the same outputs and the same gradients with respect
+to K. The products are recomputed in row chunks of bounded size in forward and backward, so
+backward keeps only the input rows and the coefficients: O(P*C) activation memory instead of
+O(P*C^2). Pairs are ordered by cyclic shift, (i, i + d mod C), which makes every chunk of
+products (and of their gradients) a few whole-tensor operations on strided views."""
+
+import torch
+from torch import Tensor, nn
+from torch.amp import custom_bwd, custom_fwd
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+FORWARD_BUFFERS = 1
+BACKWARD_BUFFERS = 3
+
+
+def pair_count(in_channels: int) -> int:
+    return in_channels * (in_channels + 1) // 2
+
+
+def shift_count(in_channels: int) -> int:
+    return in_channels // 2 + 1
+
+
+def pair_indices(in_channels: int, device: torch.device | str | None = None) -> Tensor:
+    """(2, C(C+1)/2) channel pairs (i, (i + d) mod C) in packed order: shift d major, i minor.
+
+    Every unordered pair appears once. For even C the shift C/2 holds each pair twice; its
+    second half (i >= C/2) is dropped, which is the tail of the order."""
+    shifts = torch.arange(shift_count(in_channels), device=device)
+    first = torch.arange(in_channels, device=device).repeat(len(shifts))
+    second = (first + shifts.repeat_interleave(in_channels)) % in_channels
+    return torch.stack((first, second))[:, : pair_count(in_channels)]
+
+
+def packed_coefficients(weight: Tensor, in_channels: int) -> Tensor:
+    """(C_out, C_in^2) weight K -> (C_out, C_in(C_in+1)/2) coefficients S_(ij) = K_ij + K_ji."""
+    first, second = pair_indices(in_channels, weight.device)
+    upper = weight.index_select(1, first * in_channels + second)
+    lower = weight.index_select(1, second * in_channels + first)
+    return torch.where(first != second, upper + lower, upper)
+
+
+def rows_per_chunk(in_channels: int, element_size: int, chunk_bytes: int, buffers: int = 1) -> int:
+    """Rows whose scratch, `buffers` arrays of packed products, fits in chunk_bytes (at least 1)."""
+    row_bytes = buffers * shift_count(in_channels) * in_channels * element_size
+    return max(1, chunk_bytes // row_bytes)
+
+
+def chunk_bounds(num_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk_rows, num_rows)) for start in range(0, num_rows, chunk_rows)]
+
+
+def naive_quadratic_rows(rows: Tensor, weight: Tensor) -> Tensor:
+    """Reference formula: full outer product x x^T per row, then a product with K^T."""
+    num_rows, in_channels = rows.shape
+    outer = rows.unsqueeze(2) * rows.unsqueeze(1)
+    return outer.reshape(num_rows, in_channels * in_channels) @ weight.t()
+
+
+def _doubled_columns(rows: Tensor) -> Tensor:
+    """(2C, P): the channels of every row, twice, so that cyclic shifts are plain views."""
+    columns = rows.t()
+    return torch.cat((columns, columns))
+
+
+def _shifted(doubled: Tensor, shifts: int) -> Tensor:
+    """View v[d, i, t] = doubled[i + d, t] of a (2C, n) tensor, for d < shifts."""
+    channels, width, stride = doubled.shape[0] // 2, doubled.shape[1], doubled.stride(0)
+    return doubled.as_strided((shifts, channels, width), (stride, stride, 1))
+
+
+def _fill_products(scratch: Tensor, doubled: Tensor) -> Tensor:
+    """scratch (D*C, n) <- x_i x_(i+d mod C) at row d*C + i."""
+    channels = doubled.shape[0] // 2
+    shifts = scratch.shape[0] // channels
+    products = scratch.view(shifts, channels, -1)
+    torch.mul(doubled[:channels], _shifted(doubled, shifts), out=products)
+    return scratch
+
+
+def _input_grad_into(out: Tensor, pair_grad: Tensor, doubled: Tensor, wide: Tensor) -> None:
+    """out (C, n) <- d/dx_k of sum_(d,i) G[d,i] x_i x_(i+d), for every column of a chunk:
+    sum_d G[d,k-d] x_(k-d) + G[d,k] x_(k+d).
+
+    The first sum reads G[d, k - d mod C] x_(k-d) through a view of a buffer that holds G x
+    twice along the channels, which turns the cyclic index into a plain stride; the second sum
+    is added into the same view, so one reduction over d finishes both."""
+    shifts, channels, width = pair_grad.shape
+    halves = wide.view(shifts, 2, channels, width)
+    torch.mul(pair_grad.unsqueeze(1), doubled[:channels].expand(2, -1, -1), out=halves)
+    stride, start = (2 * channels - 1) * width, wide.storage_offset() + channels * width
+    terms = wide.as_strided((shifts, channels, width), (stride, width, 1), start)
+    terms.addcmul_(pair_grad, _shifted(doubled, shifts))
+    torch.mv(terms.flatten(1).t(), pair_grad.new_ones(shifts), out=out.view(-1))
+
+
+def _rows_from_blocks(blocks: Tensor, channels: int, chunk_rows: int) -> Tensor:
+    """(P, C) from chunks stored one after the other, each as a contiguous (C, n) block."""
+    num_rows = blocks.numel() // channels
+    full = num_rows // chunk_rows * chunk_rows
+    rows = blocks.new_empty(num_rows, channels)
+    whole_chunks = blocks[: full * channels].view(-1, channels, chunk_rows)
+    rows[:full].view(-1, chunk_rows, channels).copy_(whole_chunks.transpose(1, 2))
+    rows[full:].copy_(blocks[full * channels :].view(channels, -1).t())
+    return rows
+
+
+def _padded(packed: Tensor, products_per_row: int) -> Tensor:
+    """Zero coefficients for the C/2 duplicate pairs that end the products of an even C.
+
+    Letting the product for the pair gradients cover them (C/2 extra rows of C(C+1)/2) writes
+    zeros there, where the input gradient expects them, without a separate pass."""
+    return torch.nn.functional.pad(packed, (0, products_per_row - packed.shape[1]))
+
+
+def _accumulator(like: Tensor) -> Tensor:
+    return torch.zeros_like(like, dtype=torch.promote_types(like.dtype, torch.float32))
+
+
+def _accumulate_product(total: Tensor, left: Tensor, right: Tensor) -> None:
+    if total.dtype == left.dtype:
+        total.addmm_(left, right)
+    else:
+        total.add_(torch.mm(left, right))
+
+
+def _scratch(buffer: Tensor, rows: int, width: int) -> Tensor:
+    return buffer[: rows * width].view(rows, width)
+
+
+def _forward_rows(rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
+    num_rows, in_channels = rows.shape
+    chunk_rows = rows_per_chunk(in_channels, rows.element_size(), chunk_bytes, FORWARD_BUFFERS)
+    products_per_row = shift_count(in_channels) * in_channels
+    pairs = pair_count(in_channels)
+    doubled = _doubled_columns(rows)
+    out = rows.new_empty(num_rows, packed.shape[0])
+    buffer = rows.new_empty(products_per_row * min(chunk_rows, num_rows))
+    for start, stop in chunk_bounds(num_rows, chunk_rows):
+        scratch = _scratch(buffer, products_per_row, stop - start)
+        products = _fill_products(scratch, doubled[:, start:stop])
+        torch.mm(products[:pairs].t(), packed.t(), out=out[start:stop])
+    return out
+
+
+def _backward_rows(
+    rows: Tensor, packed: Tensor, grad_out: Tensor, chunk_bytes: int, needs: tuple[bool, bool]
+) -> tuple[Tensor | None, Tensor | None]:
+    num_rows, in_channels = rows.shape
+    chunk_rows = rows_per_chunk(in_channels, rows.element_size(), chunk_bytes, BACKWARD_BUFFERS)
+    shifts, pairs = shift_count(in_channels), pair_count(in_channels)
+    doubled = _doubled_columns(rows)
+    grad_blocks = rows.new_empty(num_rows * in_channels) if needs[0] else None
+    grad_packed = _accumulator(packed) if needs[1] else None
+    padded = _padded(packed, shifts * in_channels)
+    buffer = rows.new_empty(BACKWARD_BUFFERS * shifts * in_channels * min(chunk_rows, num_rows))
+    for start, stop in chunk_bounds(num_rows, chunk_rows):
+        chunk, grad_chunk = doubled[:, start:stop], grad_out[start:stop].t()
+        scratch = _scratch(buffer, shifts * in_channels, stop - start)
+        if grad_packed is not None:
+            products = _fill_products(scratch, chunk)
+            _accumulate_product(grad_packed, grad_chunk, products[:pairs].t())
+        if grad_blocks is not None:
+            torch.mm(padded.t(), grad_chunk, out=scratch)
+            wide = buffer[scratch.numel() : 3 * scratch.numel()]
+            pair_grad = scratch.view(shifts, in_channels, -1)
+            block = grad_blocks[start * in_channels : stop * in_channels].view(in_channels, -1)
+            _input_grad_into(block, pair_grad, chunk, wide)
+    if grad_blocks is None:
+        return None, grad_packed
+    return _rows_from_blocks(grad_blocks, in_channels, chunk_rows), grad_packed
+
+
+def _compute_dtype(rows: Tensor, packed: Tensor) -> torch.dtype:
+    device_type = rows.device.type
+    dtype = torch.promote_types(rows.dtype, packed.dtype)
+    if dtype != torch.float64 and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return dtype
+
+
+class _PackedQuadratic(torch.autograd.Function):
+    @staticmethod
+    @custom_fwd(device_type="cuda")
+    def forward(ctx: FunctionCtx, rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
+        dtype = _compute_dtype(rows, packed)
+        ctx.save_for_backward(rows, packed)
+        ctx.dtype, ctx.chunk_bytes = dtype, chunk_bytes
+        with torch.autocast(rows.device.type, enabled=False):
+            return _forward_rows(rows.to(dtype), packed.to(dtype), chunk_bytes)
+
+    @staticmethod
+    @once_differentiable
+    @custom_bwd(device_type="cuda")
+    def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        rows, packed = ctx.saved_tensors
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        with torch.autocast(rows.device.type, enabled=False):
+            grad_rows, grad_packed = _backward_rows(
+                rows.to(ctx.dtype),
+                packed.to(ctx.dtype),
+                grad_out.to(ctx.dtype),
+                ctx.chunk_bytes,
+                needs,
+            )
+        return (
+            None if grad_rows is None else grad_rows.to(rows.dtype),
+            None if grad_packed is None else grad_packed.to(packed.dtype),
+            None,
+        )
+
+
+@torch.compiler.disable
+def _apply_packed(rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
+    """Kept out of torch.compile graphs: the chunk loop writes into views of scratch buffers."""
+    return _PackedQuadratic.apply(rows, packed, chunk_bytes)
+
+
+def quadratic_rows(rows: Tensor, weight: Tensor, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Tensor:
+    """rows (P, C_in), weight (C_out, C_in^2) -> (P, C_out): y_o = sum_ij K_o,ij x_i x_j."""
+    in_channels = rows.shape[1]
+    if weight.shape[1] != in_channels * in_channels:
+        raise ValueError(f"weight {tuple(weight.shape)} does not match {in_channels} channels")
+    return _apply_packed(rows, packed_coefficients(weight, in_channels), chunk_bytes)
+
+
+def _like_layout(out: Tensor, x: Tensor) -> Tensor:
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return out.contiguous(memory_format=torch.channels_last)
+    return out.contiguous()
+
+
+class DitQuadratic(nn.Module):
+    """Quadratic (dendritic bilinear) term of a Dit-CNN layer, applied at every pixel."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        channels_last: bool = False,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.channels_last = channels_last
+        self.chunk_bytes = chunk_bytes
+        self.weight = nn.Parameter(torch.zeros(out_channels, in_channels * in_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        channel_dim = -1 if x.dim() == 2 or self.channels_last else 1
+        if x.dim() not in (2, 4) or x.shape[channel_dim] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} channels, got input {tuple(x.shape)}")
+        if x.dim() == 2:
+            return quadratic_rows(x, self.weight, self.chunk_bytes)
+        if self.channels_last:
+            rows = quadratic_rows(x.reshape(-1, self.in_channels), self.weight, self.chunk_bytes)
+            return rows.view(*x.shape[:3], self.out_channels)
+        batch, _, height, width = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
+        out = quadratic_rows(rows, self.weight, self.chunk_bytes)
+        return _like_layout(
+            out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2), x
+        )
+
+    def extra_repr(self) -> str:
+        channels = f"in_channels={self.in_channels}, out_channels={self.out_channels}"
+        return f"{channels}, channels_last={self.channels_last}"

@@ -1,0 +1,233 @@
+import pytest
+import torch
+
+import ann.quadratic as quadratic
+from ann.quadratic import (
+    DitQuadratic,
+    naive_quadratic_rows,
+    packed_coefficients,
+    pair_indices,
+    quadratic_rows,
+)
+
+
+def einsum_reference(x, weight, channel_dim):
+    """y_o = sum_ij K_o,ij x_i x_j, written independently of ann.quadratic."""
+    channels = x.shape[channel_dim]
+    kernel = weight.reshape(weight.shape[0], channels, channels)
+    moved = x.movedim(channel_dim, -1)
+    return torch.einsum("...i,...j,oij->...o", moved, moved, kernel).movedim(-1, channel_dim)
+
+
+def relative_error(actual, expected):
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+def outputs_and_grads(forward, x, weight, grad_out=None):
+    x = x.detach().requires_grad_(True)
+    weight = weight.detach().requires_grad_(True)
+    y = forward(x, weight)
+    grad_out = torch.randn_like(y) if grad_out is None else grad_out
+    grad_x, grad_weight = torch.autograd.grad(y, (x, weight), grad_out)
+    return y, grad_x, grad_weight, grad_out
+
+
+def module_forward(in_channels, out_channels, **options):
+    layer = DitQuadratic(in_channels, out_channels, **options)
+
+    def forward(x, weight):
+        return torch.func.functional_call(layer, {"weight": weight}, (x,))
+
+    return forward
+
+
+# (input shape, out_channels, module options, channel dim)
+CASES = {
+    "nchw_odd": ((2, 5, 3, 7), 3, {}, 1),
+    "batch1_even": ((1, 4, 5, 5), 6, {}, 1),
+    "channels_last": ((2, 3, 7, 6), 4, {"channels_last": True}, -1),
+    "flat_2d": ((11, 7), 2, {}, -1),
+    "one_channel": ((3, 1, 2, 2), 2, {}, 1),
+    "two_channels": ((2, 2, 3, 3), 3, {}, 1),
+    "tiny_chunks": ((2, 6, 3, 5), 5, {"chunk_bytes": 1}, 1),
+    "few_chunks": ((3, 9, 4, 4), 7, {"chunk_bytes": 9 * 5 * 8 * 10}, 1),
+}
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("case", CASES)
+def test_matches_einsum_reference(case, dtype, tolerance):
+    shape, out_channels, options, channel_dim = CASES[case]
+    generator = torch.Generator().manual_seed(len(case))
+    in_channels = shape[channel_dim]
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    weight = torch.randn(out_channels, in_channels**2, generator=generator, dtype=torch.float64)
+    expected = outputs_and_grads(lambda a, k: einsum_reference(a, k, channel_dim), x, weight)
+    forward = module_forward(in_channels, out_channels, **options)
+    actual = outputs_and_grads(forward, x.to(dtype), weight.to(dtype), expected[3].to(dtype))
+    for got, want in zip(actual[:3], expected[:3], strict=True):
+        assert got.shape == want.shape
+        assert got.dtype == dtype
+        assert relative_error(got.double(), want) < tolerance
+
+
+def test_tiny_budget_runs_one_row_per_chunk(monkeypatch):
+    calls = []
+    original = quadratic.chunk_bounds
+
+    def recording(num_rows, chunk_rows):
+        calls.append((num_rows, chunk_rows))
+        return original(num_rows, chunk_rows)
+
+    monkeypatch.setattr(quadratic, "chunk_bounds", recording)
+    x = torch.randn(13, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 36, dtype=torch.float64, requires_grad=True)
+    quadratic_rows(x, weight, chunk_bytes=1).sum().backward()
+    assert calls == [(13, 1), (13, 1)]
+    assert len(original(13, 1)) == 13
+
+
+def test_chunk_rows_follow_budget():
+    assert quadratic.rows_per_chunk(32, 4, 1) == 1
+    assert quadratic.rows_per_chunk(31, 4, 16 * 31 * 4 * 10) == 10
+    assert quadratic.rows_per_chunk(31, 8, 16 * 31 * 8 * 30, buffers=3) == 10
+    bounds = quadratic.chunk_bounds(10, 4)
+    assert bounds == [(0, 4), (4, 8), (8, 10)]
+
+
+@pytest.mark.parametrize("in_channels, out_channels", [(3, 2), (4, 3)])
+def test_gradcheck(in_channels, out_channels):
+    generator = torch.Generator().manual_seed(in_channels)
+    rows = torch.randn(7, in_channels, generator=generator, dtype=torch.float64)
+    weight = torch.randn(out_channels, in_channels**2, generator=generator, dtype=torch.float64)
+    square = weight.view(out_channels, in_channels, in_channels)
+    assert not torch.allclose(square, square.transpose(1, 2))
+    inputs = (rows.requires_grad_(True), weight.requires_grad_(True))
+    assert torch.autograd.gradcheck(lambda r, k: quadratic_rows(r, k, chunk_bytes=200), inputs)
+
+
+def test_weight_gradient_is_symmetric_and_matches_naive():
+    generator = torch.Generator().manual_seed(3)
+    rows = torch.randn(40, 6, generator=generator, dtype=torch.float64)
+    weight = torch.randn(5, 36, generator=generator, dtype=torch.float64)
+    _, _, grad, grad_out = outputs_and_grads(quadratic_rows, rows, weight)
+    _, _, naive_grad, _ = outputs_and_grads(naive_quadratic_rows, rows, weight, grad_out)
+    square = grad.view(5, 6, 6)
+    assert torch.equal(square, square.transpose(1, 2))
+    torch.testing.assert_close(grad, naive_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_expanded_output_gradient():
+    rows = torch.randn(9, 5, dtype=torch.float64)
+    weight = torch.randn(3, 25, dtype=torch.float64)
+    ones = torch.ones(9, 3, dtype=torch.float64)
+    actual = outputs_and_grads(
+        lambda r, k: quadratic_rows(r, k).sum(), rows, weight, torch.ones((), dtype=torch.float64)
+    )
+    expected = outputs_and_grads(naive_quadratic_rows, rows, weight, ones)
+    for got, want in zip(actual[1:3], expected[1:3], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_for_one_input_only():
+    rows = torch.randn(10, 5, dtype=torch.float64)
+    weight = torch.randn(4, 25, dtype=torch.float64)
+    _, grad_rows, grad_weight, grad_out = outputs_and_grads(naive_quadratic_rows, rows, weight)
+    frozen = quadratic_rows(rows.requires_grad_(True), weight)
+    (only_rows,) = torch.autograd.grad(frozen, rows, grad_out)
+    weight.requires_grad_(True)
+    fixed_input = quadratic_rows(rows.detach(), weight)
+    (only_weight,) = torch.autograd.grad(fixed_input, weight, grad_out)
+    torch.testing.assert_close(only_rows, grad_rows, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(only_weight, grad_weight, rtol=1e-12, atol=1e-12)
+
+
+def saved_elements(forward, *inputs):
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        forward(*inputs)
+    return total
+
+
+def test_saved_for_backward_is_linear_in_pixels():
+    channels = 32
+    layer = DitQuadratic(channels, channels)
+    x = torch.randn(4, channels, 16, 16, requires_grad=True)
+    pixels = 4 * 16 * 16
+    saved = saved_elements(layer, x)
+    assert saved <= pixels * channels + 2 * layer.weight.numel()
+    assert saved < pixels * channels**2 / 4
+    rows = x.detach().permute(0, 2, 3, 1).reshape(-1, channels).requires_grad_(True)
+    assert saved_elements(naive_quadratic_rows, rows, layer.weight) >= pixels * channels**2
+
+
+def test_zero_initialised_with_reference_parameter_count():
+    layer = DitQuadratic(5, 3)
+    assert [name for name, _ in layer.named_parameters()] == ["weight"]
+    assert layer.weight.shape == (3, 25)
+    assert sum(parameter.numel() for parameter in layer.parameters()) == 3 * 5 * 5
+    assert torch.count_nonzero(layer.weight) == 0
+    assert torch.count_nonzero(layer(torch.randn(2, 5, 4, 4))) == 0
+    assert "in_channels=5" in repr(layer) and "out_channels=3" in repr(layer)
+
+
+def test_channels_last_memory_format_input_keeps_layout():
+    layer = DitQuadratic(4, 3)
+    torch.nn.init.normal_(layer.weight)
+    x = torch.randn(2, 4, 5, 6)
+    y = layer(x.to(memory_format=torch.channels_last))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert layer(x).is_contiguous()
+    torch.testing.assert_close(y, layer(x))
+
+
+def test_rejects_wrong_channel_count():
+    with pytest.raises(ValueError):
+        DitQuadratic(4, 3)(torch.randn(2, 5, 3, 3))
+    with pytest.raises(ValueError):
+        DitQuadratic(4, 3, channels_last=True)(torch.randn(2, 4, 3, 3))
+    with pytest.raises(ValueError):
+        quadratic_rows(torch.randn(2, 4), torch.randn(3, 15))
+
+
+@pytest.mark.parametrize("channels", range(1, 9))
+def test_pairs_cover_each_unordered_pair_once(channels):
+    first, second = pair_indices(channels)
+    pairs = sorted(
+        zip(
+            torch.minimum(first, second).tolist(),
+            torch.maximum(first, second).tolist(),
+            strict=True,
+        )
+    )
+    assert pairs == [(i, j) for i in range(channels) for j in range(i, channels)]
+
+
+def test_packed_coefficients_give_same_quadratic_form():
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.randn(3, 49, generator=generator, dtype=torch.float64)
+    x = torch.randn(7, generator=generator, dtype=torch.float64)
+    first, second = pair_indices(7)
+    packed = packed_coefficients(weight, 7)
+    assert packed.shape == (3, 28)
+    full = weight.view(3, 7, 7) @ x @ x
+    torch.testing.assert_close(packed @ (x[first] * x[second]), full, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_autocast_bfloat16():
+    layer = DitQuadratic(6, 4)
+    torch.nn.init.normal_(layer.weight, std=0.1)
+    x = torch.randn(2, 6, 3, 3)
+    expected = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16
+    assert relative_error(y.float(), expected) < 3e-2
+    y.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32
