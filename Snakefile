@@ -12,6 +12,10 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/dendrite.smk"
+include: "workflow/rules/priors.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/theory.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -22,3 +26,4 @@ rule all:
             cell=config["dendrite"]["cells"],
             name=KAPPA_FIGURES,
         ),
+        rules.report.output,

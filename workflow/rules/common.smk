@@ -24,3 +24,45 @@ try:
     check_morphologies(config["dendrite"]["cells"])
 except InputError as err:
     raise WorkflowError(str(err)) from None
+
+
+def dataset_present(name):
+    """Whether a dataset's files are where the config says (or may be downloaded)."""
+    source = config["datasets"][name]
+    if source.get("download") and name != "imagenet":
+        return True
+    root = Path(source["root"]) if source.get("root") else None
+    if root is None:
+        return False
+    expected = {
+        "fashion_mnist": ["train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
+        "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
+        "cifar100": ["cifar-100-python/train", "train"],
+        "imagenet": ["train", "val"],
+    }[name]
+    if name == "imagenet":
+        return all((root / folder).is_dir() for folder in expected)
+    return any((root / candidate).is_file() for candidate in expected)
+
+
+def experiment_runs(dataset):
+    """(model, prior, seed) of every run configured for a dataset."""
+    experiment = config["train"]["experiments"].get(dataset)
+    if not experiment:
+        return []
+    return [
+        (model, prior, seed)
+        for model in experiment["models"]
+        for prior in (experiment.get("priors", ["zero"]) if model.startswith("dit_") else ["none"])
+        for seed in experiment["seeds"]
+    ]
+
+
+def run_metrics(dataset):
+    return [
+        f"{RESULTS}/train/{dataset}/{model}/{prior}/seed{seed}/metrics.json"
+        for model, prior, seed in experiment_runs(dataset)
+    ]
+
+
+TRAINED_DATASETS = [d for d in config["train"]["experiments"] if dataset_present(d)]

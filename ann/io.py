@@ -1,0 +1,50 @@
+"""Atomic writes: a result appears whole or not at all."""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call write(tmp) on a temporary path beside `path`, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def save_json(data: dict, path: str | Path) -> None:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+    write_atomic(path, write)
+
+
+def save_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def save_torch(obj: object, path: str | Path) -> None:
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def git_commit(where: str | Path = ".") -> str:
+    """The checked-out commit (with -dirty when files differ), or "unknown" outside git."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=where,
+                             capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"

@@ -1,0 +1,93 @@
+"""Training recipes: every knob of a run in one dataclass, and its learning-rate schedule.
+
+A recipe is named in config.yaml (`recipes:`), chosen per dataset (`datasets.<name>.recipe`)
+and overridden per dataset and model (`recipe_overrides.<dataset>.<model>`) or on the
+command line (`python -m ann.train ... --set epochs=3`).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe key or value that does not exist or does not fit."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimisation, schedule and augmentation of one training run."""
+
+    epochs: int
+    batch_size: int  # global: split over ranks when several processes train
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    lr_base_batch: int | None = None  # lr is given for this batch size and scaled linearly
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "multistep"  # multistep | cosine
+    milestones: tuple[int, ...] = ()  # multistep: lr *= gamma from each of these epochs (0-based)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    min_lr: float = 1e-6
+    dit_lr_mult: float = 10.0  # the quadratic layers and their LN learn this much faster
+    train_subset: int | None = None  # a class-stratified subset of the training set
+    subset_seed: int = 0
+    crop_padding: int = 4
+    flip: bool = True
+    eval_batch_size: int = 1000
+    input_size: int = 224  # the ImageNet keys below follow timm's names
+    crop_pct: float = 0.875
+    auto_augment: str | None = None
+    re_prob: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    label_smoothing: float = 0.0
+    drop_path: float = 0.0
+    model_ema: bool = False
+    ema_decay: float = 0.9999
+    workers: int = 8
+
+    @classmethod
+    def from_mapping(cls, values: Mapping, where: str = "recipe") -> "Recipe":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RecipeError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}.")
+        missing = [k for k in ("epochs", "batch_size") if k not in values]
+        if missing:
+            raise RecipeError(f"{where}: missing {missing}.")
+        values = dict(values)
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+    def peak_lr(self) -> float:
+        """The learning rate after warm-up, scaled to this recipe's batch size."""
+        if self.lr_base_batch:
+            return self.lr * self.batch_size / self.lr_base_batch
+        return self.lr
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """"key=value" strings to a dict, each value read as YAML (numbers, lists, null)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"override '{pair}' is not of the form key=value.")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def resolve_recipe(config: Mapping, dataset: str, model: str, overrides: Mapping | None = None) -> Recipe:
+    """The recipe of (dataset, model): the dataset's named recipe, then the per-model
+    overrides from the config, then `overrides`."""
+    name = config["datasets"][dataset]["recipe"]
+    if name not in config["recipes"]:
+        raise RecipeError(f"datasets.{dataset}.recipe: no recipe named '{name}' under recipes.")
+    values = dict(config["recipes"][name])
+    values |= config.get("recipe_overrides", {}).get(dataset, {}).get(model, {})
+    values |= dict(overrides or {})
+    return Recipe.from_mapping(values, f"recipe '{name}' for {dataset}/{model}")

@@ -1,0 +1,86 @@
+# Stage 5: summarise each dataset's runs, then write the linked HTML report (ann.report).
+DATASET_PAGES = ["fashion_mnist", "cifar10", "cifar100", "imagenet"]
+
+
+rule summarise_dataset:
+    input:
+        metrics=lambda wildcards: run_metrics(wildcards.dataset),
+    output:
+        runs=f"{RESULTS}/train/{{dataset}}/runs.csv",
+        summary=report(
+            f"{RESULTS}/train/{{dataset}}/summary.csv",
+            caption="../report/dataset_summary.rst",
+            category="Training",
+            subcategory="{dataset}",
+        ),
+        curves=report(
+            f"{RESULTS}/train/{{dataset}}/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            subcategory="{dataset}",
+        ),
+        ablation=report(
+            f"{RESULTS}/train/{{dataset}}/figures/prior_ablation.png",
+            caption="../report/prior_ablation.rst",
+            category="Training",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/summarise_dataset/{{dataset}}.log",
+    script:
+        "../scripts/summarise_dataset.py"
+
+
+def dendrite_inputs(cell):
+    figures = {name: f"{RESULTS}/dendrite/{cell}/figures/{name}.png" for name in KAPPA_FIGURES}
+    return {"kappa": f"{RESULTS}/dendrite/{cell}/kappa.nc", "figures": figures}
+
+
+def dataset_inputs(dataset):
+    folder = f"{RESULTS}/train/{dataset}"
+    return {
+        "metrics": run_metrics(dataset),
+        "summary": f"{folder}/summary.csv",
+        "runs": f"{folder}/runs.csv",
+        "figures": {
+            "curves": f"{folder}/figures/training_curves.png",
+            "ablation": f"{folder}/figures/prior_ablation.png",
+        },
+    }
+
+
+REPORT_CELLS = {cell: dendrite_inputs(cell) for cell in config["dendrite"]["cells"]}
+REPORT_DATASETS = {dataset: dataset_inputs(dataset) for dataset in TRAINED_DATASETS}
+REPORT_THEORY = {
+    "tables": {name: f"{RESULTS}/theory/gaussian_{name}.csv" for name in THEORY_TABLES},
+    "figures": {key: f"{RESULTS}/theory/figures/{name}.png" for key, name in THEORY_FIGURES.items()},
+}
+
+
+def flat_paths(nested):
+    if isinstance(nested, dict):
+        return [p for value in nested.values() for p in flat_paths(value)]
+    if isinstance(nested, list):
+        return [p for value in nested for p in flat_paths(value)]
+    return [nested]
+
+
+rule report:
+    input:
+        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY]),
+    output:
+        index=f"{RESULTS}/report/index.html",
+        pages=[f"{RESULTS}/report/dendrite_{cell}.html" for cell in config["dendrite"]["cells"]]
+        + [f"{RESULTS}/report/{page}.html" for page in DATASET_PAGES + ["theory"]],
+        config=f"{RESULTS}/report/config.yaml",
+        figures=directory(f"{RESULTS}/report/figures"),
+    params:
+        config=config,
+        cells=REPORT_CELLS,
+        datasets=REPORT_DATASETS,
+        theory=REPORT_THEORY,
+        templates=workflow.source_path("../report/templates/base.html.j2"),
+    log:
+        f"{RESULTS}/logs/report.log",
+    script:
+        "../scripts/build_report.py"

@@ -1,0 +1,41 @@
+# Stage 4: train (dataset x model x prior x seed) runs (ann.train), then summarise each dataset.
+TRAIN_DIR = f"{RESULTS}/train/{{dataset}}/{{model}}/{{prior}}/seed{{seed}}"
+
+
+def prior_file(wildcards):
+    if wildcards.prior in ("bio", "shuffled"):
+        return {"prior": f"{RESULTS}/priors/{wildcards.model}/{wildcards.prior}/seed{wildcards.seed}.pt"}
+    return {}
+
+
+def training_config(wildcards):
+    """Only the config keys this run depends on, so that editing one reruns exactly its runs."""
+    dataset, model = wildcards.dataset, wildcards.model
+    recipe_name = config["datasets"][dataset]["recipe"]
+    return {
+        "datasets": {dataset: config["datasets"][dataset]},
+        "recipes": {recipe_name: config["recipes"][recipe_name]},
+        "recipe_overrides": {dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}},
+        "priors": config["priors"],
+        "train": {k: v for k, v in config["train"].items() if k != "experiments"},
+    }
+
+
+rule train:
+    input:
+        unpack(prior_file),
+    output:
+        metrics=f"{TRAIN_DIR}/metrics.json",
+        curve=f"{TRAIN_DIR}/metrics.csv",
+    params:
+        config=training_config,
+        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+        runtime=60 * 24,
+    log:
+        f"{RESULTS}/logs/train/{{dataset}}_{{model}}_{{prior}}_{{seed}}.log",
+    script:
+        "../scripts/train.py"
