@@ -1,0 +1,425 @@
+"""Few-shot Fashion-MNIST: do quadratic terms need less data than linear ones?
+
+The talk's second claim is that quadratic neurons capture correlations in the data and so learn
+from fewer examples. This module tests it on real images: N = 1, 5, 10, 50, 100 training images
+per class, four models trained with one fixed recipe, test accuracy as mean +- std over seeds.
+
+Data. `load_dataset("fashion_mnist")` gives 1 x 32 x 32 images (28 x 28, zero-padded by 2 px).
+For every seed, one random permutation of the 60k training images is drawn with a
+`torch.Generator`; the first N images of each class in that order form the training set, so the
+draw has exactly N per class, changes with the seed, is the same for every model and is nested
+in N (the 5-shot set of a seed holds its 1-shot set). The test set is the full 10k test split,
+or, with `test_subset` = n, a class-stratified subset of n images fixed by `test_seed`.
+
+Models (`MODEL_NAMES`).
+- "linear": softmax regression on the 1024 normalised pixels, scores = W x + b.
+- "linear_quadratic": the same plus a low-rank quadratic term per class o,
+  q_o(x) = sum_{r<R} (u_or . x)(v_or . x) = x^T (sum_r u_or v_or^T) x,
+  i.e. a rank-R (not symmetrised) coefficient matrix per class: 2 R 1024 parameters per class
+  instead of 1024^2. U starts N(0, 1/1024) (so u . x is O(1) for normalised x) and V at zero,
+  so the quadratic term starts at exactly zero against the linear one, yet V gets gradients.
+- "cnn": three conv3x3-BN-ReLU blocks, 1 -> 8 -> 16 -> 16 channels: the first with stride 2
+  (32 -> 16 px), the other two each followed by a 2 x 2 max-pool (-> 8 px, -> 4 px); the
+  16 x 4 x 4 map is flattened into a linear head (256 -> 10). 6,178 parameters.
+- "dit_cnn": the same CNN whose third block, as the Dit-ResNet block, computes
+  out = (BN(conv(h)) + Q(LN(h))) / 2 before its ReLU and pool, LN normalising each channel over
+  its 8 x 8 map (elementwise affine) and Q = `DitQuadratic(16, 16)` (zero-initialised, so the
+  Dit CNN starts as the CNN with that block's output halved). 10,402 parameters.
+
+Recipe (the same for every N; knobs in `DEFAULTS`). AdamW, lr 3e-3 (`lr_linear`, `lr_cnn`),
+`weight_decay` 1e-2 on matrices and kernels (none on biases and norms), cosine decay of the
+learning rate to zero, no warm-up. The quadratic parameters (U, V; Q and its LN) learn
+`quadratic_lr_mult` (10) times faster, as in the paper's recipe. Mini-batches of
+min(`batch_size` = 32, 10 N) images, cut from a stream of random permutations of the draw
+(epochs without replacement). Steps:
+max(`min_steps` = 100, ceil(`epochs` = 20 x 10 N / batch)), capped at `max_steps` = 500
+(100, 100, 100, 313, 500 steps for N = 1, 5, 10, 50, 100). The CNNs see every image randomly
+shifted by up to `crop_padding_cnn` = 2 pixels (random crop of the zero-padded image; the 28 x 28
+content stays in frame); the pixel classifiers see none (`crop_padding_linear` = 0): shifts blur
+their pixel templates and cost them several points at N = 100. Batches and shifts, and the
+initial weights the CNN and Dit CNN share, depend only on (seed, N), so every model of a family
+sees the same images in the same order.
+
+Evaluation. Test accuracy on the test images above (BN in eval mode), train accuracy on the
+un-augmented training draw; `fewshot_experiment` reports one row per model x N x seed and the
+mean and sample std (ddof = 1; 0 for a single seed) over seeds per (model, N).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
+from ann.io import write_atomic
+from ann.quadratic import DitQuadratic
+
+MODEL_NAMES = ("linear", "linear_quadratic", "cnn", "dit_cnn")
+NUM_CLASSES = 10
+IMAGE_SIZE = 32
+CNN_WIDTHS = (8, 16, 16)
+DIT_MAP_SIZE = 8
+EVAL_BATCH = 1000
+
+DEFAULTS: dict[str, Any] = {
+    "dataset": "fashion_mnist",
+    "models": list(MODEL_NAMES),
+    "shots": [1, 5, 10, 50, 100],
+    "seeds": [0, 1, 2],
+    "rank": 8,
+    "batch_size": 32,
+    "epochs": 20,
+    "min_steps": 100,
+    "max_steps": 500,
+    "lr_linear": 3e-3,
+    "lr_cnn": 3e-3,
+    "weight_decay": 1e-2,
+    "quadratic_lr_mult": 10.0,
+    "crop_padding_linear": 0,
+    "crop_padding_cnn": 2,
+    "test_subset": None,
+    "test_seed": 0,
+    "threads": 2,
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def class_balanced_draw(labels: Tensor, shots: int, seed: int, num_classes: int = NUM_CLASSES
+                        ) -> Tensor:
+    """Sorted indices of the first `shots` images of every class in a seeded random order."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    shuffled = labels[order]
+    picks = []
+    for label in range(num_classes):
+        members = order[shuffled == label]
+        if len(members) < shots:
+            raise ValueError(f"class {label} has {len(members)} images, fewer than {shots}")
+        picks.append(members[:shots])
+    return torch.cat(picks).sort().values
+
+
+def training_steps(shots: int, config: dict[str, Any]) -> int:
+    images = NUM_CLASSES * shots
+    epoch_steps = math.ceil(config["epochs"] * images / batch_size(shots, config))
+    return min(config["max_steps"], max(config["min_steps"], epoch_steps))
+
+
+def batch_size(shots: int, config: dict[str, Any]) -> int:
+    return min(config["batch_size"], NUM_CLASSES * shots)
+
+
+def batch_indices(count: int, size: int, steps: int, generator: torch.Generator
+                  ) -> Iterator[Tensor]:
+    """`steps` batches of `size` indices below `count`, epoch by epoch without replacement."""
+    pending = torch.empty(0, dtype=torch.int64)
+    for _ in range(steps):
+        if len(pending) < size:
+            pending = torch.cat((pending, torch.randperm(count, generator=generator)))
+        yield pending[:size]
+        pending = pending[size:]
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class LowRankQuadratic(nn.Module):
+    """q_o(x) = sum_r (u_or . x)(v_or . x) for every output o; U ~ N(0, 1/D), V = 0."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int) -> None:
+        super().__init__()
+        self.out_features = out_features
+        self.rank = rank
+        self.u = nn.Parameter(torch.randn(out_features * rank, in_features) / in_features**0.5)
+        self.v = nn.Parameter(torch.zeros(out_features * rank, in_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        products = (x @ self.u.t()) * (x @ self.v.t())
+        return products.view(-1, self.out_features, self.rank).sum(-1)
+
+
+class PixelClassifier(nn.Module):
+    """Softmax regression on the flattened pixels, optionally plus a low-rank quadratic term."""
+
+    def __init__(self, in_features: int, num_classes: int, rank: int | None = None) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, num_classes)
+        self.quadratic = None if rank is None else LowRankQuadratic(in_features, num_classes, rank)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flatten(1)
+        scores = self.linear(x)
+        if self.quadratic is not None:
+            scores = scores + self.quadratic(x)
+        return scores
+
+
+class DitBlockBranch(nn.Module):
+    """Q(LN(h)), LN normalising each channel over its spatial map."""
+
+    def __init__(self, channels: int, map_size: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm((map_size, map_size))
+        self.quadratic = DitQuadratic(channels, channels)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.quadratic(self.norm(h))
+
+
+class ConvBlock(nn.Module):
+    """conv3x3-BN-(Dit)-ReLU-(maxpool): with a Dit branch, (BN(conv h) + Q(LN h)) / 2."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, stride: int = 1, pool: bool = True,
+                 dit_map_size: int | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(out_chs)
+        self.dit = None if dit_map_size is None else DitBlockBranch(out_chs, dit_map_size)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+
+    def pre_activation(self, h: Tensor) -> Tensor:
+        out = self.bn(self.conv(h))
+        if self.dit is not None:
+            out = (out + self.dit(h)) / 2
+        return out
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.pool(F.relu(self.pre_activation(h)))
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks (the first with stride 2 and no pool) and a linear head."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, dit: bool = False) -> None:
+        super().__init__()
+        first, second, third = CNN_WIDTHS
+        self.blocks = nn.Sequential(
+            ConvBlock(1, first, stride=2, pool=False),
+            ConvBlock(first, second),
+            ConvBlock(second, third, dit_map_size=DIT_MAP_SIZE if dit else None),
+        )
+        final_size = IMAGE_SIZE // 8
+        self.head = nn.Linear(third * final_size * final_size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.blocks(x).flatten(1))
+
+
+def build_model(name: str, config: dict[str, Any]) -> nn.Module:
+    if name == "linear":
+        return PixelClassifier(IMAGE_SIZE * IMAGE_SIZE, NUM_CLASSES)
+    if name == "linear_quadratic":
+        return PixelClassifier(IMAGE_SIZE * IMAGE_SIZE, NUM_CLASSES, rank=config["rank"])
+    if is_cnn(name):
+        return SmallCNN(NUM_CLASSES, dit=name == "dit_cnn")
+    raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
+
+
+def quadratic_parameters(model: nn.Module) -> list[nn.Parameter]:
+    found: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, LowRankQuadratic | DitBlockBranch):
+            found.update((id(parameter), parameter) for parameter in module.parameters())
+    return list(found.values())
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def parameter_groups(model: nn.Module, lr: float, config: dict[str, Any]) -> list[dict]:
+    """Four groups: {plain, quadratic} x {decayed (matrices, kernels), not (biases, norms)}."""
+    quadratic = {id(parameter) for parameter in quadratic_parameters(model)}
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for module in model.modules():
+        for parameter in module.parameters(recurse=False):
+            decayed = parameter.ndim > 1 and not isinstance(module, nn.LayerNorm)
+            groups.setdefault((id(parameter) in quadratic, decayed), []).append(parameter)
+    return [
+        {"params": params, "lr": lr * (config["quadratic_lr_mult"] if is_quadratic else 1.0),
+         "weight_decay": config["weight_decay"] if decayed else 0.0}
+        for (is_quadratic, decayed), params in sorted(groups.items())
+    ]
+
+
+def is_cnn(name: str) -> bool:
+    return name in ("cnn", "dit_cnn")
+
+
+def model_lr(name: str, config: dict[str, Any]) -> float:
+    return config["lr_cnn"] if is_cnn(name) else config["lr_linear"]
+
+
+def crop_padding(name: str, config: dict[str, Any]) -> int:
+    return config["crop_padding_cnn"] if is_cnn(name) else config["crop_padding_linear"]
+
+
+def train_model(model: nn.Module, name: str, train: DeviceDataset, shots: int, seed: int,
+                config: dict[str, Any]) -> nn.Module:
+    """Train in place with the module's recipe; batches and shifts depend on (seed, N) only."""
+    steps, size = training_steps(shots, config), batch_size(shots, config)
+    optimizer = torch.optim.AdamW(parameter_groups(model, model_lr(name, config), config))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))
+    )
+    generator = torch.Generator().manual_seed(run_seed(seed, shots))
+    model.train()
+    for batch in batch_indices(len(train), size, steps, generator):
+        images = augment_batch(train.images[batch], crop_padding=crop_padding(name, config),
+                               flip=False, mean=train.mean, std=train.std, generator=generator)
+        loss = F.cross_entropy(model(images), train.labels[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return model
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor) -> float:
+    """Fraction correct on normalised images, in eval mode, in batches of EVAL_BATCH."""
+    model.eval()
+    correct = sum(
+        int((model(images[start:start + EVAL_BATCH]).argmax(1) == labels[start:start + EVAL_BATCH])
+            .sum())
+        for start in range(0, len(images), EVAL_BATCH)
+    )
+    return correct / len(images)
+
+
+def run_seed(seed: int, shots: int) -> int:
+    return 1_000_003 * seed + shots
+
+
+# ----------------------------------------------------------------------------- experiment
+
+
+def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    merged = {**DEFAULTS, **(config or {})}
+    unknown = set(merged) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown few-shot config keys: {sorted(unknown)}")
+    bad_models = set(merged["models"]) - set(MODEL_NAMES)
+    if bad_models:
+        raise ValueError(f"unknown models {sorted(bad_models)}; choose from {MODEL_NAMES}")
+    if any(int(shots) < 1 for shots in merged["shots"]):
+        raise ValueError(f"shots must be positive, got {merged['shots']}")
+    return merged
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_images(test: DeviceDataset, config: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    if config["test_subset"] is not None:
+        test = test.subset(int(config["test_subset"]), seed=config["test_seed"])
+    return normalize(test.images, test.mean, test.std), test.labels
+
+
+def one_run(name: str, train: DeviceDataset, shots: int, seed: int,
+            test: tuple[Tensor, Tensor], config: dict[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run_seed(seed, shots))
+        model = build_model(name, config)
+        train_model(model, name, train, shots, seed, config)
+    train_images = normalize(train.images, train.mean, train.std)
+    return {
+        "model": name,
+        "shots": shots,
+        "seed": seed,
+        "test_acc": accuracy(model, *test),
+        "train_acc": accuracy(model, train_images, train.labels),
+        "parameters": count_parameters(model),
+        "steps": training_steps(shots, config),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def few_shot_subset(train: DeviceDataset, shots: int, seed: int) -> DeviceDataset:
+    keep = class_balanced_draw(train.labels, shots, seed, train.num_classes)
+    return DeviceDataset(train.images[keep], train.labels[keep], train.num_classes,
+                         train.mean, train.std, train.name)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sample std (ddof = 1; 0 for one seed) of test accuracy per (model, N)."""
+    grouped = runs.groupby(["model", "shots"], sort=False)["test_acc"]
+    summary = grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
+    summary["std"] = summary["std"].fillna(0.0)
+    return summary
+
+
+def fewshot_experiment(config: dict[str, Any] | None = None, root: str | os.PathLike[str] | None
+                       = None) -> dict[str, pd.DataFrame]:
+    """Train every model for every N and seed; "runs" (one row each) and "summary" tables."""
+    cfg = resolve_config(config)
+    rows = []
+    with torch_threads(int(cfg["threads"])):
+        train = load_dataset(cfg["dataset"], root, "train")
+        test = test_images(load_dataset(cfg["dataset"], root, "test"), cfg)
+        for seed in cfg["seeds"]:
+            for shots in cfg["shots"]:
+                subset = few_shot_subset(train, int(shots), int(seed))
+                rows += [one_run(name, subset, int(shots), int(seed), test, cfg)
+                         for name in cfg["models"]]
+    runs = pd.DataFrame(rows).sort_values(["model", "shots", "seed"], kind="stable")
+    runs = runs.reset_index(drop=True)
+    return {"runs": runs, "summary": summarise(runs)}
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def plot_fewshot(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Test accuracy against N (log x), mean +- std over seeds as line and band, per model."""
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    figure = Figure(figsize=(5.5, 4))
+    axes = figure.subplots()
+    for name, rows in summary.groupby("model", sort=False):
+        rows = rows.sort_values("shots")
+        shots, mean, std = rows["shots"], rows["mean"] * 100, rows["std"].fillna(0) * 100
+        (line,) = axes.plot(shots, mean, marker="o", label=str(name))
+        axes.fill_between(shots, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    axes.set_xscale("log")
+    axes.set_xticks(sorted(summary["shots"].unique()), labels=_tick_labels(summary["shots"]))
+    axes.set_xlabel("training images per class (N)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title("Few-shot Fashion-MNIST (mean ± std over seeds)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    fmt = path.suffix.lstrip(".") or "png"
+
+    def write(tmp: str) -> None:
+        figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+        os.chmod(tmp, 0o644)
+
+    write_atomic(path, write)
+    return path
+
+
+def _tick_labels(shots: Sequence[int] | pd.Series) -> list[str]:
+    return [str(value) for value in sorted(pd.unique(pd.Series(shots)))]
