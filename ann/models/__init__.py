@@ -1,0 +1,63 @@
+"""Model zoo of the Dit-CNN experiments; every model is also registered in timm's registry.
+
+CIFAR: resnet, dit_resnet, qresnet, quadraresnet at depths 20/32/56/110 (ann.models.cifar_resnet).
+ImageNet: timm's convnext_tiny/small/base and dit_convnext_tiny/small/base
+(ann.models.dit_convnext).
+"""
+
+from typing import Any
+
+import timm
+from torch import nn
+
+from ann.models.cifar_resnet import CifarResNet, DitBranch
+from ann.models.dit_convnext import DitDepthwiseConv
+from ann.quadratic import DitQuadratic
+
+__all__ = [
+    "CIFAR_MODEL_NAMES",
+    "IMAGENET_MODEL_NAMES",
+    "MODEL_NAMES",
+    "CifarResNet",
+    "DitBranch",
+    "DitDepthwiseConv",
+    "count_parameters",
+    "create_model",
+    "dit_parameters",
+    "quadratic_layers",
+]
+
+CIFAR_DEPTHS = (20, 32, 56, 110)
+CIFAR_FAMILIES = ("resnet", "dit_resnet", "qresnet", "quadraresnet")
+CONVNEXT_SIZES = ("tiny", "small", "base")
+
+CIFAR_MODEL_NAMES = tuple(f"{family}{depth}" for family in CIFAR_FAMILIES for depth in CIFAR_DEPTHS)
+IMAGENET_MODEL_NAMES = tuple(
+    f"{prefix}convnext_{size}" for prefix in ("", "dit_") for size in CONVNEXT_SIZES
+)
+MODEL_NAMES = CIFAR_MODEL_NAMES + IMAGENET_MODEL_NAMES
+
+
+def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
+    """Build one of MODEL_NAMES through timm's registry; kwargs go to the model (in_chans,
+    img_size and dit_blocks for the CIFAR models, drop_path_rate, dit_blocks, ... for ConvNeXt)."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return timm.create_model(name, num_classes=num_classes, **kwargs)
+
+
+def quadratic_layers(model: nn.Module) -> list[DitQuadratic]:
+    return [module for module in model.modules() if isinstance(module, DitQuadratic)]
+
+
+def dit_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the quadratic terms: every DitBranch (LN included) and every DitQuadratic."""
+    found: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, DitBranch | DitQuadratic):
+            found.update((id(parameter), parameter) for parameter in module.parameters())
+    return list(found.values())
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

@@ -1,0 +1,314 @@
+"""CIFAR ResNets (He et al. 2016) and their quadratic variants, registered in timm.
+
+Layout of the Dit-CNN paper's code: a 3x3 stem with 16 channels, three stages of 16/32/64
+channels with (depth - 2) / 6 basic blocks each (stride 2 at the start of stages 2 and 3,
+1x1 convolution + BN shortcuts where the shape changes), then 4x4 average pooling of the last
+map (8x8 for 32x32 images) into a 2x2x64 = 256-wide feature for the linear head.
+
+- ResNet: every convolution linear.
+- Dit-ResNet: chosen blocks add the Dit quadratic term to their second convolution,
+  out = (BN(conv2(h)) + Q(LN(h))) / 2 (a DitBranch); by default the first block of the second
+  stage, as in the paper.
+- QResNet / QuadraResNet: every 3x3 convolution, the stem included, is a quadratic neuron
+  (Fan et al. / QuadraNet), each with three weight tensors and no biases (a BN follows every
+  one); the 1x1 projection shortcuts stay linear. This reproduces the parameter counts of the
+  paper's table (0.81M, 1.39M, 2.55M, 5.17M on CIFAR-10); tripling the shortcuts too would give
+  2.56M and 5.18M for -56 and -110.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from timm.models import register_model
+from torch import Tensor, nn
+
+from ann.quadratic import DitQuadratic
+
+__all__ = [
+    "BasicBlock",
+    "CifarResNet",
+    "DitBranch",
+    "FanQuadraticConv2d",
+    "QuadraConv2d",
+    "DIT_RESNET_BLOCKS",
+]
+
+STAGE_WIDTHS = (16, 32, 64)
+POOL_SIZE = 4
+DIT_RESNET_BLOCKS = ((1, 0),)
+TIMM_ONLY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+ConvLayer = Callable[..., nn.Module]
+linear_conv3x3: ConvLayer = partial(nn.Conv2d, kernel_size=3, padding=1, bias=False)
+
+
+class FanQuadraticConv2d(nn.Module):
+    """Quadratic neuron of Fan et al.: (W_r * x) . (W_g * x) + W_b * (x . x), no biases.
+
+    W_r and W_g are one convolution with twice the output channels."""
+
+    def __init__(
+        self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, padding: int = 1
+    ) -> None:
+        super().__init__()
+        self.product = nn.Conv2d(in_chs, 2 * out_chs, kernel_size, stride, padding, bias=False)
+        self.square = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        left, right = self.product(x).chunk(2, dim=1)
+        return left * right + self.square(x * x)
+
+
+class QuadraConv2d(nn.Module):
+    """QuadraNet neuron: (W_a * x) . (W_b * x) + W_c * x, no biases; W_a, W_b, W_c are one
+    convolution with three times the output channels."""
+
+    def __init__(
+        self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, padding: int = 1
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, 3 * out_chs, kernel_size, stride, padding, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        left, right, linear = self.conv(x).chunk(3, dim=1)
+        return left * right + linear
+
+
+def chunk_option(chunk_bytes: int | None) -> dict[str, int]:
+    """DitQuadratic keyword for a scratch size; None keeps the layer's default."""
+    return {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
+
+
+class DitBranch(nn.Module):
+    """Q(LN(h)): the Dit quadratic term of a block, LN normalising every channel over its map."""
+
+    def __init__(
+        self, channels: int, height: int, width: int, chunk_bytes: int | None = None
+    ) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm((height, width))
+        self.quadratic = DitQuadratic(channels, channels, **chunk_option(chunk_bytes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.quadratic(self.norm(x))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BN and a shortcut; with a DitBranch, the second one's output is
+    (BN(conv2(h)) + Q(LN(h))) / 2."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        conv_layer: ConvLayer = linear_conv3x3,
+        dit_map_size: tuple[int, int] | None = None,
+        dit_chunk_bytes: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.conv1 = conv_layer(in_chs, out_chs, stride=stride)
+        self.bn1 = nn.BatchNorm2d(out_chs)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = conv_layer(out_chs, out_chs)
+        self.bn2 = nn.BatchNorm2d(out_chs)
+        self.dit = None
+        if dit_map_size is not None:
+            self.dit = DitBranch(out_chs, *dit_map_size, chunk_bytes=dit_chunk_bytes)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_chs != out_chs:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=False), nn.BatchNorm2d(out_chs)
+            )
+        self.act2 = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(h))
+        if self.dit is not None:
+            out = (out + self.dit(h)) / 2
+        return self.act2(out + self.shortcut(x))
+
+
+def blocks_per_stage(depth: int) -> int:
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}")
+    return (depth - 2) // 6
+
+
+def halved(size: int, times: int) -> int:
+    for _ in range(times):
+        size = math.ceil(size / 2)
+    return size
+
+
+class CifarResNet(nn.Module):
+    """ResNet-depth for small images; dit_blocks lists the (stage, block) pairs, 0-based, whose
+    second convolution gets the Dit quadratic term; dit_chunk_bytes sets the quadratic layers'
+    scratch size (None: the layer's default)."""
+
+    def __init__(
+        self,
+        depth: int = 20,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        img_size: int = 32,
+        dit_blocks: Sequence[tuple[int, int]] = (),
+        conv_layer: ConvLayer = linear_conv3x3,
+        dit_chunk_bytes: int | None = None,
+    ) -> None:
+        super().__init__()
+        depth_per_stage = blocks_per_stage(depth)
+        dit_blocks = {tuple(place) for place in dit_blocks}
+        outside = {
+            (s, b)
+            for s, b in dit_blocks
+            if not (0 <= s < len(STAGE_WIDTHS) and 0 <= b < depth_per_stage)
+        }
+        if outside:
+            raise ValueError(f"dit_blocks {sorted(outside)} outside the {depth}-layer network")
+        self.num_classes = num_classes
+        self.stem = nn.Sequential(
+            conv_layer(in_chans, STAGE_WIDTHS[0]),
+            nn.BatchNorm2d(STAGE_WIDTHS[0]),
+            nn.ReLU(inplace=True),
+        )
+        stages, in_chs = [], STAGE_WIDTHS[0]
+        for stage, width in enumerate(STAGE_WIDTHS):
+            map_size = halved(img_size, stage)
+            blocks = []
+            for block in range(depth_per_stage):
+                stride = 2 if stage > 0 and block == 0 else 1
+                dit_map_size = (map_size, map_size) if (stage, block) in dit_blocks else None
+                blocks.append(
+                    BasicBlock(in_chs, width, stride, conv_layer, dit_map_size, dit_chunk_bytes)
+                )
+                in_chs = width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        pooled = halved(img_size, len(STAGE_WIDTHS) - 1) // POOL_SIZE
+        if pooled < 1:
+            raise ValueError(f"img_size {img_size} too small for the {POOL_SIZE}x{POOL_SIZE} pool")
+        self.pool = nn.AvgPool2d(POOL_SIZE)
+        self.num_features = STAGE_WIDTHS[-1] * pooled * pooled
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.pool(x).flatten(1)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _create_cifar_resnet(
+    depth: int, pretrained: bool, model_args: dict[str, object], **kwargs: object
+) -> CifarResNet:
+    if pretrained:
+        raise ValueError("no pretrained weights exist for the CIFAR ResNets")
+    for key in TIMM_ONLY_KWARGS:
+        kwargs.pop(key, None)
+    return CifarResNet(depth=depth, **{**model_args, **kwargs})
+
+
+RESNET_ARGS: dict[str, object] = {}
+DIT_RESNET_ARGS: dict[str, object] = {"dit_blocks": DIT_RESNET_BLOCKS}
+QRESNET_ARGS: dict[str, object] = {"conv_layer": FanQuadraticConv2d}
+QUADRARESNET_ARGS: dict[str, object] = {"conv_layer": QuadraConv2d}
+
+
+@register_model
+def resnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(20, pretrained, RESNET_ARGS, **kwargs)
+
+
+@register_model
+def resnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(32, pretrained, RESNET_ARGS, **kwargs)
+
+
+@register_model
+def resnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(56, pretrained, RESNET_ARGS, **kwargs)
+
+
+@register_model
+def resnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(110, pretrained, RESNET_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(20, pretrained, DIT_RESNET_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(32, pretrained, DIT_RESNET_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(56, pretrained, DIT_RESNET_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(110, pretrained, DIT_RESNET_ARGS, **kwargs)
+
+
+@register_model
+def qresnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(20, pretrained, QRESNET_ARGS, **kwargs)
+
+
+@register_model
+def qresnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(32, pretrained, QRESNET_ARGS, **kwargs)
+
+
+@register_model
+def qresnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(56, pretrained, QRESNET_ARGS, **kwargs)
+
+
+@register_model
+def qresnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(110, pretrained, QRESNET_ARGS, **kwargs)
+
+
+@register_model
+def quadraresnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(20, pretrained, QUADRARESNET_ARGS, **kwargs)
+
+
+@register_model
+def quadraresnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(32, pretrained, QUADRARESNET_ARGS, **kwargs)
+
+
+@register_model
+def quadraresnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(56, pretrained, QUADRARESNET_ARGS, **kwargs)
+
+
+@register_model
+def quadraresnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(110, pretrained, QUADRARESNET_ARGS, **kwargs)

@@ -1,0 +1,82 @@
+"""Dit-ConvNeXt-T/S/B: timm's ConvNeXt with the Dit quadratic term added to the depthwise
+convolution of chosen blocks, x = dwconv(x) + Q(x); by default the third block of the first
+stage, as in the paper. Registered in timm as dit_convnext_tiny/small/base.
+
+timm's ConvNeXtBlock runs conv_dw on (N, C, H, W) whether or not conv_mlp is set, so the
+quadratic term is a channels-first DitQuadratic(C, C). Its weight starts at zero: a freshly
+built (or pretrained) ConvNeXt computes the same function with the term added.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import timm
+from timm.models import register_model
+from timm.models.convnext import ConvNeXt
+from torch import Tensor, nn
+
+from ann.models.cifar_resnet import chunk_option
+from ann.quadratic import DitQuadratic
+
+__all__ = ["DitDepthwiseConv", "add_dit_terms", "DIT_CONVNEXT_BLOCKS"]
+
+DIT_CONVNEXT_BLOCKS = ((0, 2),)
+
+
+class DitDepthwiseConv(nn.Module):
+    """A depthwise convolution plus the Dit quadratic term of its input: conv(x) + Q(x)."""
+
+    def __init__(self, conv: nn.Conv2d, chunk_bytes: int | None = None) -> None:
+        super().__init__()
+        channels = conv.out_channels
+        if conv.in_channels != channels or conv.groups != channels:
+            raise ValueError(f"expected a depthwise convolution, got {conv}")
+        if tuple(conv.stride) != (1, 1):
+            raise ValueError(f"the quadratic term needs a stride-1 convolution, got {conv}")
+        self.conv = conv
+        self.quadratic = DitQuadratic(channels, channels, **chunk_option(chunk_bytes)).to(
+            device=conv.weight.device, dtype=conv.weight.dtype
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x) + self.quadratic(x)
+
+
+def add_dit_terms(
+    model: ConvNeXt, dit_blocks: Sequence[tuple[int, int]], chunk_bytes: int | None = None
+) -> ConvNeXt:
+    """Wrap the conv_dw of every (stage, block), 0-based, in a DitDepthwiseConv."""
+    for stage, block in dit_blocks:
+        if not (0 <= stage < len(model.stages) and 0 <= block < len(model.stages[stage].blocks)):
+            raise ValueError(f"no block ({stage}, {block}) in this ConvNeXt")
+        target = model.stages[stage].blocks[block]
+        if isinstance(target.conv_dw, DitDepthwiseConv):
+            raise ValueError(f"block ({stage}, {block}) listed twice")
+        target.conv_dw = DitDepthwiseConv(target.conv_dw, chunk_bytes)
+    return model
+
+
+def _create_dit_convnext(
+    base: str,
+    pretrained: bool,
+    dit_blocks: Sequence[tuple[int, int]] = DIT_CONVNEXT_BLOCKS,
+    dit_chunk_bytes: int | None = None,
+    **kwargs: Any,
+) -> ConvNeXt:
+    model = timm.create_model(base, pretrained=pretrained, **kwargs)
+    return add_dit_terms(model, dit_blocks, dit_chunk_bytes)
+
+
+@register_model
+def dit_convnext_tiny(pretrained: bool = False, **kwargs: Any) -> ConvNeXt:
+    return _create_dit_convnext("convnext_tiny", pretrained, **kwargs)
+
+
+@register_model
+def dit_convnext_small(pretrained: bool = False, **kwargs: Any) -> ConvNeXt:
+    return _create_dit_convnext("convnext_small", pretrained, **kwargs)
+
+
+@register_model
+def dit_convnext_base(pretrained: bool = False, **kwargs: Any) -> ConvNeXt:
+    return _create_dit_convnext("convnext_base", pretrained, **kwargs)

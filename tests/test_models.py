@@ -1,0 +1,345 @@
+import pytest
+import timm
+import torch
+from timm.layers import DropPath
+from torch import nn
+
+from ann.flops import (
+    count_macs,
+    measure_macs,
+    quadratic_macs,
+    reference_quadratic_macs,
+)
+from ann.models import (
+    CIFAR_MODEL_NAMES,
+    IMAGENET_MODEL_NAMES,
+    MODEL_NAMES,
+    CifarResNet,
+    DitDepthwiseConv,
+    count_parameters,
+    create_model,
+    dit_parameters,
+    quadratic_layers,
+)
+from ann.quadratic import DitQuadratic
+
+# Seed talk, CIFAR table: model -> (# param. CIFAR-10, # param. CIFAR-100), millions.
+SEED_CIFAR_PARAMS = {
+    "resnet20": (0.27, 0.30),
+    "qresnet20": (0.81, 0.84),
+    "quadraresnet20": (0.81, 0.84),
+    "dit_resnet20": (0.30, 0.33),
+    "resnet32": (0.46, 0.49),
+    "qresnet32": (1.39, 1.42),
+    "quadraresnet32": (1.39, 1.42),
+    "dit_resnet32": (0.49, 0.52),
+    "resnet56": (0.86, 0.89),
+    "qresnet56": (2.55, 2.58),
+    "quadraresnet56": (2.55, 2.58),
+    "dit_resnet56": (0.89, 0.92),
+    "resnet110": (1.73, 1.76),
+    "qresnet110": (5.17, 5.20),
+    "quadraresnet110": (5.17, 5.20),
+    "dit_resnet110": (1.76, 1.79),
+}
+# Seed talk, ImageNet table: model -> (# param., FLOPs), millions and billions.
+SEED_IMAGENET = {
+    "convnext_tiny": (29, 4.5),
+    "dit_convnext_tiny": (29, 5.0),
+    "convnext_small": (50, 8.7),
+    "dit_convnext_small": (50, 9.2),
+    "convnext_base": (89, 15.4),
+    "dit_convnext_base": (90, 16.7),
+}
+TOLERANCE = 0.03
+
+
+def test_seed_tables_cover_every_model():
+    assert set(SEED_CIFAR_PARAMS) == set(CIFAR_MODEL_NAMES)
+    assert set(SEED_IMAGENET) == set(IMAGENET_MODEL_NAMES)
+    assert set(MODEL_NAMES) == set(CIFAR_MODEL_NAMES) | set(IMAGENET_MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", SEED_CIFAR_PARAMS)
+def test_cifar_parameter_counts_match_seed(name):
+    for num_classes, millions in zip((10, 100), SEED_CIFAR_PARAMS[name], strict=True):
+        count = count_parameters(create_model(name, num_classes=num_classes))
+        assert count == pytest.approx(millions * 1e6, rel=TOLERANCE), (name, num_classes)
+
+
+@pytest.mark.parametrize("name", SEED_IMAGENET)
+def test_imagenet_parameter_counts_match_seed(name):
+    model = create_model(name, num_classes=1000, device="meta")
+    assert count_parameters(model) == pytest.approx(SEED_IMAGENET[name][0] * 1e6, rel=TOLERANCE)
+
+
+def test_resnet20_parameters_exactly():
+    convs = 3 * 16 * 9 + 6 * 16 * 16 * 9 + 16 * 32 * 9 + 5 * 32 * 32 * 9
+    convs += 32 * 64 * 9 + 5 * 64 * 64 * 9 + 16 * 32 + 32 * 64
+    batch_norms = 2 * (16 + 6 * 16 + 7 * 32 + 7 * 64)
+    head = 256 * 10 + 10
+    assert count_parameters(create_model("resnet20")) == convs + batch_norms + head
+
+
+def test_quadratic_baselines_triple_every_3x3_convolution():
+    linear, fan, quadra = (
+        create_model(f"{family}20") for family in ("resnet", "qresnet", "quadraresnet")
+    )
+    convs_3x3 = sum(
+        m.weight.numel()
+        for m in linear.modules()
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
+    )
+    assert count_parameters(fan) - count_parameters(linear) == 2 * convs_3x3
+    assert count_parameters(quadra) == count_parameters(fan)
+
+
+NARROW_CONVNEXT = {"dims": (16, 32, 64, 128)}  # the tiny layout at a sixth of the width
+FORWARD_CASES = {
+    "resnet20": {},
+    "dit_resnet20": {},
+    "qresnet20": {},
+    "quadraresnet20": {},
+    "convnext_tiny": NARROW_CONVNEXT,
+    "dit_convnext_tiny": NARROW_CONVNEXT,
+}
+
+
+@pytest.fixture(scope="module")
+def dit_convnext_tiny():
+    return timm.create_model("dit_convnext_tiny", num_classes=10)
+
+
+@pytest.mark.parametrize("name", FORWARD_CASES)
+@pytest.mark.parametrize("in_chans", [3, 1])
+def test_forward_shapes(name, in_chans):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, in_chans=in_chans, **FORWARD_CASES[name])
+    out = model(torch.randn(2, in_chans, 32, 32))
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+
+
+def test_cifar_models_are_timm_models():
+    for name in ("resnet20", "dit_resnet110", "qresnet32", "quadraresnet56"):
+        assert isinstance(timm.create_model(name, num_classes=100), CifarResNet)
+    assert {"dit_convnext_tiny", "dit_convnext_small", "dit_convnext_base"} <= set(
+        timm.list_models("dit_convnext_*")
+    )
+    with pytest.raises(ValueError):
+        create_model("resnet18")
+
+
+def dit_places(model):
+    return {
+        (stage_index, block_index)
+        for stage_index, stage in enumerate(model.stages)
+        for block_index, block in enumerate(stage)
+        if block.dit is not None
+    }
+
+
+def test_dit_branch_where_configured():
+    default = create_model("dit_resnet20")
+    assert dit_places(default) == {(1, 0)}
+    branch = default.stages[1][0].dit
+    assert branch.norm.normalized_shape == (16, 16)
+    assert (branch.quadratic.in_channels, branch.quadratic.out_channels) == (32, 32)
+    assert quadratic_layers(default) == [branch.quadratic]
+    assert dit_places(create_model("resnet20")) == set()
+    assert quadratic_layers(create_model("qresnet20")) == []
+
+    custom = create_model("dit_resnet32", dit_blocks=[(0, 4), (2, 1)], img_size=28, in_chans=1)
+    assert dit_places(custom) == {(0, 4), (2, 1)}
+    assert custom.stages[0][4].dit.norm.normalized_shape == (28, 28)
+    assert custom.stages[2][1].dit.norm.normalized_shape == (7, 7)
+    assert custom.stages[2][1].dit.quadratic.in_channels == 64
+    with pytest.raises(ValueError):
+        create_model("dit_resnet20", dit_blocks=[(1, 3)])
+
+
+def randomise_batch_norms(model):
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            for tensor in (module.weight, module.bias, module.running_mean):
+                tensor.data.copy_(torch.randn(tensor.shape, generator=generator))
+            module.running_var.data.uniform_(0.5, 2.0, generator=generator)
+
+
+def block_input_and_output(model, block, x):
+    seen = {}
+    handle = block.register_forward_hook(lambda module, args, out: seen.update(x=args[0], y=out))
+    model(x)
+    handle.remove()
+    return seen["x"], seen["y"]
+
+
+def linear_part(block, x):
+    h = block.act1(block.bn1(block.conv1(x)))
+    return h, block.bn2(block.conv2(h))
+
+
+def test_zero_kernel_halves_the_convolution():
+    torch.manual_seed(0)
+    model = create_model("dit_resnet20").eval()
+    randomise_batch_norms(model)
+    block = model.stages[1][0]
+    with torch.no_grad():
+        x, y = block_input_and_output(model, block, torch.randn(2, 3, 32, 32))
+        _, linear = linear_part(block, x)
+        shortcut = block.shortcut(x)
+        torch.testing.assert_close(y, torch.relu(linear / 2 + shortcut))
+        assert not torch.allclose(y, torch.relu(linear + shortcut))
+
+
+def test_dit_block_adds_quadratic_of_layer_norm():
+    torch.manual_seed(0)
+    model = create_model("dit_resnet20").eval()
+    randomise_batch_norms(model)
+    block = model.stages[1][0]
+    with torch.no_grad():
+        block.dit.quadratic.weight.normal_(0, 0.05)
+        block.dit.norm.weight.uniform_(0.5, 1.5)
+        block.dit.norm.bias.normal_()
+        x, y = block_input_and_output(model, block, torch.randn(2, 3, 32, 32))
+        h, linear = linear_part(block, x)
+        mean = h.mean(dim=(2, 3), keepdim=True)
+        var = h.var(dim=(2, 3), unbiased=False, keepdim=True)
+        normed = (h - mean) / torch.sqrt(var + 1e-5) * block.dit.norm.weight + block.dit.norm.bias
+        kernel = block.dit.quadratic.weight.view(32, 32, 32)
+        quadratic = torch.einsum("nihw,oij,njhw->nohw", normed, kernel, normed)
+        expected = torch.relu((linear + quadratic) / 2 + block.shortcut(x))
+        torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_dit_parameters_are_the_quadratic_branches():
+    dit = create_model("dit_resnet20")
+    branch = dit.stages[1][0].dit
+    expected = {id(branch.norm.weight), id(branch.norm.bias), id(branch.quadratic.weight)}
+    assert {id(p) for p in dit_parameters(dit)} == expected
+    assert len(dit_parameters(dit)) == 3
+    assert dit_parameters(create_model("resnet20")) == []
+
+    convnext = create_model("dit_convnext_tiny", device="meta")
+    assert dit_parameters(convnext) == [convnext.stages[0].blocks[2].conv_dw.quadratic.weight]
+
+
+def dit_convnext_places(model):
+    return {
+        (stage_index, block_index)
+        for stage_index, stage in enumerate(model.stages)
+        for block_index, block in enumerate(stage.blocks)
+        if isinstance(block.conv_dw, DitDepthwiseConv)
+    }
+
+
+def test_timm_builds_dit_convnext(dit_convnext_tiny):
+    assert dit_convnext_places(dit_convnext_tiny) == {(0, 2)}
+    wrapper = dit_convnext_tiny.stages[0].blocks[2].conv_dw
+    assert (wrapper.quadratic.in_channels, wrapper.quadratic.out_channels) == (96, 96)
+    assert not wrapper.quadratic.channels_last
+    assert quadratic_layers(dit_convnext_tiny) == [wrapper.quadratic]
+    assert dit_convnext_tiny.num_classes == 10
+
+    options = {"num_classes": 5, "drop_path_rate": 0.1, "in_chans": 1, "device": "meta"}
+    passed = timm.create_model("dit_convnext_tiny", **options)
+    assert passed.num_classes == 5 and passed.stem[0].in_channels == 1
+    assert isinstance(passed.stages[3].blocks[2].drop_path, DropPath)
+    plain = timm.create_model("convnext_tiny", num_classes=10, device="meta")
+    assert dit_convnext_places(plain) == set()
+    assert quadratic_layers(plain) == []
+
+    base = timm.create_model("dit_convnext_base", device="meta")
+    assert base.stages[0].blocks[2].conv_dw.quadratic.in_channels == 128
+    moved = timm.create_model("dit_convnext_small", device="meta", dit_blocks=[(1, 0), (2, 26)])
+    assert dit_convnext_places(moved) == {(1, 0), (2, 26)}
+    with pytest.raises(ValueError):
+        timm.create_model("dit_convnext_tiny", device="meta", dit_blocks=[(0, 3)])
+
+
+def test_zero_kernel_dit_convnext_equals_convnext():
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(0)
+    base = create_model("convnext_tiny", **NARROW_CONVNEXT).eval()
+    torch.manual_seed(0)
+    dit = create_model("dit_convnext_tiny", **NARROW_CONVNEXT).eval()
+    wrapper = dit.stages[0].blocks[2].conv_dw
+    with torch.no_grad():
+        torch.testing.assert_close(dit(x), base(x))
+        wrapper.quadratic.weight.normal_()
+        feature = torch.randn(2, 16, 8, 8)
+        quadratic = torch.einsum(
+            "nihw,oij,njhw->nohw", feature, wrapper.quadratic.weight.view(16, 16, 16), feature
+        )
+        torch.testing.assert_close(
+            wrapper(feature), wrapper.conv(feature) + quadratic, rtol=1e-4, atol=1e-4
+        )
+
+
+@pytest.mark.parametrize(
+    "in_channels, out_channels, shape, options",
+    [
+        (32, 32, (32, 16, 16), {}),
+        (5, 3, (5, 7, 4), {}),
+        (6, 9, (3, 5, 6), {"channels_last": True}),
+        (7, 4, (7,), {}),
+    ],
+)
+def test_flop_counter_on_lone_quadratic_layer(in_channels, out_channels, shape, options):
+    layer = DitQuadratic(in_channels, out_channels, **options)
+    pixels = torch.Size(shape).numel() // in_channels
+    pairs = in_channels * (in_channels + 1) // 2
+    count = measure_macs(layer, shape)
+    assert count.total == count.quadratic == pixels * out_channels * pairs + pixels * pairs
+    assert count.quadratic == quadratic_macs(pixels, in_channels, out_channels)
+    assert count.reference_quadratic == pixels * out_channels * in_channels**2
+    assert count.reference_quadratic == reference_quadratic_macs(pixels, in_channels, out_channels)
+
+
+def test_resnet20_macs_exactly():
+    def convs(pixels, c_in, c_out, kernel=9, count=1):
+        return count * pixels * c_in * c_out * kernel
+
+    expected = (
+        convs(32 * 32, 3, 16)
+        + convs(32 * 32, 16, 16, count=6)
+        + convs(16 * 16, 16, 32)
+        + convs(16 * 16, 32, 32, count=5)
+        + convs(16 * 16, 16, 32, 1)
+        + convs(8 * 8, 32, 64)
+        + convs(8 * 8, 64, 64, count=5)
+        + convs(8 * 8, 32, 64, 1)
+        + 256 * 10
+    )
+    model = create_model("resnet20")
+    assert count_macs(model) == expected
+    assert model.training
+
+
+def test_dit_resnet20_macs_exceed_resnet20_by_the_branch():
+    difference = count_macs(create_model("dit_resnet20")) - count_macs(create_model("resnet20"))
+    assert difference == quadratic_macs(16 * 16, 32, 32)
+    assert (
+        count_macs(create_model("dit_resnet20", in_chans=1), (1, 32, 32))
+        - count_macs(create_model("resnet20", in_chans=1), (1, 32, 32))
+        == difference
+    )
+
+
+def test_convnext_tiny_macs_at_224(dit_convnext_tiny):
+    plain = create_model("convnext_tiny", num_classes=10, device="meta")
+    base = measure_macs(plain, (3, 224, 224))
+    dit = measure_macs(dit_convnext_tiny, (3, 224, 224))
+    assert base.total == pytest.approx(SEED_IMAGENET["convnext_tiny"][1] * 1e9, rel=TOLERANCE)
+    assert dit.total - base.total == dit.quadratic == quadratic_macs(56 * 56, 96, 96)
+    assert dit.reference_total - base.total == reference_quadratic_macs(56 * 56, 96, 96)
+
+
+def test_dit_chunk_bytes_reach_the_quadratic_layers():
+    default = create_model("dit_resnet20").stages[1][0].dit.quadratic
+    assert default.chunk_bytes == DitQuadratic(2, 2).chunk_bytes
+    chosen = create_model("dit_resnet20", dit_chunk_bytes=1 << 20)
+    assert [layer.chunk_bytes for layer in quadratic_layers(chosen)] == [1 << 20]
+    convnext = create_model("dit_convnext_tiny", device="meta", dit_chunk_bytes=1 << 22)
+    assert [layer.chunk_bytes for layer in quadratic_layers(convnext)] == [1 << 22]
