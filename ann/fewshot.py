@@ -89,7 +89,7 @@ DEFAULTS: dict[str, Any] = {
     "crop_padding_cnn": 2,
     "test_subset": None,
     "test_seed": 0,
-    "threads": 2,
+    "threads": 1,
 }
 
 

@@ -37,6 +37,7 @@ class Recipe:
     crop_padding: int = 4
     flip: bool = True
     eval_batch_size: int = 1000
+    eval_subset: int | None = None  # before the last epoch, evaluate on this many test images
     input_size: int = 224  # the ImageNet keys below follow timm's names
     crop_pct: float = 0.875
     auto_augment: str | None = None

@@ -5,13 +5,18 @@ Snakemake scripts in workflow/scripts call these and nothing else.
 """
 
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+import yaml
 
 from .io import save_csv, save_torch
 from .models import create_model
 from .priors import load_kappa, prior_weights
-from .train import file_sha256, run_from_config, train
+from .train import TrainingError, file_sha256, run_from_config, train
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +35,41 @@ def build_prior(model: str, prior: str, seed: int, kappa_path: str | Path, prior
 
 
 def train_run(config: Mapping, dataset: str, model: str, prior: str, seed: int, out_dir: str | Path,
-              prior_file: str | Path | None, threads: int) -> None:
-    """Train one run of the experiment grid into out_dir (resuming from its checkpoint)."""
-    run = run_from_config(config, dataset, model, prior, seed, Path(out_dir),
+              prior_file: str | Path | None, threads: int, processes: int = 1) -> None:
+    """Train one run of the experiment grid into out_dir (resuming from its checkpoint).
+
+    With processes > 1 the run goes through torchrun on this node (DistributedDataParallel:
+    one process per GPU, or CPU processes with the gloo backend).
+    """
+    out_dir = Path(out_dir)
+    if processes > 1:
+        _train_with_torchrun(config, dataset, model, prior, seed, out_dir, prior_file, threads, processes)
+        return
+    run = run_from_config(config, dataset, model, prior, seed, out_dir,
                           prior_file=Path(prior_file) if prior_file else None, threads=threads)
     summary = train(run)
     log.info("%s %s %s seed %d: test top-1 %.4f", dataset, model, prior, seed,
              summary["final"]["test_top1"])
+
+
+def _train_with_torchrun(config: Mapping, dataset: str, model: str, prior: str, seed: int,
+                         out_dir: Path, prior_file: str | Path | None, threads: int,
+                         processes: int) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / "run_config.yaml"
+    config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={processes}", "-m", "ann.train", "--config", str(config_file),
+               "--dataset", dataset, "--model", model, "--prior", prior, "--seed", str(seed),
+               "--out", str(out_dir), "--threads", str(max(1, threads // processes))]
+    if prior_file:
+        command += ["--prior-file", str(prior_file)]
+    log.info("launching: %s", " ".join(command))
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // processes))}
+    result = subprocess.run(command, env=env)
+    if result.returncode != 0:
+        raise TrainingError(f"torchrun with {processes} processes failed (exit code "
+                            f"{result.returncode}); see the messages above.")
 
 
 def theory_gaussian(gaussian: Mapping, outputs: Mapping[str, str | Path]) -> None:
@@ -50,6 +83,17 @@ def theory_gaussian(gaussian: Mapping, outputs: Mapping[str, str | Path]) -> Non
     theory.plot_accuracy_vs_samples(tables["sweep"], outputs["sweep_png"])
     theory.plot_similarity(tables["similarity"], outputs["similarity_png"])
     log.info("Gaussian theory: %s", tables["timing"].to_dict("records"))
+
+
+def theory_fewshot(fewshot: Mapping, root: str | None, outputs: Mapping[str, str | Path]) -> None:
+    """Few-shot Fashion-MNIST: plain against quadratic models as the training set shrinks."""
+    from . import fewshot as experiment
+
+    tables = experiment.fewshot_experiment(dict(fewshot), root=root)
+    save_csv(tables["runs"], outputs["runs"])
+    save_csv(tables["summary"], outputs["summary"])
+    experiment.plot_fewshot(tables["summary"], outputs["figure"])
+    log.info("few-shot summary:\n%s", tables["summary"].to_string(index=False))
 
 
 def summarise_dataset(metrics: list[str | Path], outputs: Mapping[str, str | Path]) -> None:

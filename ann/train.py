@@ -204,7 +204,7 @@ class Data:
     """The training and evaluation batches of an epoch, whatever the dataset."""
 
     train_batches: Callable[[dict], Iterator[tuple[torch.Tensor, torch.Tensor]]]
-    evaluate: Callable[[nn.Module], dict]
+    evaluate: Callable[[nn.Module, bool], dict]  # final: the whole test set, always
     num_classes: int
     in_chans: int
     img_size: int
@@ -230,9 +230,12 @@ def _small_data(run: Run, ctx: Context) -> Data:
             x = augment(images, generators["augment"])
             yield x[ctx.rank::ctx.world_size], labels[ctx.rank::ctx.world_size]
 
-    def evaluate(model: nn.Module) -> dict:
+    test_subset = test.subset(min(recipe.eval_subset, len(test)), seed=0) if recipe.eval_subset else test
+
+    def evaluate(model: nn.Module, final: bool) -> dict:
+        images = test if final else test_subset
         batches = ((augment.evaluate(x), y) for x, y in
-                   iterate_batches(test, recipe.eval_batch_size, shuffle=False))
+                   iterate_batches(images, recipe.eval_batch_size, shuffle=False))
         return _evaluate(model, batches, ctx, reduce=False, num_classes=train.num_classes)
 
     return Data(train_batches, evaluate, train.num_classes, train.images.shape[1],
@@ -258,7 +261,7 @@ def _imagenet_data(run: Run, ctx: Context) -> Data:
         for images, labels in train:
             yield images.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
 
-    def evaluate(model: nn.Module) -> dict:
+    def evaluate(model: nn.Module, final: bool) -> dict:
         batches = ((x.to(ctx.device), y.to(ctx.device)) for x, y in val)
         return _evaluate(model, batches, ctx, reduce=ctx.world_size > 1, num_classes=data.num_classes)
 
@@ -295,7 +298,7 @@ def _evaluate(model: nn.Module, batches: Iterator, ctx: Context, *, reduce: bool
         dist.all_reduce(totals)
     loss, top1, top5, n = totals.tolist()
     return {"test_loss": loss / n, "test_top1": top1 / n,
-            "test_top5": top5 / n if num_classes > 10 else math.nan}
+            "test_top5": top5 / n if num_classes > 10 else math.nan, "test_images": int(n)}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -453,7 +456,8 @@ def train(run: Run) -> dict:
         scheduler.step(epoch)
         started = time.perf_counter()
         row = {"epoch": epoch + 1, **train_epoch(model, data, epoch, parts, generators, run, ctx)}
-        row |= data.evaluate(ema.module if ema is not None else model)
+        final = epoch + 1 == run.recipe.epochs
+        row |= data.evaluate(ema.module if ema is not None else model, final)
         wall += time.perf_counter() - started
         history.append(row)
         log.info("%s/%s/%s seed %d epoch %d/%d: loss %.4f, test top-1 %.4f, %.0f images/s",
@@ -478,7 +482,8 @@ def train(run: Run) -> dict:
 def _summary(run: Run, history: list, n_params: int, macs: int, ctx: Context, wall: float,
              kappa_sha: str | None) -> dict:
     last = history[-1]
-    best = max(history, key=lambda row: row["test_top1"])
+    whole_test_set = [row for row in history if row["test_images"] == last["test_images"]]
+    best = max(whole_test_set, key=lambda row: row["test_top1"])
     device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
     return {
         **run.identity(),

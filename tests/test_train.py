@@ -19,7 +19,8 @@ from ann.recipes import RecipeError, parse_overrides, resolve_recipe
 from ann.train import TrainingError, run_from_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"epochs": 2, "batch_size": 32, "milestones": [], "train_subset": None, "eval_batch_size": 64}
+TINY = {"epochs": 2, "batch_size": 32, "schedule": "multistep", "milestones": [], "warmup_epochs": 0,
+        "lr": 0.05, "train_subset": None, "eval_subset": None, "eval_batch_size": 64}
 
 
 @pytest.fixture(scope="module")

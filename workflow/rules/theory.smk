@@ -25,3 +25,26 @@ rule theory_gaussian:
         f"{RESULTS}/logs/theory_gaussian.log",
     script:
         "../scripts/theory_gaussian.py"
+
+
+rule theory_fewshot:
+    output:
+        runs=f"{RESULTS}/theory/fewshot_runs.csv",
+        summary=report(
+            f"{RESULTS}/theory/fewshot_summary.csv",
+            caption="../report/theory_fewshot.rst",
+            category="Theory",
+        ),
+        figure=report(
+            f"{RESULTS}/theory/figures/fewshot.png",
+            caption="../report/theory_fewshot.rst",
+            category="Theory",
+        ),
+    params:
+        fewshot=config["theory"]["fewshot"],
+        root=config["datasets"]["fashion_mnist"]["root"],
+    threads: 1
+    log:
+        f"{RESULTS}/logs/theory_fewshot.log",
+    script:
+        "../scripts/theory_fewshot.py"

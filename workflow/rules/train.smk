@@ -33,6 +33,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=1,
+        tasks=config["train"]["processes"],
         mem_mb=4000,
         runtime=60 * 24,
     log:

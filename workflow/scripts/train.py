@@ -6,4 +6,4 @@ run_stage(train_run, snakemake.log[0], config=snakemake.params.config,
           dataset=snakemake.wildcards.dataset, model=snakemake.wildcards.model,
           prior=snakemake.wildcards.prior, seed=int(snakemake.wildcards.seed),
           out_dir=snakemake.params.out_dir, prior_file=snakemake.input.get("prior"),
-          threads=snakemake.threads)
+          threads=snakemake.threads, processes=snakemake.resources.tasks)
