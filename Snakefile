@@ -4,7 +4,7 @@ from snakemake.utils import min_version, validate
 min_version("8.20")
 
 
-configfile: "config.yaml"
+configfile: workflow.source_path("config.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

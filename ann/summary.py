@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -67,6 +68,8 @@ def plot_training_curves(runs: pd.DataFrame, path: str | Path) -> None:
         loss_ax.plot(curve.epoch, curve.train_loss, marker=".", label=label)
         acc_ax.plot(curve.epoch, curve.test_top1, marker=".", label=label)
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log")
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.set(xlabel="epoch", ylabel="test top-1")
     acc_ax.legend(fontsize=7, ncol=2)
     _save(fig, path)

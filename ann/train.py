@@ -18,6 +18,7 @@ checkpoint and ends with the metrics of an uninterrupted run.
 
 import argparse
 import hashlib
+import json
 import logging
 import math
 import os
@@ -319,8 +320,15 @@ def _restore_rng(state: dict, generators: dict) -> None:
     generators["augment"].set_state(state["augment"])
 
 
-def load_checkpoint(path: Path, run: Run) -> dict | None:
-    """The saved state of this run, None if there is none, or a TrainingError."""
+def _setup(run: Run, kappa_sha: str | None) -> dict:
+    """What a checkpoint must share with the run to be resumed (the epoch count may grow)."""
+    recipe = {k: v for k, v in asdict(run.recipe).items() if k != "epochs"}
+    return {"recipe": json.loads(json.dumps(recipe)), "kappa_sha256": kappa_sha}
+
+
+def load_checkpoint(path: Path, run: Run, setup: dict) -> dict | None:
+    """The saved state of this run, None if there is none (or it was made with another
+    recipe or prior: then training starts over), or a TrainingError."""
     if not path.exists():
         return None
     try:
@@ -331,6 +339,9 @@ def load_checkpoint(path: Path, run: Run) -> dict | None:
     if state.get("run") != run.identity():
         raise TrainingError(f"checkpoint '{path}' belongs to run {state.get('run')}, not "
                             f"{run.identity()}; move it away or delete it.")
+    if state.get("setup") != setup:
+        log.warning("checkpoint %s was made with another recipe or prior; starting over", path)
+        return None
     return state
 
 
@@ -434,7 +445,8 @@ def train(run: Run) -> dict:
 
         ema = ModelEmaV3(raw, decay=run.recipe.ema_decay)
     checkpoint_path = run.out / CHECKPOINT
-    state = load_checkpoint(checkpoint_path, run)
+    setup = _setup(run, kappa_sha)
+    state = load_checkpoint(checkpoint_path, run, setup)
     history, first_epoch, wall = [], 0, 0.0
     if state is not None:
         raw.load_state_dict(state["model"])
@@ -465,13 +477,14 @@ def train(run: Run) -> dict:
                  row["train_loss"], row["test_top1"], row["images_per_s"])
         if ctx.main:
             save_csv(pd.DataFrame(history), run.out / "metrics.csv")
-            save_torch({"run": run.identity(), "epoch": epoch + 1, "model": raw.state_dict(),
+            save_torch({"run": run.identity(), "setup": setup, "epoch": epoch + 1, "model": raw.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "ema": ema.module.state_dict() if ema is not None else None,
                         "rng": _rng_state(generators), "history": history, "wall_time": wall},
                        checkpoint_path)
     summary = _summary(run, history, n_params, macs, ctx, wall, kappa_sha)
     if ctx.main:
+        save_csv(pd.DataFrame(history), run.out / "metrics.csv")
         save_json(summary, run.out / "metrics.json")
     if dist.is_initialized():
         dist.barrier()

@@ -1,4 +1,6 @@
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,28 @@ def small_dendrite(default_config) -> dict:
     protocol["trial_ms"] = 60.0
     dendrite["chunks"] = 2
     return dendrite
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, profile: Path | None = None,
+                  env: dict | None = None) -> subprocess.CompletedProcess:
+    """snakemake on the project's Snakefile with `config`, in `workdir` (stdout+stderr text)."""
+    config_file = workdir / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(config_file)]
+    command += ["--profile", str(profile)] if profile else ["--cores", "2"]
+    return subprocess.run(command + list(args), cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory, default_config):
+    """The whole workflow, shrunk, run once locally on a fixture Fashion-MNIST."""
+    from fixtures import tiny_workflow_config, write_fashion_mnist
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_fashion_mnist(workdir / "fmnist", n_train=512, n_test=96, seed=2, learnable=True)
+    config = tiny_workflow_config(default_config, workdir / "results", workdir / "fmnist")
+    result = run_snakemake(workdir, config)
+    assert result.returncode == 0, result.stdout[-5000:]
+    return workdir, config

@@ -99,3 +99,35 @@ def write_imagenet(root: Path, train: dict[str, int], val: dict[str, int]) -> No
                 pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", format="JPEG")
 
+
+
+def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dict:
+    """The whole workflow shrunk to run in about a minute: 2 sites, a few trials, a
+    fixture Fashion-MNIST, one training epoch, small theory experiments."""
+    import copy
+
+    config = copy.deepcopy(default)
+    config["results_dir"] = str(results)
+    dendrite = config["dendrite"]
+    dendrite["sites"]["n_sites"] = 2
+    dendrite["chunks"] = 2
+    protocol = dendrite["protocol"]
+    protocol["trial_ms"] = 60.0
+    protocol["strengths_nS"] = {"E": [0.5, 1.0], "I": [1.0, 2.0]}
+    protocol["pairs"]["max_pairs_per_kind"] = 3
+    protocol["timing"].update(n_pairs=1, delta_t_ms=[-5.0, 5.0])
+    protocol["multi"].update(n_trials=2, n_E=4, n_I=2)
+    config["kappa"]["window_ms"] = [10.0, 50.0]
+    config["train"]["experiments"] = {
+        "fashion_mnist": {"models": ["resnet20", "dit_resnet20"], "priors": ["zero", "bio"], "seeds": [0]}
+    }
+    config["datasets"]["fashion_mnist"]["root"] = str(fmnist_root)
+    config["train"]["processes"] = 2  # every training job goes through torchrun (gloo)
+    config["recipes"]["fmnist_short"].update(epochs=3, batch_size=32, train_subset=None,
+                                             eval_subset=None, warmup_epochs=0)
+    config["theory"]["gaussian"] = {"n_test": 2000, "seeds": [0], "sweep_sizes": [20, 100],
+                                    "sweep_seeds": [0], "monte_carlo_samples": 20000,
+                                    "mlp_steps": 100, "quad_steps": 50}
+    config["theory"]["fewshot"] = {"shots": [1, 2], "seeds": [0], "min_steps": 5, "max_steps": 10,
+                                   "test_subset": 200, "threads": 1}
+    return config

@@ -191,3 +191,18 @@ def test_recipe_resolution_and_errors(default_config):
         "epochs": 3, "milestones": [1, 2], "train_subset": None}
     with pytest.raises(RecipeError):
         parse_overrides(["epochs"])
+
+
+def test_a_changed_recipe_starts_over_and_a_finished_run_rewrites_its_outputs(default_config, fmnist_root, tmp_path):
+    config = tiny_config(default_config, fmnist_root, epochs=1)
+    train(run_from_config(config, "fashion_mnist", "resnet20", "none", 0, tmp_path))
+    first = json.loads((tmp_path / "metrics.json").read_text())
+    for name in ("metrics.json", "metrics.csv"):
+        (tmp_path / name).unlink()  # what Snakemake does before it reruns a job
+    train(run_from_config(config, "fashion_mnist", "resnet20", "none", 0, tmp_path))
+    assert (tmp_path / "metrics.csv").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["final"] == first["final"]
+    changed = tiny_config(default_config, fmnist_root, epochs=1, lr=0.01)
+    again = train(run_from_config(changed, "fashion_mnist", "resnet20", "none", 0, tmp_path))
+    assert again["final"] != first["final"]
+    assert again["recipe"]["lr"] == 0.01

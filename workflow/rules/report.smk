@@ -81,7 +81,7 @@ rule report:
         cells=REPORT_CELLS,
         datasets=REPORT_DATASETS,
         theory=REPORT_THEORY,
-        templates=workflow.source_path("../report/templates/base.html.j2"),
+        templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
     log:
         f"{RESULTS}/logs/report.log",
     script:

@@ -16,7 +16,7 @@ def training_config(wildcards):
         "datasets": {dataset: config["datasets"][dataset]},
         "recipes": {recipe_name: config["recipes"][recipe_name]},
         "recipe_overrides": {dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}},
-        "priors": config["priors"],
+        "priors": config["priors"] if wildcards.prior in ("bio", "shuffled") else {},
         "train": {k: v for k, v in config["train"].items() if k != "experiments"},
     }
 

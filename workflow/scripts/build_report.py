@@ -6,5 +6,5 @@ from ann.stages import build_report
 
 run_stage(build_report, snakemake.log[0], config=snakemake.params.config,
           out_dir=Path(snakemake.output.index).parent,
-          templates=Path(snakemake.params.templates).parent, cells=snakemake.params.cells,
+          templates=snakemake.params.templates, cells=snakemake.params.cells,
           datasets=snakemake.params.datasets, theory=snakemake.params.theory)

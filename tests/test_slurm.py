@@ -1,0 +1,138 @@
+"""The cluster path on a real scheduler: the tiny workflow through Snakemake's SLURM
+executor with the project's profile, on a single-node SLURM started for the test."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from conftest import ROOT
+from slurm_cluster import SlurmCluster, unavailable_reason
+
+TRAIN_RUNS = ("resnet20/none", "dit_resnet20/zero", "dit_resnet20/bio")
+
+
+def profile_for_test_cluster(path: Path) -> Path:
+    """workflow/profiles/slurm pointed at the test cluster: its one partition, no account,
+    no GPUs, two CPU processes (torchrun, gloo) per training job, quick status checks."""
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    profile["default-resources"] |= {"slurm_partition": "debug", "mem_mb": 1500}
+    profile["default-resources"].pop("slurm_account", None)
+    for resources in profile["set-resources"].values():
+        resources |= {"mem_mb": min(resources.get("mem_mb", 1500), 3000)}
+        resources.pop("slurm_partition", None)
+    profile["set-resources"]["train"] |= {"gpu": 0, "tasks": 2, "cpus_per_task": 1, "runtime": 30}
+    profile["set-threads"]["train"] = 2
+    profile |= {"slurm-no-account": True, "slurm-status-command": "squeue",
+                "slurm-init-seconds-before-status-checks": 2, "slurm-keep-successful-logs": True,
+                "jobs": 4}
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(profile))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm") / "cluster")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def snakemake_on_slurm(cluster: SlurmCluster, workdir: Path, config: dict) -> subprocess.Popen:
+    config_file = workdir / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    profile = profile_for_test_cluster(workdir / "profile")
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(config_file), "--profile", str(profile)]
+    return subprocess.Popen(command, cwd=ROOT, env=cluster.env, stdout=open(workdir / "snakemake.log", "w"),
+                            stderr=subprocess.STDOUT)
+
+
+def kill_one_training_job(cluster: SlurmCluster, results: Path, process: subprocess.Popen) -> str:
+    """scancel a training job once its first epoch is checkpointed; return its job id."""
+    deadline = time.time() + 600
+    while time.time() < deadline and process.poll() is None:
+        for job_id, comment, state in cluster.squeue():
+            if not comment.startswith("rule_train") or state != "RUNNING":
+                continue
+            runs = [p for p in (results / "train/fashion_mnist").glob("*/*/seed0/checkpoint.pt")]
+            if runs:
+                cluster.scancel(job_id)
+                return job_id
+        time.sleep(0.2)
+    raise AssertionError("no training job was seen running with a checkpoint")
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tiny_workflow, tmp_path_factory):
+    local_dir, local_config = tiny_workflow
+    workdir = tmp_path_factory.mktemp("on_slurm")
+    config = {**local_config, "results_dir": str(workdir / "results")}
+    config["datasets"] = json.loads(json.dumps(local_config["datasets"]))
+    start = time.time()
+    process = snakemake_on_slurm(cluster, workdir, config)
+    killed = kill_one_training_job(cluster, workdir / "results", process)
+    process.wait(timeout=900)
+    seconds = time.time() - start
+    log = (workdir / "snakemake.log").read_text()
+    print(f"\nSLURM workflow: {seconds:.0f} s, killed job {killed}")
+    return {"workdir": workdir, "local": local_dir, "log": log, "code": process.returncode,
+            "killed": killed, "cluster": cluster}
+
+
+def submitted(log: str) -> dict[str, str]:
+    """SLURM job id -> Snakemake job id, from the executor's log lines."""
+    return {m[2]: m[1] for m in re.finditer(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)}
+
+
+def test_jobs_went_through_the_scheduler(slurm_run):
+    assert slurm_run["code"] == 0, slurm_run["log"][-5000:]
+    job_ids = submitted(slurm_run["log"])
+    history = slurm_run["cluster"].completed_jobs()
+    print(f"SLURM job ids: {sorted(job_ids, key=int)}; states: {history}")
+    assert len(job_ids) >= 12
+    assert set(job_ids) <= set(history)
+    assert history[slurm_run["killed"]] == "CANCELLED"
+    assert sum(state == "COMPLETED" for state in history.values()) == len(job_ids) - 1
+
+
+def test_killed_training_job_was_resubmitted_and_resumed(slurm_run):
+    results = slurm_run["workdir"] / "results"
+    logs = list((slurm_run["workdir"] / ".snakemake/slurm_logs/rule_train").rglob("*.log"))
+    resumed = [p for p in logs if "resuming" in p.read_text()]
+    assert resumed, "no training job resumed from a checkpoint"
+    for run in TRAIN_RUNS:
+        here = json.loads((results / f"train/fashion_mnist/{run}/seed0/metrics.json").read_text())
+        local = json.loads((slurm_run["local"] / f"results/train/fashion_mnist/{run}/seed0/metrics.json").read_text())
+        assert here["world_size"] == 2  # trained through torchrun inside the allocation
+        assert here["final"] == local["final"], run
+        assert here["best"] == local["best"], run
+
+
+def test_outputs_equal_a_local_run(slurm_run):
+    here, local = slurm_run["workdir"] / "results", slurm_run["local"] / "results"
+    for name in ("psp.nc", "kappa.nc"):
+        with xr.open_dataset(here / f"dendrite/pyramidal/{name}") as a, \
+                xr.open_dataset(local / f"dendrite/pyramidal/{name}") as b:
+            variable = "v" if name == "psp.nc" else "kappa_EI"
+            np.testing.assert_array_equal(a[variable].values, b[variable].values)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(pd.read_csv(here / "theory/gaussian_accuracy.csv"),
+                                  pd.read_csv(local / "theory/gaussian_accuracy.csv"))
+    columns = ["model", "prior", "seeds", "top1_mean", "parameters", "macs_per_image"]
+    pd.testing.assert_frame_equal(pd.read_csv(here / "train/fashion_mnist/summary.csv")[columns],
+                                  pd.read_csv(local / "train/fashion_mnist/summary.csv")[columns])
+    assert (here / "report/index.html").is_file()

@@ -1,0 +1,140 @@
+"""The whole workflow on fixtures: a tiny end-to-end run, its report in a real browser,
+single-stage reruns, change detection, and the DAG of the paper's full grid."""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+from conftest import run_snakemake
+from fixtures import (
+    write_cifar10,
+    write_cifar100,
+    write_imagenet,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    return run_snakemake(workdir, config, *args)
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run."""
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_workflow):
+    return tiny_workflow
+
+
+def test_tiny_run_produces_every_stage(tiny_run):
+    workdir, _ = tiny_run
+    results = workdir / "results"
+    for path in ("dendrite/pyramidal/psp.nc", "dendrite/pyramidal/kappa.nc",
+                 "dendrite/pyramidal/figures/kappa_heatmaps.png", "priors/dit_resnet20/bio/seed0.pt",
+                 "train/fashion_mnist/resnet20/none/seed0/metrics.json",
+                 "train/fashion_mnist/dit_resnet20/zero/seed0/metrics.json",
+                 "train/fashion_mnist/dit_resnet20/bio/seed0/metrics.json",
+                 "train/fashion_mnist/summary.csv", "theory/gaussian_accuracy.csv",
+                 "theory/fewshot_summary.csv", "report/index.html", "report/cifar10.html"):
+        assert (results / path).is_file(), path
+    assert not list((results / "dendrite/pyramidal").glob("chunks/*.nc"))  # temporary
+    bio = json.loads((results / "train/fashion_mnist/dit_resnet20/bio/seed0/metrics.json").read_text())
+    assert bio["kappa_sha256"] and bio["epochs"] == 3 and bio["world_size"] == 2
+    page = (results / "report/cifar10.html").read_text()
+    assert "not found" in page and "datasets.cifar10.root" in page
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")
+def test_report_links_resolve_and_images_load_in_chromium(tiny_run):
+    from playwright.sync_api import sync_playwright
+
+    report = tiny_run[0] / "results" / "report"
+    pages, seen, problems = [report / "index.html"], set(), []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        while pages:
+            current = pages.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            page.goto(current.as_uri())
+            images = page.evaluate("Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])")
+            problems += [f"{current.name}: image {src}" for src, ok in images if not ok]
+            for href in page.evaluate("Array.from(document.links).map(a => a.href)"):
+                url = urlparse(href)
+                if url.scheme != "file":
+                    problems.append(f"{current.name}: non-local link {href}")
+                    continue
+                target = Path(unquote(url.path))
+                if not target.exists():
+                    problems.append(f"{current.name}: broken link {href}")
+                elif target.suffix == ".html":
+                    pages.append(target)
+        browser.close()
+    assert len(seen) == 7  # index, the cell, four datasets, theory
+    assert not problems, problems
+
+
+def test_single_stage_reruns(tiny_run):
+    workdir, config = tiny_run
+    again = snakemake(workdir, config, f"{config['results_dir']}/dendrite/pyramidal/kappa.nc")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout
+    forced = snakemake(workdir, config, "--forcerun", "fit_kappa", "-n")
+    jobs = planned_jobs(forced.stdout)
+    assert {"fit_kappa", "kappa_figures", "build_prior", "report"} <= set(jobs)
+    assert not {"simulate_chunk", "plan_trials", "theory_gaussian", "theory_fewshot"} & set(jobs)
+    assert jobs["train"] == 1  # only the run that uses the bio prior
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        ("kappa", "window_ms", [10.0, 40.0], {"fit_kappa", "kappa_figures", "build_prior", "train",
+                                               "summarise_dataset", "report", "all"}),
+        ("theory", "gaussian", {"n_test": 1000, "seeds": [0], "sweep_sizes": [20, 100], "sweep_seeds": [0],
+                                "monte_carlo_samples": 20000, "mlp_steps": 100, "quad_steps": 50},
+         {"theory_gaussian", "report", "all"}),
+    ],
+)
+def test_editing_a_key_reruns_exactly_its_dependents(tiny_run, section, key, value, expected):
+    workdir, config = tiny_run
+    edited = json.loads(json.dumps(config))
+    edited[section][key] = value
+    jobs = planned_jobs(snakemake(workdir, edited, "-n").stdout)
+    assert set(jobs) == expected
+
+
+def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
+    config = json.loads(json.dumps(default_config))
+    write_cifar10(tmp_path / "cifar10")
+    write_cifar100(tmp_path / "cifar100")
+    write_imagenet(tmp_path / "imagenet", {"n01": 1}, {"n01": 1})
+    depths = (20, 32, 56, 110)
+    cifar_models = [f"{family}{d}" for family in ("resnet", "dit_resnet", "qresnet", "quadraresnet") for d in depths]
+    seeds = [0, 1, 2, 3, 4]
+    config["train"]["experiments"] = {
+        "cifar10": {"models": cifar_models, "priors": ["zero"], "seeds": seeds},
+        "cifar100": {"models": cifar_models, "priors": ["zero"], "seeds": seeds},
+        "imagenet": {"models": [f"{p}convnext_{s}" for p in ("", "dit_") for s in ("tiny", "small", "base")],
+                     "priors": ["zero"], "seeds": [0]},
+    }
+    for name in ("cifar10", "cifar100", "imagenet"):
+        config["datasets"][name]["root"] = str(tmp_path / name)
+    result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned_jobs(snakemake(tmp_path, config, "-n").stdout)
+    assert jobs["train"] == 2 * 16 * 5 + 6
+    assert jobs["summarise_dataset"] == 3
+    assert "build_prior" not in jobs  # the paper trains with zero priors
