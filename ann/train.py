@@ -552,7 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    main_process = int(os.environ.get("RANK", 0)) == 0
+    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
+                        format="%(asctime)s %(message)s")
     try:
         config = yaml.safe_load(Path(args.config).read_text())
         run = run_from_config(config, args.dataset, args.model, args.prior, args.seed, args.out,

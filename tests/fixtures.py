@@ -129,5 +129,5 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
                                     "sweep_seeds": [0], "monte_carlo_samples": 20000,
                                     "mlp_steps": 100, "quad_steps": 50}
     config["theory"]["fewshot"] = {"shots": [1, 2], "seeds": [0], "min_steps": 5, "max_steps": 10,
-                                   "test_subset": 200, "threads": 1}
+                                   "test_subset": None, "threads": 1}
     return config

@@ -8,6 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+# Snakemake's job-step executor drops SLURM_CONF before calling srun inside a job, so srun
+# must find the configuration where every SLURM installation keeps it: the test links it there.
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+
 BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "srun")
 
 SLURM_CONF = """\
@@ -50,6 +54,8 @@ def unavailable_reason() -> str | None:
     missing = [b for b in BINARIES if shutil.which(b) is None]
     if missing:
         return f"Debian's slurm-wlm and munge are not installed (missing {missing}); make test installs them"
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        return f"{SYSTEM_CONF} exists: this machine has a SLURM of its own, which the test leaves alone"
     return None
 
 
@@ -90,6 +96,9 @@ class SlurmCluster:
         conf = SLURM_CONF.format(host=self.host, root=self.root, ctld_port=_free_port(),
                                  d_port=_free_port(), cpus=os.cpu_count(), memory=_memory_mb())
         (self.root / "slurm.conf").write_text(conf)
+        SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        SYSTEM_CONF.unlink(missing_ok=True)
+        SYSTEM_CONF.symlink_to(self.root / "slurm.conf")
         self._daemon(["slurmctld", "-D", "-i", "-f", str(self.root / "slurm.conf")])
         self._daemon(["slurmd", "-D", "-f", str(self.root / "slurm.conf")])
         self._wait_for(self._node_idle, "slurmd to register as idle")
@@ -142,4 +151,6 @@ class SlurmCluster:
                 process.wait()
         for log in self.logs:
             log.close()
+        if SYSTEM_CONF.is_symlink():
+            SYSTEM_CONF.unlink()
         shutil.rmtree(self.root, ignore_errors=True)

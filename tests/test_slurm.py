@@ -61,14 +61,15 @@ def snakemake_on_slurm(cluster: SlurmCluster, workdir: Path, config: dict) -> su
 
 
 def kill_one_training_job(cluster: SlurmCluster, results: Path, process: subprocess.Popen) -> str:
-    """scancel a training job once its first epoch is checkpointed; return its job id."""
+    """scancel a running training job once it has checkpointed an epoch; return its job id."""
+    prefix = "rule_train_wildcards_fashion_mnist_"  # the plugin's comment: rule and wildcards
     deadline = time.time() + 600
     while time.time() < deadline and process.poll() is None:
         for job_id, comment, state in cluster.squeue():
-            if not comment.startswith("rule_train") or state != "RUNNING":
+            if not comment.startswith(prefix) or state != "RUNNING":
                 continue
-            runs = [p for p in (results / "train/fashion_mnist").glob("*/*/seed0/checkpoint.pt")]
-            if runs:
+            model, prior, seed = comment.removeprefix(prefix).rsplit("_", 2)
+            if (results / f"train/fashion_mnist/{model}/{prior}/seed{seed}/checkpoint.pt").exists():
                 cluster.scancel(job_id)
                 return job_id
         time.sleep(0.2)

@@ -135,6 +135,8 @@ def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
     result = snakemake(tmp_path, config, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stdout[-3000:]
     jobs = planned_jobs(snakemake(tmp_path, config, "-n").stdout)
-    assert jobs["train"] == 2 * 16 * 5 + 6
-    assert jobs["summarise_dataset"] == 3
-    assert "build_prior" not in jobs  # the paper trains with zero priors
+    fmnist = default_config["train"]["experiments"]["fashion_mnist"]  # merged in: it stays
+    fmnist_runs = len(fmnist["seeds"]) * (1 + len(fmnist["priors"]))
+    assert jobs["train"] == 2 * 16 * 5 + 6 + fmnist_runs
+    assert jobs["summarise_dataset"] == 4
+    assert jobs["build_prior"] == 2 * len(fmnist["seeds"])  # only Fashion-MNIST's bio/shuffled
