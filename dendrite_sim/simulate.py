@@ -11,6 +11,7 @@ mode; `naive_loop` builds a fresh runtime network per trial (the slow baseline).
 """
 
 import contextlib
+import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -77,11 +78,14 @@ def _brian_device(device: str, build_dir: Path | None) -> Iterator[Path | None]:
         if build_dir is None:
             build_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="brian2-")))
         b2.set_device("cpp_standalone", directory=str(build_dir), build_on_run=False)
+        environment = dict(os.environ)  # Brian2 sets LD_BIND_NOW=1 for its runs; undo that
         try:
             yield build_dir
         finally:
             b2.device.reinit()
             b2.set_device("runtime")
+            os.environ.clear()
+            os.environ.update(environment)
 
 
 def simulate_trials(

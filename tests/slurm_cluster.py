@@ -83,7 +83,9 @@ class SlurmCluster:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "SLURM_CONF": str(self.root / "slurm.conf")}
+        # LD_BIND_NOW makes SLURM's plugins fail to load (their controller-only symbols)
+        clean = {k: v for k, v in os.environ.items() if k != "LD_BIND_NOW"}
+        return {**clean, "SLURM_CONF": str(self.root / "slurm.conf")}
 
     def start(self) -> None:
         for folder in ("state", "spool"):

@@ -89,3 +89,13 @@ def test_brian2_agrees_with_neuron(small_dendrite):
     peak = np.abs(brian).max(axis=1, keepdims=True)
     assert (peak > 0.05).all()
     np.testing.assert_allclose(brian / peak, neuron / peak, atol=1e-4)
+
+
+def test_simulation_leaves_the_environment_alone(small_dendrite, monkeypatch):
+    import os
+
+    monkeypatch.delenv("LD_BIND_NOW", raising=False)
+    morphology, sites, trials = small_plan(small_dendrite)
+    simulate_trials(morphology, sites.compartment.values, trials.isel(trial=[0]),
+                    CellModel.from_config(small_dendrite), small_dendrite["protocol"])
+    assert "LD_BIND_NOW" not in os.environ
