@@ -413,11 +413,7 @@ def plot_fewshot(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     axes.legend()
     fmt = path.suffix.lstrip(".") or "png"
 
-    def write(tmp: str) -> None:
-        figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-
-    write_atomic(path, write)
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
     return path
 
 

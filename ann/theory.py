@@ -106,7 +106,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -118,6 +117,8 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import integrate, special
+
+from .io import write_atomic
 
 DEFAULTS: dict[str, Any] = {
     "n_train": 1000,
@@ -793,20 +794,11 @@ def _gaussian_experiment(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
 def _save_atomically(fig: Any, path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=150, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _pyplot() -> Any:

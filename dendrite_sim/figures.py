@@ -1,7 +1,5 @@
 """Figures of the kappa dataset, each written atomically as a PNG file."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -11,21 +9,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from .dataset import atomic_file  # noqa: E402
+
 KIND_TITLES = {"EI": "E-I", "EE": "E-E", "II": "I-I"}
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> None:
-    """Save to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    """Save atomically (a temporary file beside `path`, then a rename) and close."""
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        atomic_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _site_labels(ds: xr.Dataset) -> list[str]:
