@@ -5,8 +5,8 @@ backward. Since x^T K x only sees the symmetric part of K, the C(C+1)/2 products
 unordered pairs {i, j} suffice, weighted by packed coefficients S_(ij) = K_ij + K_ji (i != j)
 and S_(ii) = K_ii: half the multiply-adds, the same outputs and the same gradients with respect
 to K. The products are recomputed in row chunks of bounded size in forward and backward, so
-backward keeps only the input rows and the coefficients: O(P*C) activation memory instead of
-O(P*C^2). Pairs are ordered by cyclic shift, (i, i + d mod C), which makes every chunk of
+backward keeps only the input channels (twice, as below) and the coefficients: O(P*C)
+activation memory instead of O(P*C^2). Pairs are ordered by cyclic shift, (i, i + d mod C), which makes every chunk of
 products (and of their gradients) a few whole-tensor operations on strided views."""
 
 import torch
@@ -141,14 +141,13 @@ def _scratch(buffer: Tensor, rows: int, width: int) -> Tensor:
     return buffer[: rows * width].view(rows, width)
 
 
-def _forward_rows(rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
-    num_rows, in_channels = rows.shape
-    chunk_rows = rows_per_chunk(in_channels, rows.element_size(), chunk_bytes, FORWARD_BUFFERS)
+def _forward_rows(doubled: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
+    in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
+    chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, FORWARD_BUFFERS)
     products_per_row = shift_count(in_channels) * in_channels
     pairs = pair_count(in_channels)
-    doubled = _doubled_columns(rows)
-    out = rows.new_empty(num_rows, packed.shape[0])
-    buffer = rows.new_empty(products_per_row * min(chunk_rows, num_rows))
+    out = doubled.new_empty(num_rows, packed.shape[0])
+    buffer = doubled.new_empty(products_per_row * min(chunk_rows, num_rows))
     for start, stop in chunk_bounds(num_rows, chunk_rows):
         scratch = _scratch(buffer, products_per_row, stop - start)
         products = _fill_products(scratch, doubled[:, start:stop])
@@ -157,16 +156,15 @@ def _forward_rows(rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
 
 
 def _backward_rows(
-    rows: Tensor, packed: Tensor, grad_out: Tensor, chunk_bytes: int, needs: tuple[bool, bool]
+    doubled: Tensor, packed: Tensor, grad_out: Tensor, chunk_bytes: int, needs: tuple[bool, bool]
 ) -> tuple[Tensor | None, Tensor | None]:
-    num_rows, in_channels = rows.shape
-    chunk_rows = rows_per_chunk(in_channels, rows.element_size(), chunk_bytes, BACKWARD_BUFFERS)
+    in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
+    chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, BACKWARD_BUFFERS)
     shifts, pairs = shift_count(in_channels), pair_count(in_channels)
-    doubled = _doubled_columns(rows)
-    grad_blocks = rows.new_empty(num_rows * in_channels) if needs[0] else None
+    grad_blocks = doubled.new_empty(num_rows * in_channels) if needs[0] else None
     grad_packed = _accumulator(packed) if needs[1] else None
     padded = _padded(packed, shifts * in_channels)
-    buffer = rows.new_empty(BACKWARD_BUFFERS * shifts * in_channels * min(chunk_rows, num_rows))
+    buffer = doubled.new_empty(BACKWARD_BUFFERS * shifts * in_channels * min(chunk_rows, num_rows))
     for start, stop in chunk_bounds(num_rows, chunk_rows):
         chunk, grad_chunk = doubled[:, start:stop], grad_out[start:stop].t()
         scratch = _scratch(buffer, shifts * in_channels, stop - start)
@@ -197,27 +195,28 @@ class _PackedQuadratic(torch.autograd.Function):
     @custom_fwd(device_type="cuda")
     def forward(ctx: FunctionCtx, rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
         dtype = _compute_dtype(rows, packed)
-        ctx.save_for_backward(rows, packed)
-        ctx.dtype, ctx.chunk_bytes = dtype, chunk_bytes
+        doubled = _doubled_columns(rows.to(dtype))
+        ctx.save_for_backward(doubled, packed)
+        ctx.dtype, ctx.chunk_bytes, ctx.rows_dtype = dtype, chunk_bytes, rows.dtype
         with torch.autocast(rows.device.type, enabled=False):
-            return _forward_rows(rows.to(dtype), packed.to(dtype), chunk_bytes)
+            return _forward_rows(doubled, packed.to(dtype), chunk_bytes)
 
     @staticmethod
     @once_differentiable
     @custom_bwd(device_type="cuda")
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        rows, packed = ctx.saved_tensors
+        doubled, packed = ctx.saved_tensors
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        with torch.autocast(rows.device.type, enabled=False):
+        with torch.autocast(doubled.device.type, enabled=False):
             grad_rows, grad_packed = _backward_rows(
-                rows.to(ctx.dtype),
+                doubled,
                 packed.to(ctx.dtype),
                 grad_out.to(ctx.dtype),
                 ctx.chunk_bytes,
                 needs,
             )
         return (
-            None if grad_rows is None else grad_rows.to(rows.dtype),
+            None if grad_rows is None else grad_rows.to(ctx.rows_dtype),
             None if grad_packed is None else grad_packed.to(packed.dtype),
             None,
         )
