@@ -140,3 +140,15 @@ def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
     assert jobs["train"] == 2 * 16 * 5 + 6 + fmnist_runs
     assert jobs["summarise_dataset"] == 4
     assert jobs["build_prior"] == 2 * len(fmnist["seeds"])  # only Fashion-MNIST's bio/shuffled
+
+
+def test_snakemake_provenance_report(tiny_run):
+    import zipfile
+
+    workdir, config = tiny_run
+    target = workdir / "snakemake-report.zip"
+    result = snakemake(workdir, config, "--report", str(target))
+    assert result.returncode == 0, result.stdout[-3000:]
+    names = zipfile.ZipFile(target).namelist()
+    for figure in ("kappa_heatmaps.png", "prior_ablation.png", "decision_boundaries.png", "fewshot.png"):
+        assert any(name.endswith(figure) for name in names), figure
