@@ -105,8 +105,10 @@ class DeviceDataset:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 N x C x H x W, got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
         if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
             raise ValueError(f"labels must be int64 of shape ({len(self.images)},)")
         if len(self.mean) != self.images.shape[1] or len(self.std) != self.images.shape[1]:
@@ -271,15 +273,17 @@ def _gunzip(path: Path) -> bytes:
 
 
 class _CifarUnpickler(pickle.Unpickler):
-    _ALLOWED = frozenset({
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),
-    })
+    _ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.numeric", "_frombuffer"),
+            ("_codecs", "encode"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> object:
         if (module, name) not in self._ALLOWED:
@@ -317,15 +321,18 @@ def _unpickle(path: Path) -> dict:
 
 def _check_arrays(name: str, images: np.ndarray, labels: np.ndarray, folder: Path) -> None:
     if images.shape[1:] != _IMAGE_SHAPE[name]:
-        raise DatasetError(f"{folder}: images have shape {images.shape[1:]}, "
-                           f"expected {_IMAGE_SHAPE[name]}.")
+        raise DatasetError(
+            f"{folder}: images have shape {images.shape[1:]}, expected {_IMAGE_SHAPE[name]}."
+        )
     if len(images) != len(labels):
         raise DatasetError(f"{folder}: {len(images)} images but {len(labels)} labels.")
     if len(labels) == 0:
         raise DatasetError(f"{folder}: no images.")
     if labels.min() < 0 or labels.max() >= NUM_CLASSES[name]:
-        raise DatasetError(f"{folder}: labels span {labels.min()}..{labels.max()}, "
-                           f"expected 0..{NUM_CLASSES[name] - 1}.")
+        raise DatasetError(
+            f"{folder}: labels span {labels.min()}..{labels.max()}, "
+            f"expected 0..{NUM_CLASSES[name] - 1}."
+        )
 
 
 def normalize(
@@ -408,8 +415,14 @@ class GpuAugment:
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         self._move_to(images.device)
-        return augment_batch(images, crop_padding=self.crop_padding, flip=self.flip,
-                             mean=self.mean, std=self.std, generator=generator)
+        return augment_batch(
+            images,
+            crop_padding=self.crop_padding,
+            flip=self.flip,
+            mean=self.mean,
+            std=self.std,
+            generator=generator,
+        )
 
     def evaluate(self, images: torch.Tensor) -> torch.Tensor:
         self._move_to(images.device)
@@ -473,12 +486,18 @@ def iterate_batches(
     """Yield (uint8 images, labels) batches of this rank's shard, indexed on the device."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    indices = shard_indices(len(dataset), shuffle=shuffle, generator=generator,
-                            drop_last=drop_last, rank=rank, world_size=world_size,
-                            device=dataset.device)
+    indices = shard_indices(
+        len(dataset),
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
+        device=dataset.device,
+    )
     stop = len(indices) - len(indices) % batch_size if drop_last else len(indices)
     for start in range(0, stop, batch_size):
-        batch = indices[start:start + batch_size]
+        batch = indices[start : start + batch_size]
         yield dataset.images[batch], dataset.labels[batch]
 
 
@@ -513,8 +532,9 @@ def load_imagenet(root: PathLike) -> ImageNetData:
         val_classes = _class_folders(root / "val")
         unknown = sorted(set(val_classes) - set(train_classes))
         if unknown:
-            raise DatasetError(f"{root / 'val'}: class folders {unknown[:5]} are not in "
-                               f"{root / 'train'}.")
+            raise DatasetError(
+                f"{root / 'val'}: class folders {unknown[:5]} are not in {root / 'train'}."
+            )
     except DatasetError as error:
         raise DatasetError(f"{error}\n{_HOW_TO_GET['imagenet']}") from None
     class_to_idx = {wnid: index for index, wnid in enumerate(train_classes)}
@@ -578,8 +598,15 @@ def imagenet_loaders(
         use_prefetcher=on_gpu,
         pin_memory=on_gpu,
     )
-    train = create_loader(data.train, batch_size=batch_size, is_training=True,
-                          auto_augment=augment.auto_augment, re_prob=augment.re_prob, **common)
-    val = create_loader(data.val, batch_size=eval_batch_size or batch_size, is_training=False,
-                        **common)
+    train = create_loader(
+        data.train,
+        batch_size=batch_size,
+        is_training=True,
+        auto_augment=augment.auto_augment,
+        re_prob=augment.re_prob,
+        **common,
+    )
+    val = create_loader(
+        data.val, batch_size=eval_batch_size or batch_size, is_training=False, **common
+    )
     return train, val

@@ -96,8 +96,9 @@ DEFAULTS: dict[str, Any] = {
 # ----------------------------------------------------------------------------- data
 
 
-def class_balanced_draw(labels: Tensor, shots: int, seed: int, num_classes: int = NUM_CLASSES
-                        ) -> Tensor:
+def class_balanced_draw(
+    labels: Tensor, shots: int, seed: int, num_classes: int = NUM_CLASSES
+) -> Tensor:
     """Sorted indices of the first `shots` images of every class in a seeded random order."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     shuffled = labels[order]
@@ -120,8 +121,9 @@ def batch_size(shots: int, config: dict[str, Any]) -> int:
     return min(config["batch_size"], NUM_CLASSES * shots)
 
 
-def batch_indices(count: int, size: int, steps: int, generator: torch.Generator
-                  ) -> Iterator[Tensor]:
+def batch_indices(
+    count: int, size: int, steps: int, generator: torch.Generator
+) -> Iterator[Tensor]:
     """`steps` batches of `size` indices below `count`, epoch by epoch without replacement."""
     pending = torch.empty(0, dtype=torch.int64)
     for _ in range(steps):
@@ -180,8 +182,15 @@ class DitBlockBranch(nn.Module):
 class ConvBlock(nn.Module):
     """conv3x3-BN-(Dit)-ReLU-(maxpool): with a Dit branch, (BN(conv h) + Q(LN h)) / 2."""
 
-    def __init__(self, in_chs: int, out_chs: int, *, stride: int = 1, pool: bool = True,
-                 dit_map_size: int | None = None) -> None:
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        *,
+        stride: int = 1,
+        pool: bool = True,
+        dit_map_size: int | None = None,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(out_chs)
@@ -250,8 +259,11 @@ def parameter_groups(model: nn.Module, lr: float, config: dict[str, Any]) -> lis
             decayed = parameter.ndim > 1 and not isinstance(module, nn.LayerNorm)
             groups.setdefault((id(parameter) in quadratic, decayed), []).append(parameter)
     return [
-        {"params": params, "lr": lr * (config["quadratic_lr_mult"] if is_quadratic else 1.0),
-         "weight_decay": config["weight_decay"] if decayed else 0.0}
+        {
+            "params": params,
+            "lr": lr * (config["quadratic_lr_mult"] if is_quadratic else 1.0),
+            "weight_decay": config["weight_decay"] if decayed else 0.0,
+        }
         for (is_quadratic, decayed), params in sorted(groups.items())
     ]
 
@@ -268,8 +280,9 @@ def crop_padding(name: str, config: dict[str, Any]) -> int:
     return config["crop_padding_cnn"] if is_cnn(name) else config["crop_padding_linear"]
 
 
-def train_model(model: nn.Module, name: str, train: DeviceDataset, shots: int, seed: int,
-                config: dict[str, Any]) -> nn.Module:
+def train_model(
+    model: nn.Module, name: str, train: DeviceDataset, shots: int, seed: int, config: dict[str, Any]
+) -> nn.Module:
     """Train in place with the module's recipe; batches and shifts depend on (seed, N) only."""
     steps, size = training_steps(shots, config), batch_size(shots, config)
     optimizer = torch.optim.AdamW(parameter_groups(model, model_lr(name, config), config))
@@ -279,8 +292,14 @@ def train_model(model: nn.Module, name: str, train: DeviceDataset, shots: int, s
     generator = torch.Generator().manual_seed(run_seed(seed, shots))
     model.train()
     for batch in batch_indices(len(train), size, steps, generator):
-        images = augment_batch(train.images[batch], crop_padding=crop_padding(name, config),
-                               flip=False, mean=train.mean, std=train.std, generator=generator)
+        images = augment_batch(
+            train.images[batch],
+            crop_padding=crop_padding(name, config),
+            flip=False,
+            mean=train.mean,
+            std=train.std,
+            generator=generator,
+        )
         loss = F.cross_entropy(model(images), train.labels[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -294,8 +313,12 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor) -> float:
     """Fraction correct on normalised images, in eval mode, in batches of EVAL_BATCH."""
     model.eval()
     correct = sum(
-        int((model(images[start:start + EVAL_BATCH]).argmax(1) == labels[start:start + EVAL_BATCH])
-            .sum())
+        int(
+            (
+                model(images[start : start + EVAL_BATCH]).argmax(1)
+                == labels[start : start + EVAL_BATCH]
+            ).sum()
+        )
         for start in range(0, len(images), EVAL_BATCH)
     )
     return correct / len(images)
@@ -337,8 +360,14 @@ def test_images(test: DeviceDataset, config: dict[str, Any]) -> tuple[Tensor, Te
     return normalize(test.images, test.mean, test.std), test.labels
 
 
-def one_run(name: str, train: DeviceDataset, shots: int, seed: int,
-            test: tuple[Tensor, Tensor], config: dict[str, Any]) -> dict[str, Any]:
+def one_run(
+    name: str,
+    train: DeviceDataset,
+    shots: int,
+    seed: int,
+    test: tuple[Tensor, Tensor],
+    config: dict[str, Any],
+) -> dict[str, Any]:
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run_seed(seed, shots))
@@ -359,8 +388,9 @@ def one_run(name: str, train: DeviceDataset, shots: int, seed: int,
 
 def few_shot_subset(train: DeviceDataset, shots: int, seed: int) -> DeviceDataset:
     keep = class_balanced_draw(train.labels, shots, seed, train.num_classes)
-    return DeviceDataset(train.images[keep], train.labels[keep], train.num_classes,
-                         train.mean, train.std, train.name)
+    return DeviceDataset(
+        train.images[keep], train.labels[keep], train.num_classes, train.mean, train.std, train.name
+    )
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -371,8 +401,9 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def fewshot_experiment(config: dict[str, Any] | None = None, root: str | os.PathLike[str] | None
-                       = None) -> dict[str, pd.DataFrame]:
+def fewshot_experiment(
+    config: dict[str, Any] | None = None, root: str | os.PathLike[str] | None = None
+) -> dict[str, pd.DataFrame]:
     """Train every model for every N and seed; "runs" (one row each) and "summary" tables."""
     cfg = resolve_config(config)
     rows = []
@@ -382,8 +413,10 @@ def fewshot_experiment(config: dict[str, Any] | None = None, root: str | os.Path
         for seed in cfg["seeds"]:
             for shots in cfg["shots"]:
                 subset = few_shot_subset(train, int(shots), int(seed))
-                rows += [one_run(name, subset, int(shots), int(seed), test, cfg)
-                         for name in cfg["models"]]
+                rows += [
+                    one_run(name, subset, int(shots), int(seed), test, cfg)
+                    for name in cfg["models"]
+                ]
     runs = pd.DataFrame(rows).sort_values(["model", "shots", "seed"], kind="stable")
     runs = runs.reset_index(drop=True)
     return {"runs": runs, "summary": summarise(runs)}

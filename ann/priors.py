@@ -152,7 +152,9 @@ def prior_weights(
     if prior not in PRIORS:
         raise PriorError(f"unknown prior '{prior}'; choose one of {PRIORS}.")
     if prior != "zero" and kappa is None:
-        raise PriorError(f"the '{prior}' prior needs a kappa file (kappa.nc from the fit_kappa rule).")
+        raise PriorError(
+            f"the '{prior}' prior needs a kappa file (kappa.nc from the fit_kappa rule)."
+        )
     out = {}
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, DitQuadratic)]
     for index, (name, layer) in enumerate(layers):
@@ -161,8 +163,14 @@ def prior_weights(
             out[name] = torch.zeros_like(layer.weight)
             continue
         layer_seed = seed * 1000 + index
-        weight = bio_prior(kappa, c_in, c_out, fraction_inhibitory=fraction_inhibitory,
-                           init_ratio=init_ratio, seed=layer_seed).weight
+        weight = bio_prior(
+            kappa,
+            c_in,
+            c_out,
+            fraction_inhibitory=fraction_inhibitory,
+            init_ratio=init_ratio,
+            seed=layer_seed,
+        ).weight
         if prior == "shuffled":
             weight = shuffled(weight, layer_seed)
         out[name] = weight.to(layer.weight.dtype)

@@ -72,7 +72,7 @@ class Recipe:
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """"key=value" strings to a dict, each value read as YAML (numbers, lists, null)."""
+    """ "key=value" strings to a dict, each value read as YAML (numbers, lists, null)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -82,7 +82,9 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def resolve_recipe(config: Mapping, dataset: str, model: str, overrides: Mapping | None = None) -> Recipe:
+def resolve_recipe(
+    config: Mapping, dataset: str, model: str, overrides: Mapping | None = None
+) -> Recipe:
     """The recipe of (dataset, model): the dataset's named recipe, then the per-model
     overrides from the config, then `overrides`."""
     name = config["datasets"][dataset]["recipe"]

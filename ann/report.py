@@ -26,11 +26,11 @@ DATASETS = {
 }
 HOW_TO_ENABLE = {
     "fashion_mnist": "install Debian's dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist) "
-                     "or set datasets.fashion_mnist.download: true",
+    "or set datasets.fashion_mnist.download: true",
     "cifar10": "download the CIFAR-10 python version from https://www.cs.toronto.edu/~kriz/cifar.html, "
-               "unpack it and set datasets.cifar10.root to the folder holding cifar-10-batches-py/",
+    "unpack it and set datasets.cifar10.root to the folder holding cifar-10-batches-py/",
     "cifar100": "download the CIFAR-100 python version from https://www.cs.toronto.edu/~kriz/cifar.html, "
-                "unpack it and set datasets.cifar100.root to the folder holding cifar-100-python/",
+    "unpack it and set datasets.cifar100.root to the folder holding cifar-100-python/",
     "imagenet": "set datasets.imagenet.root to a folder holding train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
 }
 KAPPA_HEADLINES = {
@@ -47,8 +47,9 @@ KAPPA_HEADLINES = {
 
 
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
-    return frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.{digits}g}",
-                         classes="table", border=0)
+    return frame.to_html(
+        index=False, na_rep="–", float_format=lambda v: f"{v:.{digits}g}", classes="table", border=0
+    )
 
 
 class Report:
@@ -56,8 +57,10 @@ class Report:
 
     def __init__(self, out_dir: str | Path, templates: str | Path, config: Mapping):
         self.out = Path(out_dir)
-        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
-                                      autoescape=jinja2.select_autoescape(["html", "j2"]))
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates)),
+            autoescape=jinja2.select_autoescape(["html", "j2"]),
+        )
         self.common = {
             "generated": datetime.datetime.now().isoformat(timespec="seconds"),
             "commit": git_commit(Path(__file__).parent),
@@ -87,35 +90,75 @@ class Report:
 def dendrite_page(report: Report, cell: str, kappa_path: str | Path, figures: Mapping) -> Path:
     with xr.open_dataset(kappa_path) as ds:
         attrs = dict(ds.attrs)
-        sites = pd.DataFrame({"site": ds.site.values, "branch": ds.site_branch.values,
-                              "distance (µm)": ds.site_distance.values,
-                              "compartment": ds.site_compartment.values})
+        sites = pd.DataFrame(
+            {
+                "site": ds.site.values,
+                "branch": ds.site_branch.values,
+                "distance (µm)": ds.site_distance.values,
+                "compartment": ds.site_compartment.values,
+            }
+        )
     headline = [(label, attrs[key]) for key, label in KAPPA_HEADLINES.items() if key in attrs]
     return report.page(
-        f"dendrite_{cell}.html", "dendrite.html.j2", cell=cell, headline=headline,
-        kappa_link=report.link(kappa_path), psp_link=report.link(Path(kappa_path).with_name("psp.nc")),
+        f"dendrite_{cell}.html",
+        "dendrite.html.j2",
+        cell=cell,
+        headline=headline,
+        kappa_link=report.link(kappa_path),
+        psp_link=report.link(Path(kappa_path).with_name("psp.nc")),
         provenance={k: attrs.get(k, "") for k in ("simulator", "brian2_version", "config_hash")},
-        sites=_table(sites), figures={k: report.figure(f"dendrite_{cell}", p) for k, p in figures.items()},
+        sites=_table(sites),
+        figures={k: report.figure(f"dendrite_{cell}", p) for k, p in figures.items()},
     )
 
 
-def dataset_page(report: Report, dataset: str, source: Mapping, summary_path: str | Path | None,
-                 runs_path: str | Path | None, figures: Mapping, kappa_path: str | Path) -> Path:
-    context = {"dataset": dataset, "title": DATASETS[dataset], "root": source.get("root"),
-               "how_to_enable": HOW_TO_ENABLE[dataset], "trained": summary_path is not None}
+def dataset_page(
+    report: Report,
+    dataset: str,
+    source: Mapping,
+    summary_path: str | Path | None,
+    runs_path: str | Path | None,
+    figures: Mapping,
+    kappa_path: str | Path,
+) -> Path:
+    context = {
+        "dataset": dataset,
+        "title": DATASETS[dataset],
+        "root": source.get("root"),
+        "how_to_enable": HOW_TO_ENABLE[dataset],
+        "trained": summary_path is not None,
+    }
     if summary_path is not None:
         summary, runs = pd.read_csv(summary_path), pd.read_csv(runs_path)
         shown = summary.assign(
-            top1=summary.top1_mean.map("{:.4f}".format) + " ± " + summary.top1_std.fillna(0).map("{:.4f}".format),
-            params_M=summary.parameters / 1e6, MMACs=summary.macs_per_image / 1e6,
-        )[["model", "prior", "seeds", "epochs", "top1", "top5_mean", "params_M", "MMACs",
-           "images_per_s", "paper_params_M", "paper_top1", "paper_flops_G"]]
+            top1=summary.top1_mean.map("{:.4f}".format)
+            + " ± "
+            + summary.top1_std.fillna(0).map("{:.4f}".format),
+            params_M=summary.parameters / 1e6,
+            MMACs=summary.macs_per_image / 1e6,
+        )[
+            [
+                "model",
+                "prior",
+                "seeds",
+                "epochs",
+                "top1",
+                "top5_mean",
+                "params_M",
+                "MMACs",
+                "images_per_s",
+                "paper_params_M",
+                "paper_top1",
+                "paper_flops_G",
+            ]
+        ]
         kappa_hashes = sorted({h for h in runs.kappa_sha256.dropna()})
         context |= {
             "summary": _table(shown),
             "runs": _table(runs.drop(columns=["run_dir", "dataset"])),
             "figures": {k: report.figure(dataset, p) for k, p in figures.items()},
-            "kappa_link": report.link(kappa_path), "kappa_hashes": kappa_hashes,
+            "kappa_link": report.link(kappa_path),
+            "kappa_hashes": kappa_hashes,
             "commits": sorted(set(runs.commit)),
         }
     return report.page(f"{dataset}.html", "dataset.html.j2", **context)
@@ -123,8 +166,12 @@ def dataset_page(report: Report, dataset: str, source: Mapping, summary_path: st
 
 def theory_page(report: Report, tables: Mapping[str, str | Path], figures: Mapping) -> Path:
     rendered = {name: _table(pd.read_csv(path)) for name, path in tables.items()}
-    return report.page("theory.html", "theory.html.j2", tables=rendered,
-                       figures={k: report.figure("theory", p) for k, p in figures.items()})
+    return report.page(
+        "theory.html",
+        "theory.html.j2",
+        tables=rendered,
+        figures={k: report.figure("theory", p) for k, p in figures.items()},
+    )
 
 
 def index_page(report: Report, trained: Mapping[str, int]) -> Path:

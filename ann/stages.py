@@ -21,21 +21,45 @@ from .train import TrainingError, file_sha256, run_from_config, train
 log = logging.getLogger(__name__)
 
 
-def build_prior(model: str, prior: str, seed: int, kappa_path: str | Path, priors: Mapping,
-                out: str | Path) -> None:
+def build_prior(
+    model: str, prior: str, seed: int, kappa_path: str | Path, priors: Mapping, out: str | Path
+) -> None:
     """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc."""
     network = create_model(model)
-    weights = prior_weights(network, prior, load_kappa(kappa_path), seed=seed,
-                            fraction_inhibitory=priors["fraction_inhibitory"],
-                            init_ratio=priors["init_ratio"])
-    save_torch({"model": model, "prior": prior, "seed": seed, "weights": weights,
-                "kappa_sha256": file_sha256(kappa_path), "kappa_path": str(kappa_path)}, out)
+    weights = prior_weights(
+        network,
+        prior,
+        load_kappa(kappa_path),
+        seed=seed,
+        fraction_inhibitory=priors["fraction_inhibitory"],
+        init_ratio=priors["init_ratio"],
+    )
+    save_torch(
+        {
+            "model": model,
+            "prior": prior,
+            "seed": seed,
+            "weights": weights,
+            "kappa_sha256": file_sha256(kappa_path),
+            "kappa_path": str(kappa_path),
+        },
+        out,
+    )
     sizes = {name: tuple(w.shape) for name, w in weights.items()}
     log.info("%s prior for %s seed %d: layers %s", prior, model, seed, sizes)
 
 
-def train_run(config: Mapping, dataset: str, model: str, prior: str, seed: int, out_dir: str | Path,
-              prior_file: str | Path | None, threads: int, processes: int = 1) -> None:
+def train_run(
+    config: Mapping,
+    dataset: str,
+    model: str,
+    prior: str,
+    seed: int,
+    out_dir: str | Path,
+    prior_file: str | Path | None,
+    threads: int,
+    processes: int = 1,
+) -> None:
     """Train one run of the experiment grid into out_dir (resuming from its checkpoint).
 
     With processes > 1 the run goes through torchrun on this node (DistributedDataParallel:
@@ -43,33 +67,78 @@ def train_run(config: Mapping, dataset: str, model: str, prior: str, seed: int, 
     """
     out_dir = Path(out_dir)
     if processes > 1:
-        _train_with_torchrun(config, dataset, model, prior, seed, out_dir, prior_file, threads, processes)
+        _train_with_torchrun(
+            config, dataset, model, prior, seed, out_dir, prior_file, threads, processes
+        )
         return
-    run = run_from_config(config, dataset, model, prior, seed, out_dir,
-                          prior_file=Path(prior_file) if prior_file else None, threads=threads)
+    run = run_from_config(
+        config,
+        dataset,
+        model,
+        prior,
+        seed,
+        out_dir,
+        prior_file=Path(prior_file) if prior_file else None,
+        threads=threads,
+    )
     summary = train(run)
-    log.info("%s %s %s seed %d: test top-1 %.4f", dataset, model, prior, seed,
-             summary["final"]["test_top1"])
+    log.info(
+        "%s %s %s seed %d: test top-1 %.4f",
+        dataset,
+        model,
+        prior,
+        seed,
+        summary["final"]["test_top1"],
+    )
 
 
-def _train_with_torchrun(config: Mapping, dataset: str, model: str, prior: str, seed: int,
-                         out_dir: Path, prior_file: str | Path | None, threads: int,
-                         processes: int) -> None:
+def _train_with_torchrun(
+    config: Mapping,
+    dataset: str,
+    model: str,
+    prior: str,
+    seed: int,
+    out_dir: Path,
+    prior_file: str | Path | None,
+    threads: int,
+    processes: int,
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "run_config.yaml"
     config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={processes}", "-m", "ann.train", "--config", str(config_file),
-               "--dataset", dataset, "--model", model, "--prior", prior, "--seed", str(seed),
-               "--out", str(out_dir), "--threads", str(max(1, threads // processes))]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "ann.train",
+        "--config",
+        str(config_file),
+        "--dataset",
+        dataset,
+        "--model",
+        model,
+        "--prior",
+        prior,
+        "--seed",
+        str(seed),
+        "--out",
+        str(out_dir),
+        "--threads",
+        str(max(1, threads // processes)),
+    ]
     if prior_file:
         command += ["--prior-file", str(prior_file)]
     log.info("launching: %s", " ".join(command))
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // processes))}
     result = subprocess.run(command, env=env)
     if result.returncode != 0:
-        raise TrainingError(f"torchrun with {processes} processes failed (exit code "
-                            f"{result.returncode}); see the messages above.")
+        raise TrainingError(
+            f"torchrun with {processes} processes failed (exit code "
+            f"{result.returncode}); see the messages above."
+        )
 
 
 def theory_gaussian(gaussian: Mapping, outputs: Mapping[str, str | Path]) -> None:
@@ -79,7 +148,9 @@ def theory_gaussian(gaussian: Mapping, outputs: Mapping[str, str | Path]) -> Non
     tables = theory.gaussian_experiment(dict(gaussian))
     for name in ("bayes", "accuracy", "similarity", "sweep", "sweep_summary"):
         save_csv(tables[name], outputs[name])
-    theory.plot_decision_boundaries(outputs["boundaries_png"], dict(gaussian), seed=gaussian["seeds"][0])
+    theory.plot_decision_boundaries(
+        outputs["boundaries_png"], dict(gaussian), seed=gaussian["seeds"][0]
+    )
     theory.plot_accuracy_vs_samples(tables["sweep"], outputs["sweep_png"])
     theory.plot_similarity(tables["similarity"], outputs["similarity_png"])
     log.info("Gaussian theory: %s", tables["timing"].to_dict("records"))
@@ -106,12 +177,22 @@ def summarise_dataset(metrics: list[str | Path], outputs: Mapping[str, str | Pat
     save_csv(table, outputs["summary"])
     summary.plot_training_curves(runs, outputs["curves"])
     summary.plot_prior_ablation(table, outputs["ablation"])
-    log.info("%s: %d runs\n%s", runs.dataset.iloc[0], len(runs),
-             table[["model", "prior", "seeds", "top1_mean", "top1_std"]].to_string(index=False))
+    log.info(
+        "%s: %d runs\n%s",
+        runs.dataset.iloc[0],
+        len(runs),
+        table[["model", "prior", "seeds", "top1_mean", "top1_std"]].to_string(index=False),
+    )
 
 
-def build_report(config: Mapping, out_dir: str | Path, templates: str | Path, cells: Mapping,
-                 datasets: Mapping, theory: Mapping) -> None:
+def build_report(
+    config: Mapping,
+    out_dir: str | Path,
+    templates: str | Path,
+    cells: Mapping,
+    datasets: Mapping,
+    theory: Mapping,
+) -> None:
     """The linked HTML pages of the whole run (see ann.report)."""
     from . import report as pages
 
@@ -124,9 +205,15 @@ def build_report(config: Mapping, out_dir: str | Path, templates: str | Path, ce
         inputs = datasets.get(dataset)
         if inputs:
             trained[dataset] = len(inputs["metrics"])
-        pages.dataset_page(report, dataset, config["datasets"][dataset],
-                           inputs["summary"] if inputs else None, inputs["runs"] if inputs else None,
-                           inputs["figures"] if inputs else {}, kappa)
+        pages.dataset_page(
+            report,
+            dataset,
+            config["datasets"][dataset],
+            inputs["summary"] if inputs else None,
+            inputs["runs"] if inputs else None,
+            inputs["figures"] if inputs else {},
+            kappa,
+        )
     pages.theory_page(report, theory["tables"], theory["figures"])
     pages.index_page(report, trained)
     log.info("report written to %s", Path(out_dir) / "index.html")

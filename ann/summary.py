@@ -21,15 +21,26 @@ def load_runs(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for path in metrics_paths:
         m = json.loads(Path(path).read_text())
-        rows.append({
-            "dataset": m["dataset"], "model": m["model"], "prior": m["prior"], "seed": m["seed"],
-            "test_top1": m["final"]["test_top1"], "test_top5": m["final"]["test_top5"],
-            "best_top1": m["best"]["test_top1"], "epochs": m["epochs"],
-            "parameters": m["parameters"], "macs_per_image": m["macs_per_image"],
-            "images_per_s": m["images_per_s"], "wall_time_s": m["wall_time_s"],
-            "device": m["device"], "kappa_sha256": m.get("kappa_sha256"),
-            "commit": m.get("commit", "unknown"), "run_dir": str(Path(path).parent),
-        })
+        rows.append(
+            {
+                "dataset": m["dataset"],
+                "model": m["model"],
+                "prior": m["prior"],
+                "seed": m["seed"],
+                "test_top1": m["final"]["test_top1"],
+                "test_top5": m["final"]["test_top5"],
+                "best_top1": m["best"]["test_top1"],
+                "epochs": m["epochs"],
+                "parameters": m["parameters"],
+                "macs_per_image": m["macs_per_image"],
+                "images_per_s": m["images_per_s"],
+                "wall_time_s": m["wall_time_s"],
+                "device": m["device"],
+                "kappa_sha256": m.get("kappa_sha256"),
+                "commit": m.get("commit", "unknown"),
+                "run_dir": str(Path(path).parent),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -38,10 +49,13 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = runs.groupby(["dataset", "model", "prior"], sort=False)
     table = grouped.agg(
         seeds=("seed", "count"),
-        top1_mean=("test_top1", "mean"), top1_std=("test_top1", "std"),
+        top1_mean=("test_top1", "mean"),
+        top1_std=("test_top1", "std"),
         top5_mean=("test_top5", "mean"),
-        parameters=("parameters", "first"), macs_per_image=("macs_per_image", "first"),
-        images_per_s=("images_per_s", "median"), epochs=("epochs", "first"),
+        parameters=("parameters", "first"),
+        macs_per_image=("macs_per_image", "first"),
+        images_per_s=("images_per_s", "median"),
+        epochs=("epochs", "first"),
     ).reset_index()
     paper = [published(d, m) or {} for d, m in zip(table.dataset, table.model, strict=True)]
     table["paper_params_M"] = [p.get("params_M") for p in paper]
@@ -80,8 +94,12 @@ def plot_prior_ablation(summary: pd.DataFrame, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(summary)), 4))
     x = np.arange(len(summary))
     ax.bar(x, summary.top1_mean, yerr=summary.top1_std.fillna(0), capsize=4, color="#6a8caf")
-    ax.set_xticks(x, [_label(m, p) for m, p in zip(summary.model, summary.prior, strict=True)],
-                  rotation=30, ha="right")
+    ax.set_xticks(
+        x,
+        [_label(m, p) for m, p in zip(summary.model, summary.prior, strict=True)],
+        rotation=30,
+        ha="right",
+    )
     low = float((summary.top1_mean - summary.top1_std.fillna(0)).min())
     ax.set_ylim(max(0.0, low - 0.05), min(1.0, float(summary.top1_mean.max()) + 0.05))
     ax.set(ylabel="test top-1 (mean ± std over seeds)", title="Models and quadratic priors")

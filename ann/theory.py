@@ -364,11 +364,13 @@ def bayes_accuracy_integral_2d(
         qb = centre / cvar
         qc = log_marginal - half_log_cvar - 0.5 * centre**2 / cvar
         scale = float(np.max(np.abs(qa)))
-        breaks = sorted({
-            root
-            for i, j in pairs
-            for root in _real_roots(qa[i] - qa[j], qb[i] - qb[j], qc[i] - qc[j], scale)
-        })
+        breaks = sorted(
+            {
+                root
+                for i, j in pairs
+                for root in _real_roots(qa[i] - qa[j], qb[i] - qb[j], qc[i] - qc[j], scale)
+            }
+        )
         edges = [-math.inf, *breaks, math.inf]
         mass = 0.0
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -382,7 +384,12 @@ def bayes_accuracy_integral_2d(
     sd1 = np.sqrt(s11)
     lo, hi = float(np.min(m1 - 12 * sd1)), float(np.max(m1 + 12 * sd1))
     value, abserr = integrate.quad(
-        column_mass, lo, hi, points=sorted(set(m1.tolist())), epsabs=epsabs, epsrel=1e-12,
+        column_mass,
+        lo,
+        hi,
+        points=sorted(set(m1.tolist())),
+        epsabs=epsabs,
+        epsrel=1e-12,
         limit=limit,
     )
     truncation = 2 * classes.k * float(special.ndtr(-12.0))
@@ -397,12 +404,19 @@ def bayes_accuracy(
     Columns: method, accuracy, error (standard error / quadrature error), n_samples.
     """
     mc = bayes_accuracy_monte_carlo(classes, monte_carlo_samples, seed)
-    rows = [{"method": "monte_carlo", "accuracy": mc.value, "error": mc.error,
-             "n_samples": int(monte_carlo_samples)}]
+    rows = [
+        {
+            "method": "monte_carlo",
+            "accuracy": mc.value,
+            "error": mc.error,
+            "n_samples": int(monte_carlo_samples),
+        }
+    ]
     if classes.d == 2:
         exact = bayes_accuracy_integral_2d(classes)
-        rows.append({"method": "integral", "accuracy": exact.value, "error": exact.error,
-                     "n_samples": 0})
+        rows.append(
+            {"method": "integral", "accuracy": exact.value, "error": exact.error, "n_samples": 0}
+        )
     return pd.DataFrame(rows)
 
 
@@ -498,8 +512,14 @@ def train_quadratic_neuron(
     w = torch.zeros(n_classes, d, dtype=torch.float64, requires_grad=True)
     b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.LBFGS(
-        [A, w, b], lr=1.0, max_iter=steps, max_eval=2 * steps, history_size=20,
-        tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe",
+        [A, w, b],
+        lr=1.0,
+        max_iter=steps,
+        max_eval=2 * steps,
+        history_size=20,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+        line_search_fn="strong_wolfe",
     )
 
     def closure() -> torch.Tensor:
@@ -609,14 +629,16 @@ def quadratic_similarity(params: QuadraticParams, classes: GaussianClasses) -> p
     A_c, target_c = A - A.mean(axis=0), target - target.mean(axis=0)
     rows = []
     for j in range(classes.k):
-        rows.append({
-            "class": j,
-            "cosine": matrix_cosine(A[j], target[j]),
-            "cosine_difference": matrix_cosine(A_c[j], target_c[j]),
-            "relative_error_difference": float(
-                np.linalg.norm(A_c[j] - target_c[j]) / np.linalg.norm(target_c[j])
-            ),
-        })
+        rows.append(
+            {
+                "class": j,
+                "cosine": matrix_cosine(A[j], target[j]),
+                "cosine_difference": matrix_cosine(A_c[j], target_c[j]),
+                "relative_error_difference": float(
+                    np.linalg.norm(A_c[j] - target_c[j]) / np.linalg.norm(target_c[j])
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -649,8 +671,11 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
 def sweep_problem(config: dict[str, Any] | None = None) -> GaussianClasses:
     cfg = resolve_config(config)
     return random_gaussian_classes(
-        cfg["sweep_classes"], cfg["sweep_dims"], cfg["sweep_problem_seed"],
-        cfg["sweep_spread"], cfg["sweep_eig_range"],
+        cfg["sweep_classes"],
+        cfg["sweep_dims"],
+        cfg["sweep_problem_seed"],
+        cfg["sweep_spread"],
+        cfg["sweep_eig_range"],
     )
 
 
@@ -660,7 +685,13 @@ def _train_both(
     X, y = sample_gaussian_classes(classes, n_train, _rng(seed, _TRAIN_STREAM, n_train))
     quad = train_quadratic_neuron(X, y, classes.k, cfg["quad_steps"])
     mlp = train_mlp(
-        X, y, classes.k, seed, cfg["mlp_hidden"], cfg["mlp_steps"], cfg["mlp_lr"],
+        X,
+        y,
+        classes.k,
+        seed,
+        cfg["mlp_hidden"],
+        cfg["mlp_steps"],
+        cfg["mlp_lr"],
         cfg["mlp_batch_size"],
     )
     return X, y, quad, mlp
@@ -683,11 +714,18 @@ def _accuracy_rows(
             quads[int(n_train), int(seed)] = quad
             for model, predictor in (("quadratic", quad), ("mlp", mlp)):
                 acc = float(np.mean(predictor.predict(X_test) == y_test))
-                rows.append({
-                    "problem": problem, "model": model, "seed": int(seed),
-                    "n_train": int(n_train), "test_acc": acc, "bayes_acc": bayes_acc,
-                    "gap": bayes_acc - acc, "bayes_test_acc": bayes_test_acc,
-                })
+                rows.append(
+                    {
+                        "problem": problem,
+                        "model": model,
+                        "seed": int(seed),
+                        "n_train": int(n_train),
+                        "test_acc": acc,
+                        "bayes_acc": bayes_acc,
+                        "gap": bayes_acc - acc,
+                        "bayes_test_acc": bayes_test_acc,
+                    }
+                )
     return rows, quads
 
 
@@ -761,7 +799,11 @@ def _gaussian_experiment(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
     lap("bayes")
 
     rows, quads = _accuracy_rows(
-        example, [cfg["n_train"]], cfg["seeds"], cfg, bayes_level[SEED_EXAMPLE_NAME],
+        example,
+        [cfg["n_train"]],
+        cfg["seeds"],
+        cfg,
+        bayes_level[SEED_EXAMPLE_NAME],
         SEED_EXAMPLE_NAME,
     )
     accuracy = pd.DataFrame(rows)
@@ -852,8 +894,14 @@ def plot_accuracy_vs_samples(sweep: pd.DataFrame, path: str | os.PathLike[str]) 
         part = summary[summary.problem == name]
         for model, marker in (("quadratic", "o"), ("mlp", "s")):
             rows = part[part.model == model].sort_values("n_train")
-            ax.errorbar(rows.n_train, rows.test_acc_mean, yerr=rows.test_acc_std.fillna(0.0),
-                        marker=marker, capsize=3, label=model)
+            ax.errorbar(
+                rows.n_train,
+                rows.test_acc_mean,
+                yerr=rows.test_acc_std.fillna(0.0),
+                marker=marker,
+                capsize=3,
+                label=model,
+            )
         ax.axhline(float(part.bayes_acc.iloc[0]), color="k", linestyle="--", label="Bayes")
         ax.set_xscale("log")
         ax.set_xlabel("training samples")
@@ -870,8 +918,12 @@ def plot_similarity(similarity: pd.DataFrame, path: str | os.PathLike[str]) -> P
     labels = [f"s{s} c{c + 1}" for s, c in zip(similarity.seed, similarity["class"], strict=True)]
     positions = np.arange(len(labels))
     ax.bar(positions - 0.2, similarity.cosine, width=0.4, label="cosine(A_j, A_j*)")
-    ax.bar(positions + 0.2, similarity.cosine_difference, width=0.4,
-           label="cosine, class-centred (identifiable)")
+    ax.bar(
+        positions + 0.2,
+        similarity.cosine_difference,
+        width=0.4,
+        label="cosine, class-centred (identifiable)",
+    )
     ax.axhline(0.0, color="k", linewidth=0.8)
     ax.set_xticks(positions, labels)
     ax.set_ylim(-1.05, 1.05)

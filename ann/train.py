@@ -82,7 +82,12 @@ class Run:
     prior_options: dict = field(default_factory=dict)
 
     def identity(self) -> dict:
-        return {"dataset": self.dataset, "model": self.model, "prior": self.prior, "seed": self.seed}
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "prior": self.prior,
+            "seed": self.seed,
+        }
 
 
 @dataclass
@@ -129,7 +134,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 # ---------------------------------------------------------------- model and optimiser
-def build_model(run: Run, num_classes: int, in_chans: int, img_size: int) -> tuple[nn.Module, str | None]:
+def build_model(
+    run: Run, num_classes: int, in_chans: int, img_size: int
+) -> tuple[nn.Module, str | None]:
     """The model with its prior applied; also the sha256 of the kappa file behind the prior."""
     kwargs = {"in_chans": in_chans}
     if run.model.startswith(("dit_convnext", "convnext")):
@@ -150,8 +157,10 @@ def build_model(run: Run, num_classes: int, in_chans: int, img_size: int) -> tup
     if run.prior_file:
         saved = torch.load(run.prior_file, weights_only=True)
         if saved.get("prior") != run.prior or saved.get("seed") != run.seed:
-            raise PriorError(f"prior file '{run.prior_file}' holds prior {saved.get('prior')} "
-                             f"seed {saved.get('seed')}, not {run.prior} seed {run.seed}.")
+            raise PriorError(
+                f"prior file '{run.prior_file}' holds prior {saved.get('prior')} "
+                f"seed {saved.get('seed')}, not {run.prior} seed {run.seed}."
+            )
         apply_prior(model, saved["weights"])
         return model, saved.get("kappa_sha256")
     kappa = load_kappa(run.kappa) if run.kappa and run.prior != "zero" else None
@@ -168,8 +177,11 @@ def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
             no_decay = recipe.optimizer == "adamw" and p.ndim <= 1
             groups.setdefault((id(p) in dit, no_decay), []).append(p)
     return [
-        {"params": params, "lr_scale": recipe.dit_lr_mult if is_dit else 1.0,
-         "weight_decay": 0.0 if no_decay else recipe.weight_decay}
+        {
+            "params": params,
+            "lr_scale": recipe.dit_lr_mult if is_dit else 1.0,
+            "weight_decay": 0.0 if no_decay else recipe.weight_decay,
+        }
         for (is_dit, no_decay), params in groups.items()
     ]
 
@@ -180,8 +192,13 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     if recipe.optimizer not in ("sgd", "adamw"):
         raise RecipeError(f"optimizer '{recipe.optimizer}' is not one of sgd, adamw.")
     extra = {"momentum": recipe.momentum, "nesterov": False} if recipe.optimizer == "sgd" else {}
-    return create_optimizer_v2(param_groups(model, recipe), opt=recipe.optimizer,
-                               lr=recipe.peak_lr(), weight_decay=recipe.weight_decay, **extra)
+    return create_optimizer_v2(
+        param_groups(model, recipe),
+        opt=recipe.optimizer,
+        lr=recipe.peak_lr(),
+        weight_decay=recipe.weight_decay,
+        **extra,
+    )
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, updates_per_epoch: int):  # noqa: ANN201
@@ -190,11 +207,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, updates_pe
     if recipe.schedule not in ("multistep", "cosine"):
         raise RecipeError(f"schedule '{recipe.schedule}' is not one of multistep, cosine.")
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=recipe.schedule, num_epochs=recipe.epochs,
+        optimizer,
+        sched=recipe.schedule,
+        num_epochs=recipe.epochs,
         # timm applies milestone m from epoch m - 1; ours (as torch's MultiStepLR) from epoch m
-        decay_milestones=[m + 1 for m in recipe.milestones], decay_rate=recipe.gamma,
-        warmup_epochs=recipe.warmup_epochs, min_lr=recipe.min_lr,
-        step_on_epochs=recipe.schedule == "multistep", updates_per_epoch=updates_per_epoch,
+        decay_milestones=[m + 1 for m in recipe.milestones],
+        decay_rate=recipe.gamma,
+        warmup_epochs=recipe.warmup_epochs,
+        min_lr=recipe.min_lr,
+        step_on_epochs=recipe.schedule == "multistep",
+        updates_per_epoch=updates_per_epoch,
     )
     return scheduler
 
@@ -222,39 +244,64 @@ def _small_data(run: Run, ctx: Context) -> Data:
     train, test = train.to(ctx.device), test.to(ctx.device)
     augment = GpuAugment.for_dataset(train, crop_padding=recipe.crop_padding, flip=recipe.flip)
     if recipe.batch_size % (ctx.world_size * run.micro_batches):
-        raise RecipeError(f"batch_size {recipe.batch_size} is not divisible by "
-                          f"{ctx.world_size} ranks x {run.micro_batches} micro-batches.")
+        raise RecipeError(
+            f"batch_size {recipe.batch_size} is not divisible by "
+            f"{ctx.world_size} ranks x {run.micro_batches} micro-batches."
+        )
 
     def train_batches(generators: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in iterate_batches(train, recipe.batch_size, shuffle=True,
-                                              generator=generators["data"], drop_last=True):
+        for images, labels in iterate_batches(
+            train, recipe.batch_size, shuffle=True, generator=generators["data"], drop_last=True
+        ):
             x = augment(images, generators["augment"])
-            yield x[ctx.rank::ctx.world_size], labels[ctx.rank::ctx.world_size]
+            yield x[ctx.rank :: ctx.world_size], labels[ctx.rank :: ctx.world_size]
 
-    test_subset = test.subset(min(recipe.eval_subset, len(test)), seed=0) if recipe.eval_subset else test
+    test_subset = (
+        test.subset(min(recipe.eval_subset, len(test)), seed=0) if recipe.eval_subset else test
+    )
 
     def evaluate(model: nn.Module, final: bool) -> dict:
         images = test if final else test_subset
-        batches = ((augment.evaluate(x), y) for x, y in
-                   iterate_batches(images, recipe.eval_batch_size, shuffle=False))
+        batches = (
+            (augment.evaluate(x), y)
+            for x, y in iterate_batches(images, recipe.eval_batch_size, shuffle=False)
+        )
         return _evaluate(model, batches, ctx, reduce=False, num_classes=train.num_classes)
 
-    return Data(train_batches, evaluate, train.num_classes, train.images.shape[1],
-                train.images.shape[2], len(train) // recipe.batch_size * recipe.batch_size,
-                len(train) // recipe.batch_size)
+    return Data(
+        train_batches,
+        evaluate,
+        train.num_classes,
+        train.images.shape[1],
+        train.images.shape[2],
+        len(train) // recipe.batch_size * recipe.batch_size,
+        len(train) // recipe.batch_size,
+    )
 
 
 def _imagenet_data(run: Run, ctx: Context) -> Data:
     recipe = run.recipe
     if not run.root:
-        raise DatasetError("ImageNet needs datasets.imagenet.root: a folder with train/<wnid>/ "
-                           "and val/<wnid>/ class folders of JPEG images.")
+        raise DatasetError(
+            "ImageNet needs datasets.imagenet.root: a folder with train/<wnid>/ "
+            "and val/<wnid>/ class folders of JPEG images."
+        )
     data = load_imagenet(run.root)
-    augment = ImageNetAugment(input_size=recipe.input_size, crop_pct=recipe.crop_pct,
-                              auto_augment=recipe.auto_augment, re_prob=recipe.re_prob)
+    augment = ImageNetAugment(
+        input_size=recipe.input_size,
+        crop_pct=recipe.crop_pct,
+        auto_augment=recipe.auto_augment,
+        re_prob=recipe.re_prob,
+    )
     per_rank = recipe.batch_size // ctx.world_size
-    train, val = imagenet_loaders(data, augment, batch_size=per_rank, num_workers=recipe.workers,
-                                  distributed=ctx.world_size > 1, device=ctx.device)
+    train, val = imagenet_loaders(
+        data,
+        augment,
+        batch_size=per_rank,
+        num_workers=recipe.workers,
+        distributed=ctx.world_size > 1,
+        device=ctx.device,
+    )
 
     def train_batches(generators: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if hasattr(train.sampler, "set_epoch"):
@@ -264,10 +311,19 @@ def _imagenet_data(run: Run, ctx: Context) -> Data:
 
     def evaluate(model: nn.Module, final: bool) -> dict:
         batches = ((x.to(ctx.device), y.to(ctx.device)) for x, y in val)
-        return _evaluate(model, batches, ctx, reduce=ctx.world_size > 1, num_classes=data.num_classes)
+        return _evaluate(
+            model, batches, ctx, reduce=ctx.world_size > 1, num_classes=data.num_classes
+        )
 
-    return Data(train_batches, evaluate, data.num_classes, 3, recipe.input_size,
-                len(train) * recipe.batch_size, len(train))
+    return Data(
+        train_batches,
+        evaluate,
+        data.num_classes,
+        3,
+        recipe.input_size,
+        len(train) * recipe.batch_size,
+        len(train),
+    )
 
 
 def load_data(run: Run, ctx: Context) -> Data:
@@ -275,12 +331,16 @@ def load_data(run: Run, ctx: Context) -> Data:
         return _small_data(run, ctx)
     if run.dataset == "imagenet":
         return _imagenet_data(run, ctx)
-    raise DatasetError(f"unknown dataset '{run.dataset}'; choose one of {SMALL_DATASETS + ('imagenet',)}.")
+    raise DatasetError(
+        f"unknown dataset '{run.dataset}'; choose one of {SMALL_DATASETS + ('imagenet',)}."
+    )
 
 
 # ---------------------------------------------------------------- evaluation
 @torch.no_grad()
-def _evaluate(model: nn.Module, batches: Iterator, ctx: Context, *, reduce: bool, num_classes: int) -> dict:
+def _evaluate(
+    model: nn.Module, batches: Iterator, ctx: Context, *, reduce: bool, num_classes: int
+) -> dict:
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss, top1, top5, count
     for images, labels in batches:
@@ -290,16 +350,23 @@ def _evaluate(model: nn.Module, batches: Iterator, ctx: Context, *, reduce: bool
             logits = model(images).float()
         top = logits.topk(min(5, num_classes), dim=1).indices
         hits = top == labels[:, None]
-        totals += torch.stack([
-            F.cross_entropy(logits, labels, reduction="sum").double(),
-            hits[:, 0].sum().double(), hits.any(1).sum().double(),
-            torch.tensor(float(len(labels)), dtype=torch.float64, device=ctx.device),
-        ])
+        totals += torch.stack(
+            [
+                F.cross_entropy(logits, labels, reduction="sum").double(),
+                hits[:, 0].sum().double(),
+                hits.any(1).sum().double(),
+                torch.tensor(float(len(labels)), dtype=torch.float64, device=ctx.device),
+            ]
+        )
     if reduce:
         dist.all_reduce(totals)
     loss, top1, top5, n = totals.tolist()
-    return {"test_loss": loss / n, "test_top1": top1 / n,
-            "test_top5": top5 / n if num_classes > 10 else math.nan, "test_images": int(n)}
+    return {
+        "test_loss": loss / n,
+        "test_top1": top1 / n,
+        "test_top5": top5 / n if num_classes > 10 else math.nan,
+        "test_images": int(n),
+    }
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -334,11 +401,15 @@ def load_checkpoint(path: Path, run: Run, setup: dict) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise TrainingError(f"checkpoint '{path}' cannot be read: damaged, or not written by "
-                            f"ann.train ({type(err).__name__}); delete it to start over.") from None
+        raise TrainingError(
+            f"checkpoint '{path}' cannot be read: damaged, or not written by "
+            f"ann.train ({type(err).__name__}); delete it to start over."
+        ) from None
     if state.get("run") != run.identity():
-        raise TrainingError(f"checkpoint '{path}' belongs to run {state.get('run')}, not "
-                            f"{run.identity()}; move it away or delete it.")
+        raise TrainingError(
+            f"checkpoint '{path}' belongs to run {state.get('run')}, not "
+            f"{run.identity()}; move it away or delete it."
+        )
     if state.get("setup") != setup:
         log.warning("checkpoint %s was made with another recipe or prior; starting over", path)
         return None
@@ -359,8 +430,12 @@ def _mixup(recipe: Recipe, num_classes: int) -> object | None:
         return None
     from timm.data import Mixup
 
-    return Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix,
-                 label_smoothing=recipe.label_smoothing, num_classes=num_classes)
+    return Mixup(
+        mixup_alpha=recipe.mixup,
+        cutmix_alpha=recipe.cutmix,
+        label_smoothing=recipe.label_smoothing,
+        num_classes=num_classes,
+    )
 
 
 def _progress(batches: Iterator, total: int, epoch: int, ctx: Context) -> Iterator:
@@ -375,15 +450,21 @@ def train_epoch(
     model: nn.Module, data: Data, epoch: int, parts: dict, generators: dict, run: Run, ctx: Context
 ) -> dict:
     """One pass over the training data; raises TrainingError on a non-finite loss."""
-    optimizer, scheduler, loss_fn, mixup = parts["optimizer"], parts["scheduler"], parts["loss"], parts["mixup"]
+    optimizer, scheduler, loss_fn, mixup = (
+        parts["optimizer"],
+        parts["scheduler"],
+        parts["loss"],
+        parts["mixup"],
+    )
     model.train()
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss, correct, count
     check_every = 1 if ctx.device.type == "cpu" else 25
     bad_step = torch.full((), -1, dtype=torch.long, device=ctx.device)
     start, step = time.perf_counter(), 0
     generators["epoch"] = epoch
-    for step, (images, labels) in enumerate(_progress(data.train_batches(generators),
-                                                      data.updates_per_epoch, epoch, ctx)):
+    for step, (images, labels) in enumerate(
+        _progress(data.train_batches(generators), data.updates_per_epoch, epoch, ctx)
+    ):
         if ctx.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
@@ -391,7 +472,7 @@ def train_epoch(
             images, targets = mixup(images, labels)
         optimizer.zero_grad(set_to_none=True)
         for part in range(run.micro_batches):
-            x, t = images[part::run.micro_batches], targets[part::run.micro_batches]
+            x, t = images[part :: run.micro_batches], targets[part :: run.micro_batches]
             with _autocast(ctx):
                 logits = model(x)
                 loss = loss_fn(logits.float(), t) / run.micro_batches
@@ -408,16 +489,22 @@ def train_epoch(
         if (step + 1) % check_every == 0 and bad_step.item() >= 0:
             break
     if bad_step.item() >= 0:
-        raise TrainingError(f"the loss became non-finite in epoch {epoch + 1}, step "
-                            f"{bad_step.item() + 1}; the last good checkpoint is kept in "
-                            f"'{run.out / CHECKPOINT}'. Lower the learning rate or check the data.")
+        raise TrainingError(
+            f"the loss became non-finite in epoch {epoch + 1}, step "
+            f"{bad_step.item() + 1}; the last good checkpoint is kept in "
+            f"'{run.out / CHECKPOINT}'. Lower the learning rate or check the data."
+        )
     if ctx.world_size > 1:
         dist.all_reduce(sums)
     seconds = time.perf_counter() - start
     loss, correct, count = sums.tolist()
-    return {"train_loss": loss / count, "train_top1": correct / count if mixup is None else math.nan,
-            "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0),
-            "seconds": seconds, "images_per_s": count / seconds}
+    return {
+        "train_loss": loss / count,
+        "train_top1": correct / count if mixup is None else math.nan,
+        "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0),
+        "seconds": seconds,
+        "images_per_s": count / seconds,
+    }
 
 
 def train(run: Run) -> dict:
@@ -427,8 +514,10 @@ def train(run: Run) -> dict:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
     np.random.seed(run.seed)
-    generators = {name: torch.Generator().manual_seed(run.seed * 2 + k)
-                  for k, name in enumerate(("data", "augment"))}
+    generators = {
+        name: torch.Generator().manual_seed(run.seed * 2 + k)
+        for k, name in enumerate(("data", "augment"))
+    }
     data = load_data(run, ctx)
     model, kappa_sha = build_model(run, data.num_classes, data.in_chans, data.img_size)
     n_params = sum(p.numel() for p in model.parameters())
@@ -458,12 +547,18 @@ def train(run: Run) -> dict:
         log.info("resuming %s from epoch %d", checkpoint_path, first_epoch)
     if ctx.world_size > 1:
         model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
     if run.compile:
         model = torch.compile(model)
     mixup = _mixup(run.recipe, data.num_classes)
-    parts = {"optimizer": optimizer, "scheduler": scheduler, "loss": _loss_fn(run.recipe, mixup),
-             "mixup": mixup, "ema": ema}
+    parts = {
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "loss": _loss_fn(run.recipe, mixup),
+        "mixup": mixup,
+        "ema": ema,
+    }
     for epoch in range(first_epoch, run.recipe.epochs):
         scheduler.step(epoch)
         started = time.perf_counter()
@@ -472,16 +567,34 @@ def train(run: Run) -> dict:
         row |= data.evaluate(ema.module if ema is not None else model, final)
         wall += time.perf_counter() - started
         history.append(row)
-        log.info("%s/%s/%s seed %d epoch %d/%d: loss %.4f, test top-1 %.4f, %.0f images/s",
-                 run.dataset, run.model, run.prior, run.seed, epoch + 1, run.recipe.epochs,
-                 row["train_loss"], row["test_top1"], row["images_per_s"])
+        log.info(
+            "%s/%s/%s seed %d epoch %d/%d: loss %.4f, test top-1 %.4f, %.0f images/s",
+            run.dataset,
+            run.model,
+            run.prior,
+            run.seed,
+            epoch + 1,
+            run.recipe.epochs,
+            row["train_loss"],
+            row["test_top1"],
+            row["images_per_s"],
+        )
         if ctx.main:
             save_csv(pd.DataFrame(history), run.out / "metrics.csv")
-            save_torch({"run": run.identity(), "setup": setup, "epoch": epoch + 1, "model": raw.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "ema": ema.module.state_dict() if ema is not None else None,
-                        "rng": _rng_state(generators), "history": history, "wall_time": wall},
-                       checkpoint_path)
+            save_torch(
+                {
+                    "run": run.identity(),
+                    "setup": setup,
+                    "epoch": epoch + 1,
+                    "model": raw.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "ema": ema.module.state_dict() if ema is not None else None,
+                    "rng": _rng_state(generators),
+                    "history": history,
+                    "wall_time": wall,
+                },
+                checkpoint_path,
+            )
     summary = _summary(run, history, n_params, macs, ctx, wall, kappa_sha)
     if ctx.main:
         save_csv(pd.DataFrame(history), run.out / "metrics.csv")
@@ -492,8 +605,15 @@ def train(run: Run) -> dict:
     return summary
 
 
-def _summary(run: Run, history: list, n_params: int, macs: int, ctx: Context, wall: float,
-             kappa_sha: str | None) -> dict:
+def _summary(
+    run: Run,
+    history: list,
+    n_params: int,
+    macs: int,
+    ctx: Context,
+    wall: float,
+    kappa_sha: str | None,
+) -> dict:
     last = history[-1]
     whole_test_set = [row for row in history if row["test_images"] == last["test_images"]]
     best = max(whole_test_set, key=lambda row: row["test_top1"])
@@ -501,7 +621,11 @@ def _summary(run: Run, history: list, n_params: int, macs: int, ctx: Context, wa
     return {
         **run.identity(),
         "final": {k: last[k] for k in ("test_top1", "test_top5", "test_loss", "train_loss")},
-        "best": {"epoch": best["epoch"], "test_top1": best["test_top1"], "test_top5": best["test_top5"]},
+        "best": {
+            "epoch": best["epoch"],
+            "test_top1": best["test_top1"],
+            "test_top5": best["test_top5"],
+        },
         "epochs": len(history),
         "parameters": n_params,
         "macs_per_image": macs,
@@ -518,8 +642,16 @@ def _summary(run: Run, history: list, n_params: int, macs: int, ctx: Context, wa
 
 
 # ---------------------------------------------------------------- command line
-def run_from_config(config: Mapping, dataset: str, model: str, prior: str, seed: int, out: Path,
-                    overrides: Mapping | None = None, **options: object) -> Run:
+def run_from_config(
+    config: Mapping,
+    dataset: str,
+    model: str,
+    prior: str,
+    seed: int,
+    out: Path,
+    overrides: Mapping | None = None,
+    **options: object,
+) -> Run:
     """A Run for (dataset, model, prior, seed) from the pipeline's config.yaml contents."""
     if dataset not in config["datasets"]:
         raise DatasetError(f"no dataset '{dataset}' under datasets in the config.")
@@ -527,21 +659,31 @@ def run_from_config(config: Mapping, dataset: str, model: str, prior: str, seed:
     train_cfg = config.get("train", {})
     priors = config.get("priors", {})
     return Run(
-        dataset=dataset, model=model, prior=prior, seed=seed, out=Path(out),
+        dataset=dataset,
+        model=model,
+        prior=prior,
+        seed=seed,
+        out=Path(out),
         recipe=resolve_recipe(config, dataset, model, overrides),
-        root=source.get("root"), download=source.get("download", False),
-        device=train_cfg.get("device", "auto"), compile=train_cfg.get("compile", False),
+        root=source.get("root"),
+        download=source.get("download", False),
+        device=train_cfg.get("device", "auto"),
+        compile=train_cfg.get("compile", False),
         prior_options={k: priors[k] for k in ("fraction_inhibitory", "init_ratio") if k in priors},
         **options,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ann.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ann.train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--config", default="config.yaml", help="the pipeline's config.yaml")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--prior", default="none", help="none (plain models), zero, bio or shuffled")
+    parser.add_argument(
+        "--prior", default="none", help="none (plain models), zero, bio or shuffled"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, help="output folder of this run")
     parser.add_argument("--kappa", type=Path, help="kappa.nc for the bio and shuffled priors")
@@ -550,16 +692,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="CPU threads")
     parser.add_argument("--micro-batches", type=int, default=1, help="gradient accumulation steps")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides"
+    )
     args = parser.parse_args(argv)
     main_process = int(os.environ.get("RANK", 0)) == 0
-    logging.basicConfig(level=logging.INFO if main_process else logging.WARNING,
-                        format="%(asctime)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if main_process else logging.WARNING, format="%(asctime)s %(message)s"
+    )
     try:
         config = yaml.safe_load(Path(args.config).read_text())
-        run = run_from_config(config, args.dataset, args.model, args.prior, args.seed, args.out,
-                              parse_overrides(args.set), kappa=args.kappa, prior_file=args.prior_file,
-                              threads=args.threads, micro_batches=args.micro_batches)
+        run = run_from_config(
+            config,
+            args.dataset,
+            args.model,
+            args.prior,
+            args.seed,
+            args.out,
+            parse_overrides(args.set),
+            kappa=args.kappa,
+            prior_file=args.prior_file,
+            threads=args.threads,
+            micro_batches=args.micro_batches,
+        )
         if args.device:
             run.device = args.device
         run.compile = run.compile or args.compile
@@ -567,8 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingError, DatasetError, PriorError, RecipeError, FileNotFoundError) as err:
         log.error("error: %s", err)
         return 1
-    log.info("final test top-1 %.4f (best %.4f at epoch %d)", summary["final"]["test_top1"],
-             summary["best"]["test_top1"], summary["best"]["epoch"])
+    log.info(
+        "final test top-1 %.4f (best %.4f at epoch %d)",
+        summary["final"]["test_top1"],
+        summary["best"]["test_top1"],
+        summary["best"]["epoch"],
+    )
     return 0
 
 

@@ -51,12 +51,18 @@ def main():
     model = CellModel.from_config(dendrite)
     where = sites.compartment.values
     n = trials.sizes["trial"]
-    print(f"cell: pyramidal, {morphology.total_compartments} compartments, {len(sites)} sites; "
-          f"{n} trials of {protocol['trial_ms']} ms at dt = {protocol['dt_ms']} ms")
+    print(
+        f"cell: pyramidal, {morphology.total_compartments} compartments, {len(sites)} sites; "
+        f"{n} trials of {protocol['trial_ms']} ms at dt = {protocol['dt_ms']} ms"
+    )
 
     one = trials.isel(trial=[0])
-    t_compile, _ = timed(lambda: simulate_trials(morphology, where, one, model, protocol), args.repeats)
-    t_pipe, v_pipe = timed(lambda: simulate_trials(morphology, where, trials, model, protocol), args.repeats)
+    t_compile, _ = timed(
+        lambda: simulate_trials(morphology, where, one, model, protocol), args.repeats
+    )
+    t_pipe, v_pipe = timed(
+        lambda: simulate_trials(morphology, where, trials, model, protocol), args.repeats
+    )
 
     sample = trials.isel(trial=np.linspace(0, n - 1, args.naive_trials).astype(int))
     naive_loop(morphology, where, sample.isel(trial=[0]), model, protocol)  # code generation cache
@@ -83,7 +89,9 @@ def main():
     per_trial = {}
     for name, count, seconds in rows:
         per_trial[name] = seconds / count
-        print(f"{name:42s} {count:7d} {seconds:8.2f} {1e3 * seconds / count:9.2f} {count / seconds:9.1f}")
+        print(
+            f"{name:42s} {count:7d} {seconds:8.2f} {1e3 * seconds / count:9.2f} {count / seconds:9.1f}"
+        )
     pipe = per_trial["pipeline (compile included)"]
     print(f"\nnaive / pipeline time per trial: {per_trial['naive runtime loop'] / pipe:.1f}x")
     if t_neuron is not None:

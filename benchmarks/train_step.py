@@ -49,12 +49,18 @@ def main():
             start = time.perf_counter()
             step_once(*parts[name], x, y)
             times[name].append(time.perf_counter() - start)
-    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, batch {args.batch}, "
-          f"median of {args.steps} alternating steps")
+    print(
+        f"torch {torch.__version__}, device {args.device}, {args.threads} threads, batch {args.batch}, "
+        f"median of {args.steps} alternating steps"
+    )
     median = {name: statistics.median(t) for name, t in times.items()}
     for name in MODELS:
-        print(f"{name:14s} {1e3 * median[name]:8.1f} ms/step {args.batch / median[name]:8.1f} images/s")
-    print(f"dit_resnet20 / resnet20 step time: {median['dit_resnet20'] / median['resnet20']:.3f} (target <= 1.2)")
+        print(
+            f"{name:14s} {1e3 * median[name]:8.1f} ms/step {args.batch / median[name]:8.1f} images/s"
+        )
+    print(
+        f"dit_resnet20 / resnet20 step time: {median['dit_resnet20'] / median['resnet20']:.3f} (target <= 1.2)"
+    )
 
 
 if __name__ == "__main__":

@@ -23,15 +23,20 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
 
 
 def _site_labels(ds: xr.Dataset) -> list[str]:
-    return [f"{s} {b.split('.')[-1]} {d:.0f}µm"
-            for s, b, d in zip(ds.site.values, ds.site_branch.values, ds.site_distance.values, strict=True)]
+    return [
+        f"{s} {b.split('.')[-1]} {d:.0f}µm"
+        for s, b, d in zip(
+            ds.site.values, ds.site_branch.values, ds.site_distance.values, strict=True
+        )
+    ]
 
 
 def kappa_heatmaps(ds: xr.Dataset, path: str | Path) -> None:
     """kappa over (site, site) for E-I, E-E and I-I pairs."""
     kinds = [k for k in KIND_TITLES if f"kappa_{k}" in ds]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6.2 * len(kinds), 5.0), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(6.2 * len(kinds), 5.0), squeeze=False, layout="constrained"
+    )
     labels = _site_labels(ds)
     for ax, kind in zip(axes[0], kinds, strict=True):
         values = ds[f"kappa_{kind}"].values
@@ -50,11 +55,19 @@ def location_dependence(ds: xr.Dataset, path: str | Path) -> None:
     order = np.argsort(ds.i_distance.values)
     for e in ds.e_site.values:
         row = ds.kappa_EI.sel(e_site=e)
-        line, = ax.plot(ds.i_distance.values[order], row.values[order], "o-", ms=4,
-                        label=f"E at {ds.e_branch.values[e].split('.')[-1]}, {ds.e_distance.values[e]:.0f} µm")
+        (line,) = ax.plot(
+            ds.i_distance.values[order],
+            row.values[order],
+            "o-",
+            ms=4,
+            label=f"E at {ds.e_branch.values[e].split('.')[-1]}, {ds.e_distance.values[e]:.0f} µm",
+        )
         ax.axvline(ds.e_distance.values[e], color=line.get_color(), lw=0.6, ls=":")
-    ax.set(xlabel="path distance of the I input from the soma (µm)", ylabel="κ_EI (1/mV)",
-           title="Location dependence of κ_EI (dotted: the E site)")
+    ax.set(
+        xlabel="path distance of the I input from the soma (µm)",
+        ylabel="κ_EI (1/mV)",
+        title="Location dependence of κ_EI (dotted: the E site)",
+    )
     ax.legend(fontsize=7, ncol=2)
     save_figure(fig, path)
 
@@ -77,7 +90,11 @@ def shunting_fits(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
         xs = np.linspace(min(0.0, np.nanmin(p)), max(0.0, np.nanmax(p)), 20)
         ax.plot(p, sc, "o", ms=4)
         ax.plot(xs, k * xs, "-", lw=1)
-        ax.set(title=f"E {e}, I {i}: κ={k:.3f}/mV, R²={r2:.3f}", xlabel="V_E·V_I (mV²)", ylabel="SC (mV)")
+        ax.set(
+            title=f"E {e}, I {i}: κ={k:.3f}/mV, R²={r2:.3f}",
+            xlabel="V_E·V_I (mV²)",
+            ylabel="SC (mV)",
+        )
         ax.title.set_fontsize(8)
     save_figure(fig, path)
 
@@ -87,14 +104,21 @@ def kappa_over_time(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for e, i in _example_pairs(ds, n_pairs):
         curve = ds.kappa_EI_t.sel(e_site=e, i_site=i)
-        line, = ax.plot(ds.time.values, curve.values, label=f"E {e}, I {i}")
-        ax.axvline(float(ds.peak_time_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls=":", lw=0.8)
-        ax.axhline(float(ds.kappa_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls="--", lw=0.6)
+        (line,) = ax.plot(ds.time.values, curve.values, label=f"E {e}, I {i}")
+        ax.axvline(
+            float(ds.peak_time_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls=":", lw=0.8
+        )
+        ax.axhline(
+            float(ds.kappa_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls="--", lw=0.6
+        )
     finite = ds.kappa_EI_t.values[np.isfinite(ds.kappa_EI_t.values)]
     if finite.size:
         ax.set_ylim(np.percentile(finite, [1, 99]) * [0.9, 1.1])
-    ax.set(xlabel="time in trial (ms)", ylabel="κ_EI(t) (1/mV)",
-           title="κ(t); dotted: EPSP peak, dashed: scalar κ")
+    ax.set(
+        xlabel="time in trial (ms)",
+        ylabel="κ_EI(t) (1/mV)",
+        title="κ(t); dotted: EPSP peak, dashed: scalar κ",
+    )
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
@@ -107,7 +131,11 @@ def multi_input_validation(ds: xr.Dataset, path: str | Path, n_examples: int = 2
         ax.plot(t, ds.multi_v[k], "k", lw=1.5, label="simulated")
         ax.plot(t, ds.multi_linear[k], "--", label="linear sum")
         ax.plot(t, ds.multi_bilinear[k], "-", label="bilinear")
-        ax.set(xlabel="time (ms)", ylabel="SSP (mV)", title=f"multi-input trial {int(ds.multi_trial[k])}")
+        ax.set(
+            xlabel="time (ms)",
+            ylabel="SSP (mV)",
+            title=f"multi-input trial {int(ds.multi_trial[k])}",
+        )
         ax.legend(fontsize=7)
         response = t[ds.multi_response[k].values]
         ax.axvspan(response[0], response[-1], color="0.9", zorder=-1)
@@ -117,12 +145,21 @@ def multi_input_validation(ds: xr.Dataset, path: str | Path, n_examples: int = 2
     step = max(1, v.size // 4000)
     for name, label in (("multi_linear", "linear"), ("multi_bilinear", "bilinear")):
         rmse, whole = float(ds[f"rmse_{label}_response"].mean()), float(ds[f"rmse_{label}"].mean())
-        ax.plot(v[::step], ds[name].values.ravel()[inside][::step], ".", ms=2, alpha=0.5,
-                label=f"{label}: RMSE {rmse:.2f} mV (whole trial {whole:.2f})")
+        ax.plot(
+            v[::step],
+            ds[name].values.ravel()[inside][::step],
+            ".",
+            ms=2,
+            alpha=0.5,
+            label=f"{label}: RMSE {rmse:.2f} mV (whole trial {whole:.2f})",
+        )
     lim = [min(v.min(), 0), v.max()]
     ax.plot(lim, lim, "k-", lw=0.8)
-    ax.set(xlabel="simulated SSP (mV)", ylabel="predicted SSP (mV)",
-           title="all trials, response windows (grey)")
+    ax.set(
+        xlabel="simulated SSP (mV)",
+        ylabel="predicted SSP (mV)",
+        title="all trials, response windows (grey)",
+    )
     ax.legend(fontsize=7, markerscale=4)
     save_figure(fig, path)
 

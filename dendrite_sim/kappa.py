@@ -42,7 +42,9 @@ class SinglePSPs:
     def __init__(self, psp: xr.Dataset):
         singles = psp.sel(trial=psp.kind.isin(["E", "I"]))
         if singles.sizes["trial"] == 0:
-            raise InputError("the psp dataset has no single-input trials; add 'single' to the protocol kinds.")
+            raise InputError(
+                "the psp dataset has no single-input trials; add 'single' to the protocol kinds."
+            )
         self.onset = float(singles.event_onset.isel(event=0)[0])
         self.dt = float(psp.time[1] - psp.time[0])
         self.n_time = psp.sizes["time"]
@@ -122,9 +124,12 @@ def _peak_index(kind: str, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
 
 
 PAIR_COLUMNS = {
-    "a": ("event_site", 0), "b": ("event_site", 1),
-    "wa": ("event_strength", 0), "wb": ("event_strength", 1),
-    "ta": ("event_onset", 0), "tb": ("event_onset", 1),
+    "a": ("event_site", 0),
+    "b": ("event_site", 1),
+    "wa": ("event_strength", 0),
+    "wb": ("event_strength", 1),
+    "ta": ("event_onset", 0),
+    "tb": ("event_onset", 1),
 }
 
 
@@ -132,8 +137,12 @@ def _pair_table(psp: xr.Dataset, protocol: str) -> pd.DataFrame:
     chosen = psp.protocol.values == protocol
     events = {key: psp[name].values[chosen, e] for key, (name, e) in PAIR_COLUMNS.items()}
     return pd.DataFrame(
-        {"trial": np.flatnonzero(chosen), "kind": psp.kind.values[chosen], **events,
-         "delta_t": psp.delta_t.values[chosen]}
+        {
+            "trial": np.flatnonzero(chosen),
+            "kind": psp.kind.values[chosen],
+            **events,
+            "delta_t": psp.delta_t.values[chosen],
+        }
     )
 
 
@@ -155,8 +164,15 @@ def _fit_group(
     p_peak, sc_peak = p[strengths, peak], sc[strengths, peak]
     kappa, r2, cv = fit_through_origin(p_peak, sc_peak)
     kappa_t, _, _ = fit_through_origin(p[:, window], sc[:, window], axis=0)
-    return {"kappa": kappa, "r2": r2, "cv": cv, "kappa_t": kappa_t, "p": p_peak, "sc": sc_peak,
-            "peak_time": float(np.mean(peak)) * singles.dt}
+    return {
+        "kappa": kappa,
+        "r2": r2,
+        "cv": cv,
+        "kappa_t": kappa_t,
+        "p": p_peak,
+        "sc": sc_peak,
+        "peak_time": float(np.mean(peak)) * singles.dt,
+    }
 
 
 def fit_pairs(psp: xr.Dataset, window: slice) -> dict[str, dict[tuple[int, int], dict]]:
@@ -192,7 +208,10 @@ def _matrix(fits: Mapping, kind: str, key: str, n_sites: int, extra: tuple = ())
 
 def _strength_matrix(fits: Mapping, kind: str, key: str, n_sites: int) -> np.ndarray:
     n = max(len(f[key]) for f in fits.values())
-    padded = {k: {key: np.pad(f[key], (0, n - len(f[key])), constant_values=np.nan)} for k, f in fits.items()}
+    padded = {
+        k: {key: np.pad(f[key], (0, n - len(f[key])), constant_values=np.nan)}
+        for k, f in fits.items()
+    }
     return _matrix(padded, kind, key, n_sites, (n,))
 
 
@@ -208,18 +227,37 @@ def kappa_matrices(psp: xr.Dataset, fits: Mapping, window_times: np.ndarray) -> 
             continue
         dims = MATRIX_DIMS[kind]
         described = f"{kind[0]}-{kind[1]} pairs"
-        data[f"kappa_{kind}"] = (dims, _matrix(fits[kind], kind, "kappa", n),
-                                 {"units": PER_MV, "long_name": f"kappa at the PSP peak, {described}"})
-        data[f"r2_{kind}"] = (dims, _matrix(fits[kind], kind, "r2", n), {"long_name": "R^2 of the fit"})
-        data[f"cv_{kind}"] = (dims, _matrix(fits[kind], kind, "cv", n),
-                              {"long_name": "coefficient of variation of SC/P across strengths"})
-        data[f"kappa_{kind}_t"] = ((*dims, "time"), _matrix(fits[kind], kind, "kappa_t", n, (len(window_times),)),
-                                   {"units": PER_MV, "long_name": f"time-resolved kappa, {described}"})
-        data[f"peak_time_{kind}"] = (dims, _matrix(fits[kind], kind, "peak_time", n),
-                                     {"units": "ms", "long_name": "mean time of the peak used for kappa"})
+        data[f"kappa_{kind}"] = (
+            dims,
+            _matrix(fits[kind], kind, "kappa", n),
+            {"units": PER_MV, "long_name": f"kappa at the PSP peak, {described}"},
+        )
+        data[f"r2_{kind}"] = (
+            dims,
+            _matrix(fits[kind], kind, "r2", n),
+            {"long_name": "R^2 of the fit"},
+        )
+        data[f"cv_{kind}"] = (
+            dims,
+            _matrix(fits[kind], kind, "cv", n),
+            {"long_name": "coefficient of variation of SC/P across strengths"},
+        )
+        data[f"kappa_{kind}_t"] = (
+            (*dims, "time"),
+            _matrix(fits[kind], kind, "kappa_t", n, (len(window_times),)),
+            {"units": PER_MV, "long_name": f"time-resolved kappa, {described}"},
+        )
+        data[f"peak_time_{kind}"] = (
+            dims,
+            _matrix(fits[kind], kind, "peak_time", n),
+            {"units": "ms", "long_name": "mean time of the peak used for kappa"},
+        )
         for key, name, units in (("p", "V1*V2", "mV**2"), ("sc", "SC", "mV")):
-            data[f"{key}_{kind}"] = ((*dims, f"strength_pair_{kind}"), _strength_matrix(fits[kind], kind, key, n),
-                                     {"units": units, "long_name": f"{name} at the peak, per strength pair"})
+            data[f"{key}_{kind}"] = (
+                (*dims, f"strength_pair_{kind}"),
+                _strength_matrix(fits[kind], kind, key, n),
+                {"units": units, "long_name": f"{name} at the peak, per strength pair"},
+            )
     return xr.Dataset(data, coords=coords)
 
 
@@ -290,8 +328,13 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
         trial = multi.isel(trial=t)
         events = [
             (str(r), int(s), singles.at(str(r), int(s), float(w), float(o)))
-            for s, r, w, o in zip(trial.event_site.values, trial.event_type.values,
-                                  trial.event_strength.values, trial.event_onset.values, strict=True)
+            for s, r, w, o in zip(
+                trial.event_site.values,
+                trial.event_type.values,
+                trial.event_strength.values,
+                trial.event_onset.values,
+                strict=True,
+            )
             if s >= 0
         ]
         linear[t] = sum(v for _, _, v in events)
@@ -303,7 +346,9 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
         bilinear[t] = linear[t] + quadratic
     v, time = multi.v.values, psp.time.values
     onsets = multi.event_onset.values
-    response = (time >= np.nanmin(onsets, 1)[:, None]) & (time <= np.nanmax(onsets, 1)[:, None] + response_ms)
+    response = (time >= np.nanmin(onsets, 1)[:, None]) & (
+        time <= np.nanmax(onsets, 1)[:, None] + response_ms
+    )
     whole = np.ones_like(response)
     errors = {}
     for window, mask in (("", whole), ("_response", response)):
@@ -311,9 +356,16 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
         for name, prediction in (("linear", linear), ("bilinear", bilinear)):
             rmse = _rmse(v, prediction, mask)
             where = "over the response window" if window else "over the whole trial"
-            errors[f"rmse_{name}{window}"] = ("multi_trial", rmse, {"units": "mV", "long_name": f"RMSE {where}"})
-            errors[f"rel_error_{name}{window}"] = ("multi_trial", rmse / rms,
-                                                   {"long_name": f"RMSE / RMS of the SSP {where}"})
+            errors[f"rmse_{name}{window}"] = (
+                "multi_trial",
+                rmse,
+                {"units": "mV", "long_name": f"RMSE {where}"},
+            )
+            errors[f"rel_error_{name}{window}"] = (
+                "multi_trial",
+                rmse / rms,
+                {"long_name": f"RMSE / RMS of the SSP {where}"},
+            )
     dims = ("multi_trial", "time_full")
     return xr.Dataset(
         {
@@ -323,7 +375,10 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
             "multi_response": (dims, response, {"long_name": "inside the response window"}),
             **errors,
         },
-        coords={"multi_trial": multi.trial.values, "time_full": ("time_full", time, {"units": "ms"})},
+        coords={
+            "multi_trial": multi.trial.values,
+            "time_full": ("time_full", time, {"units": "ms"}),
+        },
     )
 
 
@@ -333,8 +388,14 @@ def single_peaks(psp: xr.Dataset) -> xr.Dataset:
     first = singles.isel(event=0)
     v = singles.v.values
     peaks = v[np.arange(len(v)), np.abs(v).argmax(-1)]
-    table = pd.DataFrame({"receptor": first.event_type.values, "site": first.event_site.values,
-                          "strength": first.event_strength.values, "peak": peaks})
+    table = pd.DataFrame(
+        {
+            "receptor": first.event_type.values,
+            "site": first.event_site.values,
+            "strength": first.event_strength.values,
+            "peak": peaks,
+        }
+    )
     da = table.set_index(["receptor", "site", "strength"]).peak.to_xarray()
     da = da.assign_coords(receptor=da.receptor.astype(str))
     da.attrs = {"units": "mV", "long_name": "peak of the single-input PSP"}

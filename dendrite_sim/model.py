@@ -60,7 +60,9 @@ class CellModel:
 
     def equations(self) -> b2.Equations:
         """The SpatialNeuron equations: membrane currents, synaptic and gating states."""
-        membrane = "Im = gL*(EL - v)" + (" + I_hh - I_hh_rest" if self.hh else "") + " : amp/meter**2"
+        membrane = (
+            "Im = gL*(EL - v)" + (" + I_hh - I_hh_rest" if self.hh else "") + " : amp/meter**2"
+        )
         synaptic = "Is = gE*(E_E - v) + gI*(E_I - v)" + (" + I_nmda" if self.nmda else "")
         text = f"""
         {membrane}

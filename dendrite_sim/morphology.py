@@ -64,7 +64,9 @@ def load_morphology(spec: str, max_compartment_um: float = 20.0) -> b2.Morpholog
     try:
         morpho = b2.Morphology.from_file(str(path))
     except Exception as err:  # Brian2 rejects some well-formed files (e.g. odd somata)
-        raise InputError(f"SWC file '{path}' could not be turned into a morphology: {err}") from None
+        raise InputError(
+            f"SWC file '{path}' could not be turned into a morphology: {err}"
+        ) from None
     return morpho.generate_coordinates()
 
 

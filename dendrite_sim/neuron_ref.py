@@ -53,7 +53,11 @@ class NeuronCell:
         for site, compartment in enumerate(sites_compartment):
             for receptor, kinetics in (("E", model.E), ("I", model.I)):
                 syn = h.Exp2Syn(segments[int(compartment)])
-                syn.tau1, syn.tau2, syn.e = kinetics.tau_rise_ms, kinetics.tau_decay_ms, kinetics.E_rev_mV
+                syn.tau1, syn.tau2, syn.e = (
+                    kinetics.tau_rise_ms,
+                    kinetics.tau_decay_ms,
+                    kinetics.E_rev_mV,
+                )
                 self.synapses[site, receptor] = syn
         self.pending: list = []
         self._init_handler = h.FInitializeHandler(self._queue_events)

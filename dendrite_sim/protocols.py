@@ -128,20 +128,38 @@ def _trial_dataset(trials: list, sites: pd.DataFrame) -> xr.Dataset:
     for t, (_, _, events) in enumerate(trials):
         for e, (s, r, w, o) in enumerate(events):
             site[t, e], receptor[t, e], strength[t, e], onset[t, e] = s, r, w, o
-    delta = np.where(np.isfinite(onset[:, 1]), onset[:, 1] - onset[:, 0], np.nan) if n_events > 1 else np.full(len(trials), np.nan)
+    delta = np.full(len(trials), np.nan)
+    if n_events > 1:
+        delta = onset[:, 1] - onset[:, 0]
     ds = xr.Dataset(
         {
             "event_site": (("trial", "event"), site, {"description": "site index, -1 = no event"}),
-            "event_type": (("trial", "event"), receptor, {"description": "E or I, empty = no event"}),
-            "event_strength": (("trial", "event"), strength, {"units": "nS", "description": "peak conductance"}),
-            "event_onset": (("trial", "event"), onset, {"units": "ms", "description": "time after trial start"}),
+            "event_type": (
+                ("trial", "event"),
+                receptor,
+                {"description": "E or I, empty = no event"},
+            ),
+            "event_strength": (
+                ("trial", "event"),
+                strength,
+                {"units": "nS", "description": "peak conductance"},
+            ),
+            "event_onset": (
+                ("trial", "event"),
+                onset,
+                {"units": "ms", "description": "time after trial start"},
+            ),
         },
         coords={
             "trial": np.arange(len(trials)),
             "protocol": ("trial", np.array([p for p, _, _ in trials])),
             "kind": ("trial", np.array([k for _, k, _ in trials])),
             "n_events": ("trial", np.array([len(ev) for _, _, ev in trials], dtype=np.int32)),
-            "delta_t": ("trial", delta, {"units": "ms", "description": "onset of event 1 minus event 0"}),
+            "delta_t": (
+                "trial",
+                delta,
+                {"units": "ms", "description": "onset of event 1 minus event 0"},
+            ),
         },
     )
     return ds.assign_coords(site_coords(sites))

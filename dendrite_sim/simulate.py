@@ -30,8 +30,11 @@ def _events(trials: xr.Dataset) -> list[list[tuple[int, str, float, float]]]:
     site, kind = trials.event_site.values, trials.event_type.values
     strength, onset = trials.event_strength.values, trials.event_onset.values
     return [
-        [(int(site[t, e]), str(kind[t, e]), float(strength[t, e]), float(onset[t, e]))
-         for e in range(site.shape[1]) if site[t, e] >= 0]
+        [
+            (int(site[t, e]), str(kind[t, e]), float(strength[t, e]), float(onset[t, e]))
+            for e in range(site.shape[1])
+            if site[t, e] >= 0
+        ]
         for t in range(site.shape[0])
     ]
 
@@ -126,7 +129,10 @@ def simulate_trials(
             getattr(neuron, name)[0] = value
         record_clock = b2.Clock(dt=rec_dt * b2.ms)
         reset = neuron.run_regularly(
-            _at_trial_start(model.reset_code(), n_samples, rec_dt), clock=record_clock, when="start", order=-1
+            _at_trial_start(model.reset_code(), n_samples, rec_dt),
+            clock=record_clock,
+            when="start",
+            order=-1,
         )
         objects = [neuron, reset]
         if channels:
@@ -137,10 +143,15 @@ def simulate_trials(
                 if not chosen:
                     continue
                 synapses = b2.Synapses(
-                    generator, neuron, "w : siemens", on_pre=model.on_pre(receptor), namespace=namespace
+                    generator,
+                    neuron,
+                    "w : siemens",
+                    on_pre=model.on_pre(receptor),
+                    namespace=namespace,
                 )
                 synapses.connect(
-                    i=np.array(chosen), j=np.array([sites_compartment[channels[k][0]] for k in chosen])
+                    i=np.array(chosen),
+                    j=np.array([sites_compartment[channels[k][0]] for k in chosen]),
                 )
                 synapses.w = np.array([channels[k][2] for k in chosen]) * b2.nS
                 objects.append(synapses)
@@ -164,7 +175,9 @@ def naive_loop(
     """The slow baseline: a new runtime-mode network for every single trial."""
     return np.concatenate(
         [
-            simulate_trials(morphology, sites_compartment, trials.isel(trial=[t]), model, protocol, "runtime")
+            simulate_trials(
+                morphology, sites_compartment, trials.isel(trial=[t]), model, protocol, "runtime"
+            )
             for t in range(trials.sizes["trial"])
         ]
     )

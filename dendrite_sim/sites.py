@@ -55,7 +55,9 @@ def explicit_sites(compartments: pd.DataFrame, spec: Sequence[Mapping]) -> pd.Da
         if "compartment" in entry:
             c = entry["compartment"]
             if not 0 <= c < n:
-                raise InputError(f"{where}: compartment {c} is out of range 0..{n - 1} for this cell.")
+                raise InputError(
+                    f"{where}: compartment {c} is out of range 0..{n - 1} for this cell."
+                )
             chosen.append(int(c))
             continue
         branch, x = entry.get("branch"), entry.get("x", 0.5)
@@ -64,12 +66,16 @@ def explicit_sites(compartments: pd.DataFrame, spec: Sequence[Mapping]) -> pd.Da
             names = ", ".join(sorted(set(compartments.branch)))
             raise InputError(f"{where}: no branch '{branch}' on this cell; branches are: {names}.")
         if not 0.0 <= x <= 1.0:
-            raise InputError(f"{where}: x = {x} is out of range; x is a fraction 0..1 along the branch.")
+            raise InputError(
+                f"{where}: x = {x} is out of range; x is a fraction 0..1 along the branch."
+            )
         along = rows.length_um.cumsum() - rows.length_um / 2
         target = x * rows.length_um.sum()
         chosen.append(int(rows.compartment.iloc[int(np.argmin(np.abs(along - target)))]))
     if not chosen:
-        raise InputError("dendrite.sites.explicit is empty; list sites or set it to [] and use n_sites.")
+        raise InputError(
+            "dendrite.sites.explicit is empty; list sites or set it to [] and use n_sites."
+        )
     return _site_table(compartments, chosen)
 
 

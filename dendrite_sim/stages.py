@@ -44,12 +44,21 @@ def simulate_chunk(
     protocol = dendrite["protocol"]
     start = time.perf_counter()
     traces = simulate_trials(
-        morphology, trials.site_compartment.values, chosen, CellModel.from_config(dendrite), protocol
+        morphology,
+        trials.site_compartment.values,
+        chosen,
+        CellModel.from_config(dendrite),
+        protocol,
     )
     seconds = time.perf_counter() - start
     n = chosen.sizes["trial"]
-    log.info("chunk %d: %d trials in %.1f s (%.1f ms per trial, compile included)",
-             chunk, n, seconds, 1e3 * seconds / max(n, 1))
+    log.info(
+        "chunk %d: %d trials in %.1f s (%.1f ms per trial, compile included)",
+        chunk,
+        n,
+        seconds,
+        1e3 * seconds / max(n, 1),
+    )
     write_atomic(chunk_dataset(chosen, traces, protocol["record_dt_ms"]), out)
 
 

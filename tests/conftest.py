@@ -34,16 +34,32 @@ def small_dendrite(default_config) -> dict:
     return dendrite
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, profile: Path | None = None,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path, config: dict, *args: str, profile: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """snakemake on the project's Snakefile with `config`, in `workdir` (stdout+stderr text)."""
     config_file = workdir / "config.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(config_file)]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_file),
+    ]
     command += ["--profile", str(profile)] if profile else ["--cores", "2"]
-    return subprocess.run(command + list(args), cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.run(
+        command + list(args),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="session")

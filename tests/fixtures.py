@@ -16,7 +16,9 @@ def learnable_images(labels: np.ndarray, size: int, rng: np.random.Generator) ->
     for k, label in enumerate(labels):
         row, col = divmod(int(label) % 9, 3)
         r, c = 2 + row * 8, 2 + col * 8
-        images[k, r:r + FASHION_PATTERN_SIZE, c:c + FASHION_PATTERN_SIZE] = 255 - 20 * (int(label) // 9)
+        images[k, r : r + FASHION_PATTERN_SIZE, c : c + FASHION_PATTERN_SIZE] = 255 - 20 * (
+            int(label) // 9
+        )
     return images
 
 
@@ -30,8 +32,9 @@ def write_gz(path: Path, payload: bytes) -> None:
         file.write(payload)
 
 
-def write_fashion_mnist(folder: Path, n_train: int = 12, n_test: int = 5, seed: int = 0,
-                        learnable: bool = False) -> dict:
+def write_fashion_mnist(
+    folder: Path, n_train: int = 12, n_test: int = 5, seed: int = 0, learnable: bool = False
+) -> dict:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -100,7 +103,6 @@ def write_imagenet(root: Path, train: dict[str, int], val: dict[str, int]) -> No
                 Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", format="JPEG")
 
 
-
 def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dict:
     """The whole workflow shrunk to run in about a minute: 2 sites, a few trials, a
     fixture Fashion-MNIST, one training epoch, small theory experiments."""
@@ -119,15 +121,32 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
     protocol["multi"].update(n_trials=2, n_E=4, n_I=2)
     config["kappa"]["window_ms"] = [10.0, 50.0]
     config["train"]["experiments"] = {
-        "fashion_mnist": {"models": ["resnet20", "dit_resnet20"], "priors": ["zero", "bio"], "seeds": [0]}
+        "fashion_mnist": {
+            "models": ["resnet20", "dit_resnet20"],
+            "priors": ["zero", "bio"],
+            "seeds": [0],
+        }
     }
     config["datasets"]["fashion_mnist"]["root"] = str(fmnist_root)
     config["train"]["processes"] = 2  # every training job goes through torchrun (gloo)
-    config["recipes"]["fmnist_short"].update(epochs=3, batch_size=32, train_subset=None,
-                                             eval_subset=None, warmup_epochs=0)
-    config["theory"]["gaussian"] = {"n_test": 2000, "seeds": [0], "sweep_sizes": [20, 100],
-                                    "sweep_seeds": [0], "monte_carlo_samples": 20000,
-                                    "mlp_steps": 100, "quad_steps": 50}
-    config["theory"]["fewshot"] = {"shots": [1, 2], "seeds": [0], "min_steps": 5, "max_steps": 10,
-                                   "test_subset": None, "threads": 1}
+    config["recipes"]["fmnist_short"].update(
+        epochs=3, batch_size=32, train_subset=None, eval_subset=None, warmup_epochs=0
+    )
+    config["theory"]["gaussian"] = {
+        "n_test": 2000,
+        "seeds": [0],
+        "sweep_sizes": [20, 100],
+        "sweep_seeds": [0],
+        "monte_carlo_samples": 20000,
+        "mlp_steps": 100,
+        "quad_steps": 50,
+    }
+    config["theory"]["fewshot"] = {
+        "shots": [1, 2],
+        "seeds": [0],
+        "min_steps": 5,
+        "max_steps": 10,
+        "test_subset": None,
+        "threads": 1,
+    }
     return config

@@ -12,7 +12,17 @@ from pathlib import Path
 # must find the configuration where every SLURM installation keeps it: the test links it there.
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 
-BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "srun")
+BINARIES = (
+    "munged",
+    "mungekey",
+    "slurmctld",
+    "slurmd",
+    "sbatch",
+    "squeue",
+    "scancel",
+    "sinfo",
+    "srun",
+)
 
 SLURM_CONF = """\
 ClusterName=testcluster
@@ -91,12 +101,27 @@ class SlurmCluster:
         for folder in ("state", "spool"):
             (self.root / folder).mkdir(parents=True)
         subprocess.run(["mungekey", "--create", f"--keyfile={self.root}/munge.key"], check=True)
-        self._daemon(["munged", "-F", "-f", f"--key-file={self.root}/munge.key",
-                      f"--socket={self.root}/munge.sock", f"--pid-file={self.root}/munged.pid",
-                      f"--log-file={self.root}/munged.log", f"--seed-file={self.root}/munged.seed"])
+        self._daemon(
+            [
+                "munged",
+                "-F",
+                "-f",
+                f"--key-file={self.root}/munge.key",
+                f"--socket={self.root}/munge.sock",
+                f"--pid-file={self.root}/munged.pid",
+                f"--log-file={self.root}/munged.log",
+                f"--seed-file={self.root}/munged.seed",
+            ]
+        )
         self._wait_for(lambda: (self.root / "munge.sock").exists(), "munged")
-        conf = SLURM_CONF.format(host=self.host, root=self.root, ctld_port=_free_port(),
-                                 d_port=_free_port(), cpus=os.cpu_count(), memory=_memory_mb())
+        conf = SLURM_CONF.format(
+            host=self.host,
+            root=self.root,
+            ctld_port=_free_port(),
+            d_port=_free_port(),
+            cpus=os.cpu_count(),
+            memory=_memory_mb(),
+        )
         (self.root / "slurm.conf").write_text(conf)
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         SYSTEM_CONF.unlink(missing_ok=True)
@@ -108,10 +133,14 @@ class SlurmCluster:
     def _daemon(self, command: list[str]) -> None:
         log = open(self.root / f"{command[0]}.out", "w")
         self.logs.append(log)
-        self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env))
+        self.processes.append(
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        )
 
     def _node_idle(self) -> bool:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=self.env)
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=self.env
+        )
         return out.stdout.strip() == "idle"
 
     def _wait_for(self, ready, what: str, timeout: float = 60) -> None:
@@ -124,8 +153,12 @@ class SlurmCluster:
 
     def squeue(self) -> list[tuple[str, str, str]]:
         """(job id, comment, state) of every job slurmctld still knows."""
-        out = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%k|%T"], capture_output=True,
-                             text=True, env=self.env).stdout
+        out = subprocess.run(
+            ["squeue", "--states=all", "-h", "-o", "%i|%k|%T"],
+            capture_output=True,
+            text=True,
+            env=self.env,
+        ).stdout
         return [tuple(line.split("|")) for line in out.splitlines() if line]
 
     def scancel(self, job_id: str) -> None:

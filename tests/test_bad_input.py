@@ -142,9 +142,26 @@ def test_bad_config_is_rejected_naming_the_key(config, key, value, named):
 
 def snakemake_dry_run(tmp_path: Path, *config: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-d", str(tmp_path),
-         "-s", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config.yaml"), "--config", *config],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "-d",
+            str(tmp_path),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--configfile",
+            str(ROOT / "config.yaml"),
+            "--config",
+            *config,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

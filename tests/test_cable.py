@@ -20,8 +20,10 @@ def steady_state(default_config):
     morphology = b2.Cylinder(length=LENGTH_UM * b2.um, diameter=DIAMETER_UM * b2.um, n=N)
     eqs = "Im = gL*(EL - v) : amp/meter**2\nI : amp (point current)"
     neuron = b2.SpatialNeuron(
-        morphology, eqs,
-        Cm=model.Cm_uF_per_cm2 * b2.uF / b2.cm**2, Ri=model.Ri_ohm_cm * b2.ohm * b2.cm,
+        morphology,
+        eqs,
+        Cm=model.Cm_uF_per_cm2 * b2.uF / b2.cm**2,
+        Ri=model.Ri_ohm_cm * b2.ohm * b2.cm,
         namespace=model.namespace(),
     )
     neuron.v = model.EL_mV * b2.mV

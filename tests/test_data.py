@@ -34,7 +34,6 @@ from ann.data import (
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-
 @pytest.fixture
 def no_download(monkeypatch):
     def refuse(*args, **kwargs):
@@ -269,10 +268,16 @@ def test_imagenet_folders_and_loaders(tmp_path):
     val_labels = sorted(label for _, label in imagenet.val.reader.samples)
     assert val_labels == [0, 2, 2]
 
-    augment = ImageNetAugment(input_size=32, crop_pct=0.9, auto_augment="rand-m9-mstd0.5",
-                              re_prob=0.5, interpolation="bilinear")
-    train, val = imagenet_loaders(imagenet, augment, batch_size=3, num_workers=0,
-                                  eval_batch_size=2, device="cpu")
+    augment = ImageNetAugment(
+        input_size=32,
+        crop_pct=0.9,
+        auto_augment="rand-m9-mstd0.5",
+        re_prob=0.5,
+        interpolation="bilinear",
+    )
+    train, val = imagenet_loaders(
+        imagenet, augment, batch_size=3, num_workers=0, eval_batch_size=2, device="cpu"
+    )
     images, labels = next(iter(train))
     assert images.shape == (3, 3, 32, 32) and images.dtype == torch.float32
     assert set(labels.tolist()) <= {0, 1, 2}
@@ -305,11 +310,14 @@ def test_imagenet_val_class_unknown_to_train_is_reported(tmp_path):
 # --- device datasets and augmentation ------------------------------------------------------------
 
 
-def make_dataset(n: int = 40, channels: int = 3, size: int = 8, num_classes: int = 4) -> DeviceDataset:
+def make_dataset(
+    n: int = 40, channels: int = 3, size: int = 8, num_classes: int = 4
+) -> DeviceDataset:
     generator = torch.Generator().manual_seed(1)
     return DeviceDataset(
-        images=torch.randint(0, 256, (n, channels, size, size), generator=generator,
-                             dtype=torch.uint8),
+        images=torch.randint(
+            0, 256, (n, channels, size, size), generator=generator, dtype=torch.uint8
+        ),
         labels=torch.arange(n) % num_classes,
         num_classes=num_classes,
         mean=(0.5,) * channels,
@@ -322,7 +330,7 @@ def find_crop(output: torch.Tensor, padded: torch.Tensor, size: int) -> tuple[in
     span = padded.shape[-1] - size + 1
     for dy in range(span):
         for dx in range(span):
-            window = padded[:, dy:dy + size, dx:dx + size]
+            window = padded[:, dy : dy + size, dx : dx + size]
             for mirrored in (False, True):
                 candidate = window.flip(-1) if mirrored else window
                 if torch.equal(candidate, output):
@@ -344,8 +352,9 @@ def test_normalize_matches_formula():
 def test_augment_is_a_per_image_translation_and_mirror():
     ds = make_dataset(n=64)
     generator = torch.Generator().manual_seed(3)
-    out = augment_batch(ds.images, crop_padding=2, flip=True, mean=ds.mean, std=ds.std,
-                        generator=generator)
+    out = augment_batch(
+        ds.images, crop_padding=2, flip=True, mean=ds.mean, std=ds.std, generator=generator
+    )
     assert out.shape == ds.images.shape and out.dtype == torch.float32
     padded = torch.nn.functional.pad(ds.images, (2, 2, 2, 2))
     found = set()
@@ -358,23 +367,35 @@ def test_augment_is_a_per_image_translation_and_mirror():
 
 def test_crop_offset_is_a_direct_slice_of_the_padded_image():
     image = torch.arange(1, 65, dtype=torch.uint8).view(1, 1, 8, 8)
-    out = augment_batch(image.expand(100, 1, 8, 8), crop_padding=3, flip=False, mean=(0.0,),
-                        std=(1 / 255,), generator=torch.Generator().manual_seed(0))
+    out = augment_batch(
+        image.expand(100, 1, 8, 8),
+        crop_padding=3,
+        flip=False,
+        mean=(0.0,),
+        std=(1 / 255,),
+        generator=torch.Generator().manual_seed(0),
+    )
     padded = torch.nn.functional.pad(image[0, 0], (3, 3, 3, 3)).float()
     offsets = set()
     for crop in out[:, 0]:
         r, c = (int(i) for i in torch.nonzero(crop)[0])
         y, x = divmod(int(crop[r, c]) - 1, 8)
         dy, dx = y + 3 - r, x + 3 - c
-        assert torch.equal(crop, padded[dy:dy + 8, dx:dx + 8])
+        assert torch.equal(crop, padded[dy : dy + 8, dx : dx + 8])
         offsets.add((dy, dx))
     assert {dy for dy, _ in offsets} == set(range(7)) == {dx for _, dx in offsets}
 
 
 def test_flip_alone_mirrors_images():
     ds = make_dataset(n=32)
-    out = augment_batch(ds.images, crop_padding=0, flip=True, mean=(0.0,) * 3,
-                        std=(1 / 255,) * 3, generator=torch.Generator().manual_seed(5))
+    out = augment_batch(
+        ds.images,
+        crop_padding=0,
+        flip=True,
+        mean=(0.0,) * 3,
+        std=(1 / 255,) * 3,
+        generator=torch.Generator().manual_seed(5),
+    )
     same = (out == ds.images.float()).flatten(1).all(1)
     mirrored = (out == ds.images.flip(-1).float()).flatten(1).all(1)
     assert torch.all(same ^ mirrored) and same.any() and mirrored.any()
@@ -411,7 +432,9 @@ def test_shuffled_batches_are_seeded_permutations():
     ds = make_dataset(n=30)
 
     def epoch(seed):
-        batches = iterate_batches(ds, 8, shuffle=True, generator=torch.Generator().manual_seed(seed))
+        batches = iterate_batches(
+            ds, 8, shuffle=True, generator=torch.Generator().manual_seed(seed)
+        )
         return torch.cat([images for images, _ in batches])
 
     assert torch.equal(epoch(1), epoch(1)) and not torch.equal(epoch(1), epoch(2))
@@ -419,8 +442,12 @@ def test_shuffled_batches_are_seeded_permutations():
 
 
 def test_shards_are_disjoint_equal_and_cover_the_permutation():
-    shards = [shard_indices(24, shuffle=True, generator=torch.Generator().manual_seed(4),
-                            rank=rank, world_size=4) for rank in range(4)]
+    shards = [
+        shard_indices(
+            24, shuffle=True, generator=torch.Generator().manual_seed(4), rank=rank, world_size=4
+        )
+        for rank in range(4)
+    ]
     permutation = torch.randperm(24, generator=torch.Generator().manual_seed(4))
     assert all(len(shard) == 6 for shard in shards)
     assert sorted(torch.cat(shards).tolist()) == list(range(24))
@@ -434,14 +461,31 @@ def test_uneven_shards_give_every_rank_the_same_batches(drop_last):
     world = 3
     per_rank = []
     for rank in range(world):
-        batches = list(iterate_batches(ds, 3, shuffle=True, drop_last=drop_last, rank=rank,
-                                       world_size=world,
-                                       generator=torch.Generator().manual_seed(0)))
+        batches = list(
+            iterate_batches(
+                ds,
+                3,
+                shuffle=True,
+                drop_last=drop_last,
+                rank=rank,
+                world_size=world,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
         assert len(batches) == batches_per_epoch(23, 3, drop_last=drop_last, world_size=world)
         per_rank.append([len(labels) for _, labels in batches])
     assert per_rank[0] == per_rank[1] == per_rank[2]
-    shards = [shard_indices(23, shuffle=True, generator=torch.Generator().manual_seed(0),
-                            drop_last=drop_last, rank=rank, world_size=world) for rank in range(3)]
+    shards = [
+        shard_indices(
+            23,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+            drop_last=drop_last,
+            rank=rank,
+            world_size=world,
+        )
+        for rank in range(3)
+    ]
     covered = torch.cat(shards).tolist()
     if drop_last:
         assert len(covered) == len(set(covered)) == 21

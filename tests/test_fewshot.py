@@ -154,12 +154,14 @@ def test_tiny_experiment_is_deterministic(tiny_result):
 
 
 def test_summary_matches_the_runs_table():
-    runs = pd.DataFrame({
-        "model": ["a", "a", "a", "b", "b", "b", "a"],
-        "shots": [1, 1, 1, 1, 1, 1, 5],
-        "seed": [0, 1, 2, 0, 1, 2, 0],
-        "test_acc": [0.5, 0.6, 0.8, 0.3, 0.3, 0.4, 0.9],
-    })
+    runs = pd.DataFrame(
+        {
+            "model": ["a", "a", "a", "b", "b", "b", "a"],
+            "shots": [1, 1, 1, 1, 1, 1, 5],
+            "seed": [0, 1, 2, 0, 1, 2, 0],
+            "test_acc": [0.5, 0.6, 0.8, 0.3, 0.3, 0.4, 0.9],
+        }
+    )
     summary = fewshot.summarise(runs).set_index(["model", "shots"])
     for (model, shots), rows in runs.groupby(["model", "shots"]):
         values = rows["test_acc"].to_numpy()
@@ -174,7 +176,13 @@ def test_summary_matches_the_runs_table():
 def test_tiny_run_tables_and_accuracy_clearly_above_chance(tiny_result):
     runs, summary = tiny_result["runs"], tiny_result["summary"]
     assert list(runs.columns[:7]) == [
-        "model", "shots", "seed", "test_acc", "train_acc", "parameters", "steps"
+        "model",
+        "shots",
+        "seed",
+        "test_acc",
+        "train_acc",
+        "parameters",
+        "steps",
     ]
     assert "seconds" in runs.columns
     assert len(runs) == len(fewshot.MODEL_NAMES)
@@ -186,13 +194,15 @@ def test_tiny_run_tables_and_accuracy_clearly_above_chance(tiny_result):
 
 
 def test_plot_is_written_atomically(tmp_path):
-    summary = pd.DataFrame({
-        "model": ["linear", "linear", "cnn", "cnn"],
-        "shots": [1, 10, 1, 10],
-        "mean": [0.5, 0.7, 0.55, 0.75],
-        "std": [0.02, 0.01, np.nan, 0.01],
-        "n_seeds": [3, 3, 1, 3],
-    })
+    summary = pd.DataFrame(
+        {
+            "model": ["linear", "linear", "cnn", "cnn"],
+            "shots": [1, 10, 1, 10],
+            "mean": [0.5, 0.7, 0.55, 0.75],
+            "std": [0.02, 0.01, np.nan, 0.01],
+            "n_seeds": [3, 3, 1, 3],
+        }
+    )
     path = fewshot.plot_fewshot(summary, tmp_path / "figures" / "fewshot.png")
     assert path == tmp_path / "figures" / "fewshot.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

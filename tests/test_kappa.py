@@ -14,7 +14,10 @@ from dendrite_sim.protocols import plan_trials
 
 PROTOCOL = {
     "kinds": ["single", "pairs", "timing", "multi"],
-    "dt_ms": 0.05, "record_dt_ms": 0.1, "trial_ms": 80.0, "onset_ms": 10.0,
+    "dt_ms": 0.05,
+    "record_dt_ms": 0.1,
+    "trial_ms": 80.0,
+    "onset_ms": 10.0,
     "strengths_nS": {"E": [0.5, 1.0, 2.0], "I": [1.0, 3.0]},
     "pairs": {"kinds": ["EI", "EE", "II"], "max_pairs_per_kind": 100, "seed": 0},
     "timing": {"n_pairs": 2, "delta_t_ms": [-4.0, 0.0, 6.0], "seed": 0},
@@ -30,11 +33,21 @@ def alpha(t: np.ndarray, tau: float) -> np.ndarray:
 def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
     """A psp dataset whose every multi-input trace obeys the bilinear rule exactly."""
     n_sites = 3
-    sites = pd.DataFrame({"compartment": [3, 7, 9], "branch": ["a", "b", "b"],
-                          "distance_um": [20.0, 60.0, 90.0], "x_um": 0.0, "y_um": 0.0, "z_um": 0.0})
+    sites = pd.DataFrame(
+        {
+            "compartment": [3, 7, 9],
+            "branch": ["a", "b", "b"],
+            "distance_um": [20.0, 60.0, 90.0],
+            "x_um": 0.0,
+            "y_um": 0.0,
+            "z_um": 0.0,
+        }
+    )
     trials = plan_trials(sites, PROTOCOL)
     time = np.arange(0, PROTOCOL["trial_ms"], PROTOCOL["record_dt_ms"])
-    tau = {("E", s): 3.0 + s for s in range(n_sites)} | {("I", s): 6.0 + 2 * s for s in range(n_sites)}
+    tau = {("E", s): 3.0 + s for s in range(n_sites)} | {
+        ("I", s): 6.0 + 2 * s for s in range(n_sites)
+    }
     sign = {"E": 1.0, "I": -0.4}
     kappa = {"EI": rng.uniform(0.02, 0.2, (n_sites, n_sites))}
     for kind in ("EE", "II"):
@@ -47,9 +60,17 @@ def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
     v = np.zeros((trials.sizes["trial"], time.size))
     for t in range(trials.sizes["trial"]):
         trial = trials.isel(trial=t)
-        events = [(int(s), str(r), float(w), float(o)) for s, r, w, o in zip(
-            trial.event_site.values, trial.event_type.values, trial.event_strength.values,
-            trial.event_onset.values, strict=True) if s >= 0]
+        events = [
+            (int(s), str(r), float(w), float(o))
+            for s, r, w, o in zip(
+                trial.event_site.values,
+                trial.event_type.values,
+                trial.event_strength.values,
+                trial.event_onset.values,
+                strict=True,
+            )
+            if s >= 0
+        ]
         traces = [(s, r, psp_of(s, r, w, o)) for s, r, w, o in events]
         v[t] = sum(trace for _, _, trace in traces)
         for i in range(len(traces)):
@@ -58,7 +79,9 @@ def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
                 if (ra, rb) == ("I", "E"):
                     (sa, ra, va), (sb, rb, vb) = (sb, rb, vb), (sa, ra, va)
                 v[t] += kappa[ra + rb][sa, sb] * va * vb
-    psp = trials.assign(v=(("trial", "time"), v)).assign_coords(time=("time", time, {"units": "ms"}))
+    psp = trials.assign(v=(("trial", "time"), v)).assign_coords(
+        time=("time", time, {"units": "ms"})
+    )
     return psp, kappa
 
 
@@ -87,7 +110,9 @@ def test_planted_kappa_is_recovered_exactly(planted):
 def test_planted_timing_and_multi_input_are_exact(planted):
     _, kappa, ds = planted
     expected = kappa["EI"][ds.timing_e_site.values, ds.timing_i_site.values]
-    np.testing.assert_allclose(ds.kappa_EI_timing.values, np.repeat(expected[:, None], 3, 1), rtol=1e-10)
+    np.testing.assert_allclose(
+        ds.kappa_EI_timing.values, np.repeat(expected[:, None], 3, 1), rtol=1e-10
+    )
     assert (ds.rmse_linear > 1e-3).all()
     np.testing.assert_allclose(ds.rmse_bilinear.values, 0.0, atol=1e-12)
     np.testing.assert_allclose(ds.rmse_bilinear_response.values, 0.0, atol=1e-12)
@@ -119,8 +144,10 @@ POINT_CELL = {
     # tau_m = 1 ms against synaptic conductances that rise and fall over tens of ms:
     # the membrane follows the conductances at quasi steady state.
     "membrane": {"Cm_uF_per_cm2": 1.0, "Rm_ohm_cm2": 1000.0, "Ri_ohm_cm": 150.0, "EL_mV": -70.0},
-    "synapses": {"E": {"E_rev_mV": 0.0, "tau_rise_ms": 20.0, "tau_decay_ms": 200.0},
-                 "I": {"E_rev_mV": -80.0, "tau_rise_ms": 20.0, "tau_decay_ms": 200.0}},
+    "synapses": {
+        "E": {"E_rev_mV": 0.0, "tau_rise_ms": 20.0, "tau_decay_ms": 200.0},
+        "I": {"E_rev_mV": -80.0, "tau_rise_ms": 20.0, "tau_decay_ms": 200.0},
+    },
     "sites": {"n_sites": 1, "explicit": [{"compartment": 0}]},
     "protocol": {
         **PROTOCOL,
@@ -137,8 +164,14 @@ def test_simulate_then_fit_recovers_the_point_neuron_theory(tmp_path):
     dendrite = copy.deepcopy(POINT_CELL)
     stages.plan("point", dendrite, tmp_path / "trials.nc")
     stages.simulate_chunk(tmp_path / "trials.nc", "point", 0, dendrite, tmp_path / "c0.nc")
-    stages.gather(tmp_path / "trials.nc", [tmp_path / "c0.nc"], "point", dendrite, tmp_path / "psp.nc")
-    stages.fit(tmp_path / "psp.nc", {"window_ms": [10.0, 140.0], "response_ms": 20.0}, tmp_path / "kappa.nc")
+    stages.gather(
+        tmp_path / "trials.nc", [tmp_path / "c0.nc"], "point", dendrite, tmp_path / "psp.nc"
+    )
+    stages.fit(
+        tmp_path / "psp.nc",
+        {"window_ms": [10.0, 140.0], "response_ms": 20.0},
+        tmp_path / "kappa.nc",
+    )
     theory = steady_state_kappa(0.0, -80.0, -70.0)
     with xr.open_dataset(tmp_path / "kappa.nc") as ds:
         for kind in ("EI", "EE", "II"):
@@ -170,7 +203,10 @@ def test_rule_fits_the_default_cell(default_cell_kappa):
 
 def test_bilinear_rule_predicts_multi_input_trials(default_cell_kappa):
     ds = default_cell_kappa
-    linear, bilinear = float(ds.rmse_linear_response.mean()), float(ds.rmse_bilinear_response.mean())
+    linear, bilinear = (
+        float(ds.rmse_linear_response.mean()),
+        float(ds.rmse_bilinear_response.mean()),
+    )
     assert bilinear <= linear / 3
     assert float(ds.rmse_bilinear.mean()) < float(ds.rmse_linear.mean())  # whole trial too
 

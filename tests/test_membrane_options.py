@@ -19,12 +19,17 @@ def morphology():
 
 def single_inputs(dendrite: dict, site: dict, strengths: list[float], morphology) -> tuple:
     sites = explicit_sites(compartment_table(morphology), [site])
-    protocol = {**dendrite["protocol"], "kinds": ["single"], "trial_ms": 100.0,
-                "strengths_nS": {"E": strengths, "I": [1.0]}}
+    protocol = {
+        **dendrite["protocol"],
+        "kinds": ["single"],
+        "trial_ms": 100.0,
+        "strengths_nS": {"E": strengths, "I": [1.0]},
+    }
     trials = plan_trials(sites, protocol)
     e_trials = trials.sel(trial=trials.kind == "E")
-    traces = simulate_trials(morphology, sites.compartment.values, e_trials,
-                             CellModel.from_config(dendrite), protocol)
+    traces = simulate_trials(
+        morphology, sites.compartment.values, e_trials, CellModel.from_config(dendrite), protocol
+    )
     return traces, protocol
 
 
@@ -32,9 +37,20 @@ def with_option(dendrite: dict, name: str) -> dict:
     changed = copy.deepcopy(dendrite)
     changed[name] = {**changed.get(name, {}), "enabled": True}
     if name == "nmda":
-        changed["nmda"] |= {"g_ratio": 1.0, "E_mV": 0.0, "tau_rise_ms": 2.0, "tau_decay_ms": 80.0, "mg_mM": 1.0}
+        changed["nmda"] |= {
+            "g_ratio": 1.0,
+            "E_mV": 0.0,
+            "tau_rise_ms": 2.0,
+            "tau_decay_ms": 80.0,
+            "mg_mM": 1.0,
+        }
     else:
-        changed["active_soma"] |= {"gNa_mS_per_cm2": 120.0, "gK_mS_per_cm2": 36.0, "ENa_mV": 50.0, "EK_mV": -77.0}
+        changed["active_soma"] |= {
+            "gNa_mS_per_cm2": 120.0,
+            "gK_mS_per_cm2": 36.0,
+            "ENa_mV": 50.0,
+            "EK_mV": -77.0,
+        }
     return changed
 
 
@@ -47,7 +63,9 @@ def test_active_soma_rests_at_EL_and_fires_on_a_strong_input(default_config, mor
     assert np.abs(active[0, :50]).max() < 1e-6  # at rest until the input arrives at 10 ms
     assert active[1].max() > 80.0  # an action potential overshoots 0 mV (rest -70 mV)
     assert passive[1].max() < 60.0  # the passive soma only approaches E_E
-    assert abs(active[0].max() - passive[0].max()) < 0.5 * passive[0].max()  # small inputs stay subthreshold
+    assert (
+        abs(active[0].max() - passive[0].max()) < 0.5 * passive[0].max()
+    )  # small inputs stay subthreshold
 
 
 def test_nmda_adds_a_slow_voltage_dependent_component(default_config, morphology):

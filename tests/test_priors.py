@@ -49,7 +49,9 @@ def test_bio_prior_reproduces_the_planted_structure():
     for o in range(4):
         for i in range(6):
             for j in range(6):
-                assert k[o, i, j] == pytest.approx(expected_kappa(tables, prior.receptor, prior.sites, o, i, j))
+                assert k[o, i, j] == pytest.approx(
+                    expected_kappa(tables, prior.receptor, prior.sites, o, i, j)
+                )
 
 
 def test_bio_prior_is_deterministic_and_seeded():

@@ -77,7 +77,9 @@ def test_compiled_runs_equal_runtime_mode(small_dendrite, monkeypatch):
     protocol = small_dendrite["protocol"]
     compiled = simulate_trials(morphology, sites.compartment.values, trials, model, protocol)
     monkeypatch.setitem(brian2.prefs, "codegen.target", "numpy")  # no Cython build in the test
-    runtime = simulate_trials(morphology, sites.compartment.values, trials, model, protocol, "runtime")
+    runtime = simulate_trials(
+        morphology, sites.compartment.values, trials, model, protocol, "runtime"
+    )
     np.testing.assert_allclose(compiled, runtime, atol=1e-6)  # mV; C++ -ffast-math vs numpy
 
 
@@ -99,6 +101,11 @@ def test_simulation_leaves_the_environment_alone(small_dendrite, monkeypatch):
 
     monkeypatch.delenv("LD_BIND_NOW", raising=False)
     morphology, sites, trials = small_plan(small_dendrite)
-    simulate_trials(morphology, sites.compartment.values, trials.isel(trial=[0]),
-                    CellModel.from_config(small_dendrite), small_dendrite["protocol"])
+    simulate_trials(
+        morphology,
+        sites.compartment.values,
+        trials.isel(trial=[0]),
+        CellModel.from_config(small_dendrite),
+        small_dendrite["protocol"],
+    )
     assert "LD_BIND_NOW" not in os.environ

@@ -29,9 +29,13 @@ def profile_for_test_cluster(path: Path) -> Path:
         resources.pop("slurm_partition", None)
     profile["set-resources"]["train"] |= {"gpu": 0, "tasks": 2, "cpus_per_task": 1, "runtime": 30}
     profile["set-threads"]["train"] = 2
-    profile |= {"slurm-no-account": True, "slurm-status-command": "squeue",
-                "slurm-init-seconds-before-status-checks": 2, "slurm-keep-successful-logs": True,
-                "jobs": 4}
+    profile |= {
+        "slurm-no-account": True,
+        "slurm-status-command": "squeue",
+        "slurm-init-seconds-before-status-checks": 2,
+        "slurm-keep-successful-logs": True,
+        "jobs": 4,
+    }
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump(profile))
     return path
@@ -54,10 +58,26 @@ def snakemake_on_slurm(cluster: SlurmCluster, workdir: Path, config: dict) -> su
     config_file = workdir / "config.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     profile = profile_for_test_cluster(workdir / "profile")
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(config_file), "--profile", str(profile)]
-    return subprocess.Popen(command, cwd=ROOT, env=cluster.env, stdout=open(workdir / "snakemake.log", "w"),
-                            stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(config_file),
+        "--profile",
+        str(profile),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=cluster.env,
+        stdout=open(workdir / "snakemake.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def kill_one_training_job(cluster: SlurmCluster, results: Path, process: subprocess.Popen) -> str:
@@ -89,13 +109,21 @@ def slurm_run(cluster, tiny_workflow, tmp_path_factory):
     seconds = time.time() - start
     log = (workdir / "snakemake.log").read_text()
     print(f"\nSLURM workflow: {seconds:.0f} s, killed job {killed}")
-    return {"workdir": workdir, "local": local_dir, "log": log, "code": process.returncode,
-            "killed": killed, "cluster": cluster}
+    return {
+        "workdir": workdir,
+        "local": local_dir,
+        "log": log,
+        "code": process.returncode,
+        "killed": killed,
+        "cluster": cluster,
+    }
 
 
 def submitted(log: str) -> dict[str, str]:
     """SLURM job id -> Snakemake job id, from the executor's log lines."""
-    return {m[2]: m[1] for m in re.finditer(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)}
+    return {
+        m[2]: m[1] for m in re.finditer(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)
+    }
 
 
 def test_jobs_went_through_the_scheduler(slurm_run):
@@ -116,7 +144,11 @@ def test_killed_training_job_was_resubmitted_and_resumed(slurm_run):
     assert resumed, "no training job resumed from a checkpoint"
     for run in TRAIN_RUNS:
         here = json.loads((results / f"train/fashion_mnist/{run}/seed0/metrics.json").read_text())
-        local = json.loads((slurm_run["local"] / f"results/train/fashion_mnist/{run}/seed0/metrics.json").read_text())
+        local = json.loads(
+            (
+                slurm_run["local"] / f"results/train/fashion_mnist/{run}/seed0/metrics.json"
+            ).read_text()
+        )
         assert here["world_size"] == 2  # trained through torchrun inside the allocation
         assert here["final"] == local["final"], run
         assert here["best"] == local["best"], run
@@ -125,15 +157,21 @@ def test_killed_training_job_was_resubmitted_and_resumed(slurm_run):
 def test_outputs_equal_a_local_run(slurm_run):
     here, local = slurm_run["workdir"] / "results", slurm_run["local"] / "results"
     for name in ("psp.nc", "kappa.nc"):
-        with xr.open_dataset(here / f"dendrite/pyramidal/{name}") as a, \
-                xr.open_dataset(local / f"dendrite/pyramidal/{name}") as b:
+        with (
+            xr.open_dataset(here / f"dendrite/pyramidal/{name}") as a,
+            xr.open_dataset(local / f"dendrite/pyramidal/{name}") as b,
+        ):
             variable = "v" if name == "psp.nc" else "kappa_EI"
             np.testing.assert_array_equal(a[variable].values, b[variable].values)
     import pandas as pd
 
-    pd.testing.assert_frame_equal(pd.read_csv(here / "theory/gaussian_accuracy.csv"),
-                                  pd.read_csv(local / "theory/gaussian_accuracy.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(here / "theory/gaussian_accuracy.csv"),
+        pd.read_csv(local / "theory/gaussian_accuracy.csv"),
+    )
     columns = ["model", "prior", "seeds", "top1_mean", "parameters", "macs_per_image"]
-    pd.testing.assert_frame_equal(pd.read_csv(here / "train/fashion_mnist/summary.csv")[columns],
-                                  pd.read_csv(local / "train/fashion_mnist/summary.csv")[columns])
+    pd.testing.assert_frame_equal(
+        pd.read_csv(here / "train/fashion_mnist/summary.csv")[columns],
+        pd.read_csv(local / "train/fashion_mnist/summary.csv")[columns],
+    )
     assert (here / "report/index.html").is_file()

@@ -23,7 +23,8 @@ def _unequal_priors():
 
 
 @pytest.mark.parametrize(
-    "make_classes", [theory.seed_example, _random_k3_d4, _unequal_priors],
+    "make_classes",
+    [theory.seed_example, _random_k3_d4, _unequal_priors],
     ids=["seed_example", "random_k3_d4", "unequal_priors"],
 )
 def test_critical_point_gives_bayes_decisions(make_classes):
@@ -213,7 +214,9 @@ def test_figures_are_written_atomically(small_run, tmp_path):
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "boundaries.png", "similarity.png", "sweep.png"
+        "boundaries.png",
+        "similarity.png",
+        "sweep.png",
     ]
 
 

@@ -19,8 +19,17 @@ from ann.recipes import RecipeError, parse_overrides, resolve_recipe
 from ann.train import TrainingError, run_from_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"epochs": 2, "batch_size": 32, "schedule": "multistep", "milestones": [], "warmup_epochs": 0,
-        "lr": 0.05, "train_subset": None, "eval_subset": None, "eval_batch_size": 64}
+TINY = {
+    "epochs": 2,
+    "batch_size": 32,
+    "schedule": "multistep",
+    "milestones": [],
+    "warmup_epochs": 0,
+    "lr": 0.05,
+    "train_subset": None,
+    "eval_subset": None,
+    "eval_batch_size": 64,
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +49,26 @@ def tiny_config(default_config: dict, root: Path, dataset: str = "fashion_mnist"
 
 def run_cli(config: dict, out: Path, *extra: str, tmp: Path) -> list[str]:
     (tmp / "config.yaml").write_text(json.dumps(config))
-    return [sys.executable, "-m", "ann.train", "--config", str(tmp / "config.yaml"),
-            "--dataset", "fashion_mnist", "--model", "dit_resnet20", "--prior", "zero",
-            "--seed", "3", "--out", str(out), "--threads", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "ann.train",
+        "--config",
+        str(tmp / "config.yaml"),
+        "--dataset",
+        "fashion_mnist",
+        "--model",
+        "dit_resnet20",
+        "--prior",
+        "zero",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_a_run_learns_and_leaves_its_outputs(default_config, fmnist_root, tmp_path):
@@ -52,15 +78,36 @@ def test_a_run_learns_and_leaves_its_outputs(default_config, fmnist_root, tmp_pa
     assert summary["final"]["test_top1"] > 0.5  # chance is 0.1
     curve = pd.read_csv(tmp_path / "metrics.csv")
     assert list(curve.epoch) == [1, 2, 3]
-    for column in ("train_loss", "train_top1", "test_top1", "test_top5", "lr", "seconds", "images_per_s"):
+    for column in (
+        "train_loss",
+        "train_top1",
+        "test_top1",
+        "test_top5",
+        "lr",
+        "seconds",
+        "images_per_s",
+    ):
         assert column in curve
     assert curve.train_loss.iloc[-1] < curve.train_loss.iloc[0]
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("final", "best", "parameters", "macs_per_image", "device", "wall_time_s",
-                "recipe", "kappa_sha256", "commit"):
+    for key in (
+        "final",
+        "best",
+        "parameters",
+        "macs_per_image",
+        "device",
+        "wall_time_s",
+        "recipe",
+        "kappa_sha256",
+        "commit",
+    ):
         assert key in saved
-    assert saved["parameters"] == sum(p.numel() for p in
-                                      __import__("ann.models").models.create_model("dit_resnet20", in_chans=1).parameters())
+    assert saved["parameters"] == sum(
+        p.numel()
+        for p in __import__("ann.models")
+        .models.create_model("dit_resnet20", in_chans=1)
+        .parameters()
+    )
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 3
 
@@ -83,8 +130,12 @@ def test_killed_run_resumes_to_the_same_result(default_config, fmnist_root, tmp_
     config = tiny_config(default_config, fmnist_root, epochs=4)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     subprocess.run(run_cli(config, whole, tmp=tmp_path), check=True, cwd=ROOT, capture_output=True)
-    process = subprocess.Popen(run_cli(config, killed, tmp=tmp_path), cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        run_cli(config, killed, tmp=tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not (killed / "checkpoint.pt").exists():
         assert process.poll() is None, "the run ended before it could be killed"
@@ -95,18 +146,24 @@ def test_killed_run_resumes_to_the_same_result(default_config, fmnist_root, tmp_
     epochs_done = torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"]
     assert 1 <= epochs_done < 4
     assert not (killed / "metrics.json").exists()
-    resumed = subprocess.run(run_cli(config, killed, tmp=tmp_path), cwd=ROOT, capture_output=True, text=True)
+    resumed = subprocess.run(
+        run_cli(config, killed, tmp=tmp_path), cwd=ROOT, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {killed / 'checkpoint.pt'} from epoch {epochs_done}" in resumed.stderr
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
     assert a["final"] == b["final"] and a["best"] == b["best"]
     curve_a, curve_b = pd.read_csv(whole / "metrics.csv"), pd.read_csv(killed / "metrics.csv")
-    pd.testing.assert_frame_equal(curve_a.drop(columns=["seconds", "images_per_s"]),
-                                  curve_b.drop(columns=["seconds", "images_per_s"]))
+    pd.testing.assert_frame_equal(
+        curve_a.drop(columns=["seconds", "images_per_s"]),
+        curve_b.drop(columns=["seconds", "images_per_s"]),
+    )
 
 
-def test_divergence_stops_with_epoch_and_step_and_keeps_the_checkpoint(default_config, fmnist_root, tmp_path):
+def test_divergence_stops_with_epoch_and_step_and_keeps_the_checkpoint(
+    default_config, fmnist_root, tmp_path
+):
     config = tiny_config(default_config, fmnist_root, epochs=3, milestones=[1], gamma=1.0e12)
     run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path, threads=1)
     with pytest.raises(TrainingError, match=r"non-finite in epoch 2, step \d+"):
@@ -131,8 +188,9 @@ def test_bad_checkpoints_are_refused_clearly(default_config, fmnist_root, tmp_pa
 
 def test_cli_reports_errors_in_one_line(default_config, tmp_path):
     config = tiny_config(default_config, tmp_path / "nowhere")
-    result = subprocess.run(run_cli(config, tmp_path / "out", tmp=tmp_path), cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        run_cli(config, tmp_path / "out", tmp=tmp_path), cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 1
     assert "error:" in result.stderr and str(tmp_path / "nowhere") in result.stderr
     assert "Traceback" not in result.stderr
@@ -141,13 +199,26 @@ def test_cli_reports_errors_in_one_line(default_config, tmp_path):
 def test_two_processes_match_one_process(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=1)
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    subprocess.run(run_cli(config, single, "--micro-batches", "2", tmp=tmp_path), check=True, cwd=ROOT,
-                   capture_output=True)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                "--master-port", "29533"]
+    subprocess.run(
+        run_cli(config, single, "--micro-batches", "2", tmp=tmp_path),
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+    ]
     command = run_cli(config, ddp, tmp=tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(torchrun + command[1:], cwd=ROOT, capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        torchrun + command[1:], cwd=ROOT, capture_output=True, text=True, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     a = torch.load(single / "checkpoint.pt", weights_only=True)
     b = torch.load(ddp / "checkpoint.pt", weights_only=True)
@@ -160,17 +231,35 @@ def test_two_processes_match_one_process(default_config, fmnist_root, tmp_path):
 
 def test_cifar_fixture_trains_through_the_real_loader(default_config, tmp_path):
     write_cifar10(tmp_path / "data")
-    config = tiny_config(default_config, tmp_path / "data", dataset="cifar10", epochs=1, batch_size=5,
-                         eval_batch_size=4)
+    config = tiny_config(
+        default_config,
+        tmp_path / "data",
+        dataset="cifar10",
+        epochs=1,
+        batch_size=5,
+        eval_batch_size=4,
+    )
     summary = train(run_from_config(config, "cifar10", "resnet20", "none", 0, tmp_path / "run"))
     assert summary["epochs"] == 1 and 0 <= summary["final"]["test_top1"] <= 1
 
 
 def test_imagenet_fixture_trains_with_timm_recipe_parts(default_config, tmp_path):
     write_imagenet(tmp_path / "data", {"n01": 4, "n02": 4}, {"n01": 2, "n02": 2})
-    config = tiny_config(default_config, tmp_path / "data", dataset="imagenet", epochs=1, batch_size=4,
-                         lr_base_batch=4, warmup_epochs=0, input_size=32, workers=0,
-                         eval_batch_size=4, model_ema=True, mixup=0.8, cutmix=1.0)
+    config = tiny_config(
+        default_config,
+        tmp_path / "data",
+        dataset="imagenet",
+        epochs=1,
+        batch_size=4,
+        lr_base_batch=4,
+        warmup_epochs=0,
+        input_size=32,
+        workers=0,
+        eval_batch_size=4,
+        model_ema=True,
+        mixup=0.8,
+        cutmix=1.0,
+    )
     run = run_from_config(config, "imagenet", "dit_convnext_tiny", "zero", 0, tmp_path / "run")
     summary = train(run)
     assert summary["epochs"] == 1
@@ -188,12 +277,17 @@ def test_recipe_resolution_and_errors(default_config):
     with pytest.raises(RecipeError, match="unknown key"):
         resolve_recipe(config, "cifar10", "resnet20", {"epoch": 2})
     assert parse_overrides(["epochs=3", "milestones=[1, 2]", "train_subset=null"]) == {
-        "epochs": 3, "milestones": [1, 2], "train_subset": None}
+        "epochs": 3,
+        "milestones": [1, 2],
+        "train_subset": None,
+    }
     with pytest.raises(RecipeError):
         parse_overrides(["epochs"])
 
 
-def test_a_changed_recipe_starts_over_and_a_finished_run_rewrites_its_outputs(default_config, fmnist_root, tmp_path):
+def test_a_changed_recipe_starts_over_and_a_finished_run_rewrites_its_outputs(
+    default_config, fmnist_root, tmp_path
+):
     config = tiny_config(default_config, fmnist_root, epochs=1)
     train(run_from_config(config, "fashion_mnist", "resnet20", "none", 0, tmp_path))
     first = json.loads((tmp_path / "metrics.json").read_text())

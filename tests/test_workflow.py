@@ -26,7 +26,9 @@ def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedPr
 def planned_jobs(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run."""
     table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -37,22 +39,33 @@ def tiny_run(tiny_workflow):
 def test_tiny_run_produces_every_stage(tiny_run):
     workdir, _ = tiny_run
     results = workdir / "results"
-    for path in ("dendrite/pyramidal/psp.nc", "dendrite/pyramidal/kappa.nc",
-                 "dendrite/pyramidal/figures/kappa_heatmaps.png", "priors/dit_resnet20/bio/seed0.pt",
-                 "train/fashion_mnist/resnet20/none/seed0/metrics.json",
-                 "train/fashion_mnist/dit_resnet20/zero/seed0/metrics.json",
-                 "train/fashion_mnist/dit_resnet20/bio/seed0/metrics.json",
-                 "train/fashion_mnist/summary.csv", "theory/gaussian_accuracy.csv",
-                 "theory/fewshot_summary.csv", "report/index.html", "report/cifar10.html"):
+    for path in (
+        "dendrite/pyramidal/psp.nc",
+        "dendrite/pyramidal/kappa.nc",
+        "dendrite/pyramidal/figures/kappa_heatmaps.png",
+        "priors/dit_resnet20/bio/seed0.pt",
+        "train/fashion_mnist/resnet20/none/seed0/metrics.json",
+        "train/fashion_mnist/dit_resnet20/zero/seed0/metrics.json",
+        "train/fashion_mnist/dit_resnet20/bio/seed0/metrics.json",
+        "train/fashion_mnist/summary.csv",
+        "theory/gaussian_accuracy.csv",
+        "theory/fewshot_summary.csv",
+        "report/index.html",
+        "report/cifar10.html",
+    ):
         assert (results / path).is_file(), path
     assert not list((results / "dendrite/pyramidal").glob("chunks/*.nc"))  # temporary
-    bio = json.loads((results / "train/fashion_mnist/dit_resnet20/bio/seed0/metrics.json").read_text())
+    bio = json.loads(
+        (results / "train/fashion_mnist/dit_resnet20/bio/seed0/metrics.json").read_text()
+    )
     assert bio["kappa_sha256"] and bio["epochs"] == 3 and bio["world_size"] == 2
     page = (results / "report/cifar10.html").read_text()
     assert "not found" in page and "datasets.cifar10.root" in page
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"
+)
 def test_report_links_resolve_and_images_load_in_chromium(tiny_run):
     from playwright.sync_api import sync_playwright
 
@@ -61,8 +74,15 @@ def test_report_links_resolve_and_images_load_in_chromium(tiny_run):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         while pages:
             current = pages.pop()
@@ -70,7 +90,9 @@ def test_report_links_resolve_and_images_load_in_chromium(tiny_run):
                 continue
             seen.add(current)
             page.goto(current.as_uri())
-            images = page.evaluate("Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])")
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])"
+            )
             problems += [f"{current.name}: image {src}" for src, ok in images if not ok]
             for href in page.evaluate("Array.from(document.links).map(a => a.href)"):
                 url = urlparse(href)
@@ -101,11 +123,34 @@ def test_single_stage_reruns(tiny_run):
 @pytest.mark.parametrize(
     "section, key, value, expected",
     [
-        ("kappa", "window_ms", [10.0, 40.0], {"fit_kappa", "kappa_figures", "build_prior", "train",
-                                               "summarise_dataset", "report", "all"}),
-        ("theory", "gaussian", {"n_test": 1000, "seeds": [0], "sweep_sizes": [20, 100], "sweep_seeds": [0],
-                                "monte_carlo_samples": 20000, "mlp_steps": 100, "quad_steps": 50},
-         {"theory_gaussian", "report", "all"}),
+        (
+            "kappa",
+            "window_ms",
+            [10.0, 40.0],
+            {
+                "fit_kappa",
+                "kappa_figures",
+                "build_prior",
+                "train",
+                "summarise_dataset",
+                "report",
+                "all",
+            },
+        ),
+        (
+            "theory",
+            "gaussian",
+            {
+                "n_test": 1000,
+                "seeds": [0],
+                "sweep_sizes": [20, 100],
+                "sweep_seeds": [0],
+                "monte_carlo_samples": 20000,
+                "mlp_steps": 100,
+                "quad_steps": 50,
+            },
+            {"theory_gaussian", "report", "all"},
+        ),
     ],
 )
 def test_editing_a_key_reruns_exactly_its_dependents(tiny_run, section, key, value, expected):
@@ -122,13 +167,20 @@ def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
     write_cifar100(tmp_path / "cifar100")
     write_imagenet(tmp_path / "imagenet", {"n01": 1}, {"n01": 1})
     depths = (20, 32, 56, 110)
-    cifar_models = [f"{family}{d}" for family in ("resnet", "dit_resnet", "qresnet", "quadraresnet") for d in depths]
+    cifar_models = [
+        f"{family}{d}"
+        for family in ("resnet", "dit_resnet", "qresnet", "quadraresnet")
+        for d in depths
+    ]
     seeds = [0, 1, 2, 3, 4]
     config["train"]["experiments"] = {
         "cifar10": {"models": cifar_models, "priors": ["zero"], "seeds": seeds},
         "cifar100": {"models": cifar_models, "priors": ["zero"], "seeds": seeds},
-        "imagenet": {"models": [f"{p}convnext_{s}" for p in ("", "dit_") for s in ("tiny", "small", "base")],
-                     "priors": ["zero"], "seeds": [0]},
+        "imagenet": {
+            "models": [f"{p}convnext_{s}" for p in ("", "dit_") for s in ("tiny", "small", "base")],
+            "priors": ["zero"],
+            "seeds": [0],
+        },
     }
     for name in ("cifar10", "cifar100", "imagenet"):
         config["datasets"][name]["root"] = str(tmp_path / name)
@@ -150,5 +202,10 @@ def test_snakemake_provenance_report(tiny_run):
     result = snakemake(workdir, config, "--report", str(target))
     assert result.returncode == 0, result.stdout[-3000:]
     names = zipfile.ZipFile(target).namelist()
-    for figure in ("kappa_heatmaps.png", "prior_ablation.png", "decision_boundaries.png", "fewshot.png"):
+    for figure in (
+        "kappa_heatmaps.png",
+        "prior_ablation.png",
+        "decision_boundaries.png",
+        "fewshot.png",
+    ):
         assert any(name.endswith(figure) for name in names), figure

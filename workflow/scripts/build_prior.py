@@ -2,6 +2,13 @@ from stage import run_stage
 
 from ann.stages import build_prior
 
-run_stage(build_prior, snakemake.log[0], model=snakemake.wildcards.model,
-          prior=snakemake.wildcards.prior, seed=int(snakemake.wildcards.seed),
-          kappa_path=snakemake.input.kappa, priors=snakemake.params.priors, out=snakemake.output[0])
+run_stage(
+    build_prior,
+    snakemake.log[0],
+    model=snakemake.wildcards.model,
+    prior=snakemake.wildcards.prior,
+    seed=int(snakemake.wildcards.seed),
+    kappa_path=snakemake.input.kappa,
+    priors=snakemake.params.priors,
+    out=snakemake.output[0],
+)

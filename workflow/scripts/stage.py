@@ -13,8 +13,12 @@ def run_stage(step: Callable, log_path: str | None = None, **kwargs) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="w"))
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
-                        handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
     for package in OUR_PACKAGES:
         logging.getLogger(package).setLevel(logging.INFO)
     try:

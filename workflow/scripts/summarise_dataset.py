@@ -2,5 +2,9 @@ from stage import run_stage
 
 from ann.stages import summarise_dataset
 
-run_stage(summarise_dataset, snakemake.log[0], metrics=list(snakemake.input.metrics),
-          outputs=dict(snakemake.output.items()))
+run_stage(
+    summarise_dataset,
+    snakemake.log[0],
+    metrics=list(snakemake.input.metrics),
+    outputs=dict(snakemake.output.items()),
+)

@@ -2,8 +2,16 @@ from stage import run_stage
 
 from ann.stages import train_run
 
-run_stage(train_run, snakemake.log[0], config=snakemake.params.config,
-          dataset=snakemake.wildcards.dataset, model=snakemake.wildcards.model,
-          prior=snakemake.wildcards.prior, seed=int(snakemake.wildcards.seed),
-          out_dir=snakemake.params.out_dir, prior_file=snakemake.input.get("prior"),
-          threads=snakemake.threads, processes=snakemake.resources.tasks)
+run_stage(
+    train_run,
+    snakemake.log[0],
+    config=snakemake.params.config,
+    dataset=snakemake.wildcards.dataset,
+    model=snakemake.wildcards.model,
+    prior=snakemake.wildcards.prior,
+    seed=int(snakemake.wildcards.seed),
+    out_dir=snakemake.params.out_dir,
+    prior_file=snakemake.input.get("prior"),
+    threads=snakemake.threads,
+    processes=snakemake.resources.tasks,
+)
