@@ -34,31 +34,23 @@ def small_dendrite(default_config) -> dict:
     return dendrite
 
 
-def run_snakemake(
-    workdir: Path, config: dict, *args: str, profile: Path | None = None, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """snakemake on the project's Snakefile with `config`, in `workdir` (stdout+stderr text)."""
+def snakemake_command(workdir: Path, config: dict, profile: Path | None = None) -> list[str]:
+    """snakemake on the project's Snakefile with `config` (written to workdir), in `workdir`."""
     config_file = workdir / "config.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(config_file),
-    ]
-    command += ["--profile", str(profile)] if profile else ["--cores", "2"]
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
+    command += ["-d", str(workdir), "--configfile", str(config_file)]
+    return command + (["--profile", str(profile)] if profile else ["--cores", "2"])
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run snakemake locally; stdout and stderr together as text."""
     return subprocess.run(
-        command + list(args),
+        snakemake_command(workdir, config) + list(args),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
     )
 
 

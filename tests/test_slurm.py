@@ -4,7 +4,6 @@ executor with the project's profile, on a single-node SLURM started for the test
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import ROOT
+from conftest import ROOT, snakemake_command
 from slurm_cluster import SlurmCluster, unavailable_reason
 
 TRAIN_RUNS = ("resnet20/none", "dit_resnet20/zero", "dit_resnet20/bio")
@@ -55,24 +54,9 @@ def cluster(tmp_path_factory):
 
 
 def snakemake_on_slurm(cluster: SlurmCluster, workdir: Path, config: dict) -> subprocess.Popen:
-    config_file = workdir / "config.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     profile = profile_for_test_cluster(workdir / "profile")
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(config_file),
-        "--profile",
-        str(profile),
-    ]
     return subprocess.Popen(
-        command,
+        snakemake_command(workdir, config, profile),
         cwd=ROOT,
         env=cluster.env,
         stdout=open(workdir / "snakemake.log", "w"),
