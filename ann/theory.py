@@ -441,12 +441,10 @@ def critical_point(classes: GaussianClasses) -> QuadraticParams:
 
 def paper_critical_point(classes: GaussianClasses) -> QuadraticParams:
     """The paper's literal expression (= -2 f_j* without priors); its argmin is Bayes."""
-    prec = np.linalg.inv(classes.covs)
-    prec = 0.5 * (prec + prec.transpose(0, 2, 1))
-    w = np.einsum("kde,ke->kd", prec, classes.means)
-    quad = np.einsum("kd,kd->k", classes.means, w)
-    logdet = np.linalg.slogdet(classes.covs)[1]
-    return QuadraticParams(A=prec, w=-2.0 * w, b=quad + logdet)
+    ours = critical_point(classes)
+    return QuadraticParams(
+        A=-2.0 * ours.A, w=-2.0 * ours.w, b=-2.0 * (ours.b - np.log(classes.priors))
+    )
 
 
 def cross_entropy(scores: np.ndarray, y: np.ndarray) -> float:

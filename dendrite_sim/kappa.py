@@ -30,6 +30,7 @@ import xarray as xr
 
 from .dataset import config_hash
 from .errors import InputError
+from .protocols import trial_events
 
 KINDS = ("EI", "EE", "II")
 MATRIX_DIMS = {"EI": ("e_site", "i_site"), "EE": ("site_a", "site_b"), "II": ("site_a", "site_b")}
@@ -326,17 +327,7 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
     bilinear = np.zeros_like(linear)
     for t in range(multi.sizes["trial"]):
         trial = multi.isel(trial=t)
-        events = [
-            (str(r), int(s), singles.at(str(r), int(s), float(w), float(o)))
-            for s, r, w, o in zip(
-                trial.event_site.values,
-                trial.event_type.values,
-                trial.event_strength.values,
-                trial.event_onset.values,
-                strict=True,
-            )
-            if s >= 0
-        ]
+        events = [(r, s, singles.at(r, s, w, o)) for s, r, w, o in trial_events(trial)]
         linear[t] = sum(v for _, _, v in events)
         quadratic = np.zeros(psp.sizes["time"])
         for (ra, sa, va), (rb, sb, vb) in itertools.combinations(events, 2):

@@ -118,6 +118,16 @@ def _is_multiple(a: float, b: float) -> bool:
     return abs(a / b - round(a / b)) < 1e-9
 
 
+def trial_events(trial: xr.Dataset) -> list[tuple[int, str, float, float]]:
+    """The (site, receptor, strength nS, onset ms) of each input of one trial."""
+    columns = (trial.event_site, trial.event_type, trial.event_strength, trial.event_onset)
+    return [
+        (int(s), str(r), float(w), float(o))
+        for s, r, w, o in zip(*(c.values for c in columns), strict=True)
+        if s >= 0
+    ]
+
+
 def _trial_dataset(trials: list, sites: pd.DataFrame) -> xr.Dataset:
     n_events = max(len(events) for _, _, events in trials)
     shape = (len(trials), n_events)

@@ -10,7 +10,7 @@ import xarray as xr
 
 from dendrite_sim import stages
 from dendrite_sim.kappa import fit_kappa, steady_state_kappa
-from dendrite_sim.protocols import plan_trials
+from dendrite_sim.protocols import plan_trials, trial_events
 
 PROTOCOL = {
     "kinds": ["single", "pairs", "timing", "multi"],
@@ -60,17 +60,7 @@ def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
     v = np.zeros((trials.sizes["trial"], time.size))
     for t in range(trials.sizes["trial"]):
         trial = trials.isel(trial=t)
-        events = [
-            (int(s), str(r), float(w), float(o))
-            for s, r, w, o in zip(
-                trial.event_site.values,
-                trial.event_type.values,
-                trial.event_strength.values,
-                trial.event_onset.values,
-                strict=True,
-            )
-            if s >= 0
-        ]
+        events = trial_events(trial)
         traces = [(s, r, psp_of(s, r, w, o)) for s, r, w, o in events]
         v[t] = sum(trace for _, _, trace in traces)
         for i in range(len(traces)):
