@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
 from ann.io import write_atomic
+from ann.models import count_parameters, parameters_of
 from ann.quadratic import DitQuadratic
 
 MODEL_NAMES = ("linear", "linear_quadratic", "cnn", "dit_cnn")
@@ -236,15 +237,7 @@ def build_model(name: str, config: dict[str, Any]) -> nn.Module:
 
 
 def quadratic_parameters(model: nn.Module) -> list[nn.Parameter]:
-    found: dict[int, nn.Parameter] = {}
-    for module in model.modules():
-        if isinstance(module, LowRankQuadratic | DitBlockBranch):
-            found.update((id(parameter), parameter) for parameter in module.parameters())
-    return list(found.values())
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    return parameters_of(model, LowRankQuadratic, DitBlockBranch)
 
 
 # ----------------------------------------------------------------------------- training

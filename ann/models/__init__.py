@@ -24,6 +24,7 @@ __all__ = [
     "count_parameters",
     "create_model",
     "dit_parameters",
+    "parameters_of",
     "quadratic_layers",
 ]
 
@@ -50,13 +51,18 @@ def quadratic_layers(model: nn.Module) -> list[DitQuadratic]:
     return [module for module in model.modules() if isinstance(module, DitQuadratic)]
 
 
-def dit_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters of the quadratic terms: every DitBranch (LN included) and every DitQuadratic."""
+def parameters_of(model: nn.Module, *kinds: type[nn.Module]) -> list[nn.Parameter]:
+    """Each parameter of the submodules that are instances of `kinds`, once."""
     found: dict[int, nn.Parameter] = {}
     for module in model.modules():
-        if isinstance(module, DitBranch | DitQuadratic):
+        if isinstance(module, kinds):
             found.update((id(parameter), parameter) for parameter in module.parameters())
     return list(found.values())
+
+
+def dit_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of the quadratic terms: every DitBranch (LN included) and every DitQuadratic."""
+    return parameters_of(model, DitBranch, DitQuadratic)
 
 
 def count_parameters(model: nn.Module) -> int:
