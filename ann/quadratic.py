@@ -1,18 +1,27 @@
 """Dit quadratic layer: y_o = sum_{i,j} K_{o,ij} x_i x_j over the input channels of every pixel.
 
-The reference forms the full outer product x x^T (P x C^2 for P pixels) and keeps it for
-backward. Since x^T K x only sees the symmetric part of K, the C(C+1)/2 products x_i x_j of
-unordered pairs {i, j} suffice, weighted by packed coefficients S_(ij) = K_ij + K_ji (i != j)
-and S_(ii) = K_ii: half the multiply-adds, the same outputs and the same gradients with respect
-to K. The products are recomputed in row chunks of bounded size in forward and backward, so
-backward keeps only the input channels (twice, as below) and the coefficients: O(P*C)
-activation memory instead of O(P*C^2). Pairs are ordered by cyclic shift, (i, i + d mod C), which makes every chunk of
-products (and of their gradients) a few whole-tensor operations on strided views."""
+The term is one PyTorch custom operator, `ann::dit_quadratic` (with `ann::dit_quadratic_backward`
+as its registered gradient and fake implementations for tracing), so `torch.compile(...,
+fullgraph=True)` captures it as one node and CUDA graphs can record it. It dispatches on the
+device:
+
+- CUDA: Triton kernels (`ann.quadratic_triton`) that form the products x_i x_j tile by tile
+  in on-chip memory and feed them to tensor-core matrix products.
+- CPU (and float64 anywhere): the chunked torch path below. The reference forms the full outer
+  product x x^T (P x C^2 for P pixels) and keeps it for backward. Since x^T K x only sees the
+  symmetric part of K, the C(C+1)/2 products x_i x_j of unordered pairs {i, j} suffice,
+  weighted by packed coefficients S_(ij) = K_ij + K_ji (i != j) and S_(ii) = K_ii: half the
+  multiply-adds, the same outputs and the same gradients with respect to K. The products are
+  recomputed in row chunks of bounded size in forward and backward, so backward keeps only the
+  input and the coefficients: O(P*C) activation memory instead of O(P*C^2). Pairs are ordered
+  by cyclic shift, (i, i + d mod C), which makes every chunk of products (and of their
+  gradients) a few whole-tensor operations on strided views.
+"""
+
 
 import torch
 from torch import Tensor, nn
-from torch.amp import custom_bwd, custom_fwd
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 # Scratch per chunk: cache-sized on the CPU (fastest there for C = 32 and 96, see the
 # benchmark), large on GPUs where each chunk is a kernel launch.
@@ -182,69 +191,162 @@ def _backward_rows(
     return _rows_from_blocks(grad_blocks, in_channels, chunk_rows), grad_packed
 
 
-def _compute_dtype(rows: Tensor, packed: Tensor) -> torch.dtype:
-    device_type = rows.device.type
-    dtype = torch.promote_types(rows.dtype, packed.dtype)
+def unpacked_gradient(grad_packed: Tensor, in_channels: int) -> Tensor:
+    """Gradient of (C_out, C_in^2) K from that of its packed coefficients S_(ij) = K_ij + K_ji:
+    both K_ij and K_ji receive dS_(ij)."""
+    first, second = pair_indices(in_channels, grad_packed.device)
+    grad = grad_packed.new_zeros(grad_packed.shape[0], in_channels * in_channels)
+    grad[:, first * in_channels + second] = grad_packed
+    grad[:, second * in_channels + first] = grad_packed
+    return grad
+
+
+def output_like(x: Tensor, channels: int, dtype: torch.dtype | None = None) -> Tensor:
+    """An empty (N, L, channels) tensor laid out as x (N, L, C): channels innermost when x has
+    them innermost (channels_last, rows), else positions innermost (NCHW)."""
+    images, positions, _ = x.shape
+    dtype = dtype or x.dtype
+    if x.stride(2) == 1 or positions == 1:
+        return x.new_empty((images, positions, channels), dtype=dtype)
+    return x.new_empty((images, channels, positions), dtype=dtype).transpose(1, 2)
+
+
+def _chunk_budget(chunk_bytes: int, device: torch.device) -> int:
+    return chunk_bytes or default_chunk_bytes(device)
+
+
+def _uses_triton(x: Tensor) -> bool:
+    return x.device.type == "cuda" and x.dtype != torch.float64
+
+
+@torch.library.custom_op("ann::dit_quadratic", mutates_args=())
+def dit_quadratic(x: Tensor, weight: Tensor, chunk_bytes: int, triangular: bool) -> Tensor:
+    """x (N, L, C_in) with any strides, weight (C_out, C_in^2) -> (N, L, C_out), computed in
+    x's dtype and laid out as x (`output_like`). On CUDA: the Triton kernels (`triangular`
+    chooses the packed i <= j pairs or the full C^2 products); elsewhere, and for float64: the
+    chunked torch path (`chunk_bytes` of scratch per chunk, 0 for the device's default)."""
+    if _uses_triton(x):
+        from ann.quadratic_triton import quadratic_forward
+
+        return quadratic_forward(x, weight, triangular)
+    in_channels = x.shape[2]
+    budget = _chunk_budget(chunk_bytes, x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        doubled = _doubled_columns(x.reshape(-1, in_channels))
+        packed = packed_coefficients(weight.to(x.dtype), in_channels)
+        rows = _forward_rows(doubled, packed, budget)
+    out = output_like(x, weight.shape[0])
+    out.copy_(rows.view(out.shape))
+    return out
+
+
+@dit_quadratic.register_fake
+def _(x: Tensor, weight: Tensor, chunk_bytes: int, triangular: bool) -> Tensor:
+    return output_like(x, weight.shape[0])
+
+
+@torch.library.custom_op("ann::dit_quadratic_backward", mutates_args=())
+def dit_quadratic_backward(
+    grad: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    chunk_bytes: int,
+    triangular: bool,
+    input_grad: bool,
+    weight_grad: bool,
+) -> tuple[Tensor, Tensor]:
+    """Gradients of dit_quadratic with respect to x (laid out as x) and weight (its dtype); an
+    empty tensor in place of one that is not asked for."""
+    if _uses_triton(x):
+        from ann.quadratic_triton import quadratic_backward
+
+        grad_x, grad_weight = quadratic_backward(grad, x, weight, triangular)
+        return (grad_x if input_grad else x.new_empty(0)), (
+            grad_weight if weight_grad else weight.new_empty(0)
+        )
+    in_channels = x.shape[2]
+    budget = _chunk_budget(chunk_bytes, x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        doubled = _doubled_columns(x.reshape(-1, in_channels))
+        packed = packed_coefficients(weight.to(x.dtype), in_channels)
+        grad_rows, grad_packed = _backward_rows(
+            doubled,
+            packed,
+            grad.reshape(-1, grad.shape[2]).to(x.dtype),
+            budget,
+            (input_grad, weight_grad),
+        )
+    grad_x = x.new_empty(0)
+    if grad_rows is not None:
+        grad_x = torch.empty_like(x)
+        grad_x.copy_(grad_rows.view(x.shape))
+    grad_weight = weight.new_empty(0)
+    if grad_packed is not None:
+        grad_weight = unpacked_gradient(grad_packed, in_channels).to(weight.dtype)
+    return grad_x, grad_weight
+
+
+@dit_quadratic_backward.register_fake
+def _(
+    grad: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    chunk_bytes: int,
+    triangular: bool,
+    input_grad: bool,
+    weight_grad: bool,
+) -> tuple[Tensor, Tensor]:
+    grad_x = torch.empty_like(x) if input_grad else x.new_empty(0)
+    return grad_x, (torch.empty_like(weight) if weight_grad else weight.new_empty(0))
+
+
+def _setup_context(ctx: FunctionCtx, inputs: tuple, output: Tensor) -> None:
+    x, weight, chunk_bytes, triangular = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.options = (chunk_bytes, triangular)
+
+
+def _backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+    x, weight = ctx.saved_tensors
+    input_grad, weight_grad = ctx.needs_input_grad[:2]
+    grad_x, grad_weight = dit_quadratic_backward(
+        grad, x, weight, *ctx.options, input_grad, weight_grad
+    )
+    return (grad_x if input_grad else None), (grad_weight if weight_grad else None), None, None
+
+
+dit_quadratic.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _compute_dtype(x: Tensor, weight: Tensor) -> torch.dtype:
+    device_type = x.device.type
+    dtype = torch.promote_types(x.dtype, weight.dtype)
     if dtype != torch.float64 and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return dtype
 
 
-class _PackedQuadratic(torch.autograd.Function):
-    @staticmethod
-    @custom_fwd(device_type="cuda")
-    def forward(ctx: FunctionCtx, rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
-        dtype = _compute_dtype(rows, packed)
-        doubled = _doubled_columns(rows.to(dtype))
-        ctx.save_for_backward(doubled, packed)
-        ctx.dtype, ctx.chunk_bytes, ctx.rows_dtype = dtype, chunk_bytes, rows.dtype
-        with torch.autocast(rows.device.type, enabled=False):
-            return _forward_rows(doubled, packed.to(dtype), chunk_bytes)
-
-    @staticmethod
-    @once_differentiable
-    @custom_bwd(device_type="cuda")
-    def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        doubled, packed = ctx.saved_tensors
-        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        with torch.autocast(doubled.device.type, enabled=False):
-            grad_rows, grad_packed = _backward_rows(
-                doubled,
-                packed.to(ctx.dtype),
-                grad_out.to(ctx.dtype),
-                ctx.chunk_bytes,
-                needs,
-            )
-        return (
-            None if grad_rows is None else grad_rows.to(ctx.rows_dtype),
-            None if grad_packed is None else grad_packed.to(packed.dtype),
-            None,
-        )
-
-
-@torch.compiler.disable
-def _apply_packed(rows: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
-    """Kept out of torch.compile graphs: the chunk loop writes into views of scratch buffers."""
-    return _PackedQuadratic.apply(rows, packed, chunk_bytes)
+def quadratic_images(
+    x: Tensor, weight: Tensor, chunk_bytes: int | None = None, triangular: bool = True
+) -> Tensor:
+    """x (N, L, C_in) -> (N, L, C_out): y_o = sum_ij K_o,ij x_i x_j at each of the N*L rows,
+    in the autocast dtype when autocast is on; the weight's gradient keeps the weight's dtype."""
+    in_channels = x.shape[2]
+    if weight.shape[1] != in_channels * in_channels:
+        raise ValueError(f"weight {tuple(weight.shape)} does not match {in_channels} channels")
+    return dit_quadratic(x.to(_compute_dtype(x, weight)), weight, chunk_bytes or 0, triangular)
 
 
 def quadratic_rows(rows: Tensor, weight: Tensor, chunk_bytes: int | None = None) -> Tensor:
     """rows (P, C_in), weight (C_out, C_in^2) -> (P, C_out): y_o = sum_ij K_o,ij x_i x_j."""
-    in_channels = rows.shape[1]
-    if weight.shape[1] != in_channels * in_channels:
-        raise ValueError(f"weight {tuple(weight.shape)} does not match {in_channels} channels")
-    chunk_bytes = chunk_bytes or default_chunk_bytes(rows.device)
-    return _apply_packed(rows, packed_coefficients(weight, in_channels), chunk_bytes)
-
-
-def _like_layout(out: Tensor, x: Tensor) -> Tensor:
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return out.contiguous(memory_format=torch.channels_last)
-    return out.contiguous()
+    return quadratic_images(rows.unsqueeze(0), weight, chunk_bytes)[0]
 
 
 class DitQuadratic(nn.Module):
-    """Quadratic (dendritic bilinear) term of a Dit-CNN layer, applied at every pixel."""
+    """Quadratic (dendritic bilinear) term of a Dit-CNN layer, applied at every pixel.
+
+    Input (N, C, H, W) (any memory format; the output keeps it), (N, H, W, C) with
+    channels_last=True, or rows (P, C)."""
 
     def __init__(
         self,
@@ -253,12 +355,14 @@ class DitQuadratic(nn.Module):
         *,
         channels_last: bool = False,
         chunk_bytes: int | None = None,
+        triangular: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.channels_last = channels_last
         self.chunk_bytes = chunk_bytes
+        self.triangular = triangular
         self.weight = nn.Parameter(torch.zeros(out_channels, in_channels * in_channels))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -266,17 +370,14 @@ class DitQuadratic(nn.Module):
         if x.dim() not in (2, 4) or x.shape[channel_dim] != self.in_channels:
             raise ValueError(f"expected {self.in_channels} channels, got input {tuple(x.shape)}")
         if x.dim() == 2:
-            return quadratic_rows(x, self.weight, self.chunk_bytes)
+            return self._quadratic(x.unsqueeze(0))[0]
         if self.channels_last:
-            rows = quadratic_rows(x.reshape(-1, self.in_channels), self.weight, self.chunk_bytes)
-            return rows.view(*x.shape[:3], self.out_channels)
-        batch, _, height, width = x.shape
-        rows = x.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
-        out = quadratic_rows(rows, self.weight, self.chunk_bytes)
-        return _like_layout(
-            out.view(batch, height, width, self.out_channels).permute(0, 3, 1, 2), x
-        )
+            return self._quadratic(x.flatten(1, 2)).unflatten(1, x.shape[1:3])
+        return self._quadratic(x.flatten(2).transpose(1, 2)).transpose(1, 2).unflatten(2, x.shape[2:])
+
+    def _quadratic(self, x: Tensor) -> Tensor:
+        return quadratic_images(x, self.weight, self.chunk_bytes, self.triangular)
 
     def extra_repr(self) -> str:
         channels = f"in_channels={self.in_channels}, out_channels={self.out_channels}"
-        return f"{channels}, channels_last={self.channels_last}"
+        return f"{channels}, channels_last={self.channels_last}, triangular={self.triangular}"
