@@ -18,7 +18,6 @@ device:
   gradients) a few whole-tensor operations on strided views.
 """
 
-
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import FunctionCtx
@@ -373,7 +372,9 @@ class DitQuadratic(nn.Module):
             return self._quadratic(x.unsqueeze(0))[0]
         if self.channels_last:
             return self._quadratic(x.flatten(1, 2)).unflatten(1, x.shape[1:3])
-        return self._quadratic(x.flatten(2).transpose(1, 2)).transpose(1, 2).unflatten(2, x.shape[2:])
+        return (
+            self._quadratic(x.flatten(2).transpose(1, 2)).transpose(1, 2).unflatten(2, x.shape[2:])
+        )
 
     def _quadratic(self, x: Tensor) -> Tensor:
         return quadratic_images(x, self.weight, self.chunk_bytes, self.triangular)

@@ -22,6 +22,7 @@ def pytest_collection_modifyitems(config, items):
         if "gpu" in item.keywords:
             item.add_marker(skip)
 
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -37,7 +37,10 @@ def images(layout, batch, channels, height, width, generator, device="cpu"):
 
 
 def relative_errors(actual, expected):
-    return [((a.double() - e).abs().max() / e.abs().max()).item() for a, e in zip(actual, expected)]
+    return [
+        ((a.double() - e).abs().max() / e.abs().max()).item()
+        for a, e in zip(actual, expected, strict=True)
+    ]
 
 
 # (channels, out channels, layout, images, height, width): a few hundred rows each; the last
