@@ -82,14 +82,32 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def recipe_name(config: Mapping, dataset: str, device_type: str = "cpu") -> str:
+    """The name of the dataset's recipe on a device: `datasets.<name>.recipe` is one name, or
+    one per device type ({cpu: ..., cuda: ...})."""
+    chosen = config["datasets"][dataset]["recipe"]
+    if isinstance(chosen, Mapping):
+        if device_type not in chosen:
+            raise RecipeError(
+                f"datasets.{dataset}.recipe names no recipe for device '{device_type}'; "
+                f"it has {sorted(chosen)}."
+            )
+        chosen = chosen[device_type]
+    if chosen not in config["recipes"]:
+        raise RecipeError(f"datasets.{dataset}.recipe: no recipe named '{chosen}' under recipes.")
+    return chosen
+
+
 def resolve_recipe(
-    config: Mapping, dataset: str, model: str, overrides: Mapping | None = None
+    config: Mapping,
+    dataset: str,
+    model: str,
+    overrides: Mapping | None = None,
+    device_type: str = "cpu",
 ) -> Recipe:
-    """The recipe of (dataset, model): the dataset's named recipe, then the per-model
-    overrides from the config, then `overrides`."""
-    name = config["datasets"][dataset]["recipe"]
-    if name not in config["recipes"]:
-        raise RecipeError(f"datasets.{dataset}.recipe: no recipe named '{name}' under recipes.")
+    """The recipe of (dataset, model) on a device type: the dataset's named recipe, then the
+    per-model overrides from the config, then `overrides`."""
+    name = recipe_name(config, dataset, device_type)
     values = dict(config["recipes"][name])
     values |= config.get("recipe_overrides", {}).get(dataset, {}).get(model, {})
     values |= dict(overrides or {})

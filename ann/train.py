@@ -4,8 +4,10 @@
         --prior bio --kappa results/dendrite/pyramidal/kappa.nc --seed 0 --out results/train/x
     torchrun --nproc-per-node 4 -m ann.train ...      # DistributedDataParallel, one GPU each
 
-On CUDA: bf16 autocast, channels_last and optionally torch.compile; on the CPU: float32
-with --threads threads. Fashion-MNIST and CIFAR live on the device as uint8 and are cropped,
+On CUDA: bf16 autocast, channels_last and torch.compile (`train.compile: auto`), with CUDA
+graphs for the device-resident datasets (fixed batch shapes: the last partial training batch
+is dropped, evaluation batches are padded); on the CPU: float32 with --threads threads, eager
+unless `train.compile: true`. Fashion-MNIST and CIFAR live on the device as uint8 and are cropped,
 flipped and normalised there; every rank draws the same global batch and augmentation and
 keeps its own rows, so N ranks compute what one process computes with N micro-batches.
 ImageNet streams through timm's loaders, with timm's RandAugment, random erasing, mixup and
@@ -74,7 +76,7 @@ class Run:
     root: str | None = None
     download: bool = False
     device: str = "auto"
-    compile: bool = False
+    compile: bool | str = "auto"  # auto: on CUDA, off on the CPU
     threads: int | None = None
     micro_batches: int = 1
     prior_file: Path | None = None
@@ -103,12 +105,18 @@ class Context:
         return self.rank == 0
 
 
+def device_type(device: str) -> str:
+    """'cuda' or 'cpu' for train.device (auto: CUDA when present)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def distributed_context(device: str) -> Context:
     """Rank, world size and device from torchrun's environment (one process otherwise)."""
     world_size, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device_type(device)
     if device == "cuda":
         if not torch.cuda.is_available():
             raise TrainingError("train.device is 'cuda' but no CUDA device is available.")
@@ -123,6 +131,17 @@ def distributed_context(device: str) -> Context:
 
 def _autocast(ctx: Context) -> torch.autocast:
     return torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.device.type == "cuda")
+
+
+def compile_mode(run: Run, device: torch.device) -> str | None:
+    """torch.compile's mode for this run, None for eager: train.compile auto compiles on CUDA
+    only; on CUDA the device-resident datasets (fixed shapes) also get CUDA graphs."""
+    enabled = device.type == "cuda" if run.compile == "auto" else bool(run.compile)
+    if not enabled:
+        return None
+    if device.type == "cuda" and run.dataset in SMALL_DATASETS:
+        return "reduce-overhead"
+    return "default"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -187,11 +206,15 @@ def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """timm's optimizer over `param_groups`; on CUDA torch's fused implementation (one kernel
+    per step instead of several per parameter)."""
     from timm.optim import create_optimizer_v2
 
     if recipe.optimizer not in ("sgd", "adamw"):
         raise RecipeError(f"optimizer '{recipe.optimizer}' is not one of sgd, adamw.")
     extra = {"momentum": recipe.momentum, "nesterov": False} if recipe.optimizer == "sgd" else {}
+    if next(model.parameters()).is_cuda:
+        extra["fused"] = True
     return create_optimizer_v2(
         param_groups(model, recipe),
         opt=recipe.optimizer,
@@ -226,8 +249,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, updates_pe
 class Data:
     """The training and evaluation batches of an epoch, whatever the dataset."""
 
-    train_batches: Callable[[dict], Iterator[tuple[torch.Tensor, torch.Tensor]]]
-    evaluate: Callable[[nn.Module, bool], dict]  # final: the whole test set, always
+    train_batches: Callable[[dict, int], Iterator[tuple[torch.Tensor, torch.Tensor]]]
+    evaluate: Callable[[nn.Module, bool, bool], dict]  # (model, final, fixed batch shape)
     num_classes: int
     in_chans: int
     img_size: int
@@ -249,7 +272,7 @@ def _small_data(run: Run, ctx: Context) -> Data:
             f"{ctx.world_size} ranks x {run.micro_batches} micro-batches."
         )
 
-    def train_batches(generators: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(generators: dict, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in iterate_batches(
             train, recipe.batch_size, shuffle=True, generator=generators["data"], drop_last=True
         ):
@@ -260,13 +283,20 @@ def _small_data(run: Run, ctx: Context) -> Data:
         test.subset(min(recipe.eval_subset, len(test)), seed=0) if recipe.eval_subset else test
     )
 
-    def evaluate(model: nn.Module, final: bool) -> dict:
+    def evaluate(model: nn.Module, final: bool, fixed: bool) -> dict:
         images = test if final else test_subset
         batches = (
             (augment.evaluate(x), y)
             for x, y in iterate_batches(images, recipe.eval_batch_size, shuffle=False)
         )
-        return _evaluate(model, batches, ctx, reduce=False, num_classes=train.num_classes)
+        return _evaluate(
+            model,
+            batches,
+            ctx,
+            reduce=False,
+            num_classes=train.num_classes,
+            fixed_batch=recipe.eval_batch_size if fixed else None,
+        )
 
     return Data(
         train_batches,
@@ -303,16 +333,21 @@ def _imagenet_data(run: Run, ctx: Context) -> Data:
         device=ctx.device,
     )
 
-    def train_batches(generators: dict) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(generators: dict, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if hasattr(train.sampler, "set_epoch"):
-            train.sampler.set_epoch(generators["epoch"])
+            train.sampler.set_epoch(epoch)
         for images, labels in train:
             yield images.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
 
-    def evaluate(model: nn.Module, final: bool) -> dict:
+    def evaluate(model: nn.Module, final: bool, fixed: bool) -> dict:
         batches = ((x.to(ctx.device), y.to(ctx.device)) for x, y in val)
         return _evaluate(
-            model, batches, ctx, reduce=ctx.world_size > 1, num_classes=data.num_classes
+            model,
+            batches,
+            ctx,
+            reduce=ctx.world_size > 1,
+            num_classes=data.num_classes,
+            fixed_batch=val.batch_size if fixed else None,
         )
 
     return Data(
@@ -337,17 +372,34 @@ def load_data(run: Run, ctx: Context) -> Data:
 
 
 # ---------------------------------------------------------------- evaluation
+def _padded(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """images with zero images appended up to `size` (a compiled model sees one shape)."""
+    if size is None or len(images) >= size:
+        return images
+    return torch.cat((images, images.new_zeros(size - len(images), *images.shape[1:])))
+
+
 @torch.no_grad()
 def _evaluate(
-    model: nn.Module, batches: Iterator, ctx: Context, *, reduce: bool, num_classes: int
+    model: nn.Module,
+    batches: Iterator,
+    ctx: Context,
+    *,
+    reduce: bool,
+    num_classes: int,
+    fixed_batch: int | None = None,
 ) -> dict:
+    """Loss, top-1 and top-5 over the batches; with fixed_batch, every batch is padded to that
+    size and the padding's outputs are dropped."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss, top1, top5, count
     for images, labels in batches:
+        images = _padded(images, fixed_batch)
         if ctx.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
+        _mark_graph_step()
         with _autocast(ctx):
-            logits = model(images).float()
+            logits = model(images)[: len(labels)].float()
         top = logits.topk(min(5, num_classes), dim=1).indices
         hits = top == labels[:, None]
         totals += torch.stack(
@@ -446,25 +498,51 @@ def _progress(batches: Iterator, total: int, epoch: int, ctx: Context) -> Iterat
     return batches
 
 
+def _mark_graph_step() -> None:
+    """Tell CUDA graph trees that a new step begins (the previous outputs may be overwritten)."""
+    if torch.cuda.is_available():
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+def _synchronize(ctx: Context) -> None:
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+
+
+@dataclass
+class Step:
+    """What a training step uses besides the model and the batch."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: object  # timm scheduler: step(epoch), step_update(num_updates)
+    loss_fn: nn.Module
+    mixup: object | None  # timm Mixup
+    ema: object | None  # timm ModelEmaV3
+    compile_mode: str | None
+    first_step_s: float | None = None  # the first step of this process (compilation included)
+
+
 def train_epoch(
-    model: nn.Module, data: Data, epoch: int, parts: dict, generators: dict, run: Run, ctx: Context
+    model: nn.Module,
+    data: Data,
+    epoch: int,
+    step_parts: Step,
+    generators: dict,
+    run: Run,
+    ctx: Context,
 ) -> dict:
     """One pass over the training data; raises TrainingError on a non-finite loss."""
-    optimizer, scheduler, loss_fn, mixup = (
-        parts["optimizer"],
-        parts["scheduler"],
-        parts["loss"],
-        parts["mixup"],
-    )
+    optimizer, scheduler = step_parts.optimizer, step_parts.scheduler
+    loss_fn, mixup = step_parts.loss_fn, step_parts.mixup
     model.train()
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss, correct, count
     check_every = 1 if ctx.device.type == "cpu" else 25
     bad_step = torch.full((), -1, dtype=torch.long, device=ctx.device)
     start, step = time.perf_counter(), 0
-    generators["epoch"] = epoch
     for step, (images, labels) in enumerate(
-        _progress(data.train_batches(generators), data.updates_per_epoch, epoch, ctx)
+        _progress(data.train_batches(generators, epoch), data.updates_per_epoch, epoch, ctx)
     ):
+        step_start = time.perf_counter()
         if ctx.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
@@ -473,6 +551,8 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         for part in range(run.micro_batches):
             x, t = images[part :: run.micro_batches], targets[part :: run.micro_batches]
+            if step_parts.compile_mode == "reduce-overhead":
+                _mark_graph_step()
             with _autocast(ctx):
                 logits = model(x)
                 loss = loss_fn(logits.float(), t) / run.micro_batches
@@ -483,9 +563,17 @@ def train_epoch(
             sums[2] += len(x)
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
         optimizer.step()
-        if parts["ema"] is not None:
-            parts["ema"].update(model)
+        if step_parts.ema is not None:
+            step_parts.ema.update(model)
         scheduler.step_update(num_updates=epoch * data.updates_per_epoch + step + 1)
+        if step_parts.compile_mode and step_parts.first_step_s is None:
+            _synchronize(ctx)
+            step_parts.first_step_s = time.perf_counter() - step_start
+            log.info(
+                "first training step, torch.compile (mode %s) included: %.1f s",
+                step_parts.compile_mode,
+                step_parts.first_step_s,
+            )
         if (step + 1) % check_every == 0 and bad_step.item() >= 0:
             break
     if bad_step.item() >= 0:
@@ -549,22 +637,21 @@ def train(run: Run) -> dict:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
         )
-    if run.compile:
-        model = torch.compile(model)
+    mode = compile_mode(run, ctx.device)
+    if mode is not None:
+        model = torch.compile(model, mode=mode, dynamic=False)
     mixup = _mixup(run.recipe, data.num_classes)
-    parts = {
-        "optimizer": optimizer,
-        "scheduler": scheduler,
-        "loss": _loss_fn(run.recipe, mixup),
-        "mixup": mixup,
-        "ema": ema,
-    }
+    step_parts = Step(optimizer, scheduler, _loss_fn(run.recipe, mixup), mixup, ema, mode)
     for epoch in range(first_epoch, run.recipe.epochs):
         scheduler.step(epoch)
         started = time.perf_counter()
-        row = {"epoch": epoch + 1, **train_epoch(model, data, epoch, parts, generators, run, ctx)}
+        row = {
+            "epoch": epoch + 1,
+            **train_epoch(model, data, epoch, step_parts, generators, run, ctx),
+        }
         final = epoch + 1 == run.recipe.epochs
-        row |= data.evaluate(ema.module if ema is not None else model, final)
+        evaluated = ema.module if ema is not None else model
+        row |= data.evaluate(evaluated, final, evaluated is model and mode is not None)
         wall += time.perf_counter() - started
         history.append(row)
         log.info(
@@ -596,6 +683,8 @@ def train(run: Run) -> dict:
                 checkpoint_path,
             )
     summary = _summary(run, history, n_params, macs, ctx, wall, kappa_sha)
+    summary["compile_mode"] = mode
+    summary["first_step_s"] = step_parts.first_step_s
     if ctx.main:
         save_csv(pd.DataFrame(history), run.out / "metrics.csv")
         save_json(summary, run.out / "metrics.json")
@@ -652,23 +741,29 @@ def run_from_config(
     overrides: Mapping | None = None,
     **options: object,
 ) -> Run:
-    """A Run for (dataset, model, prior, seed) from the pipeline's config.yaml contents."""
+    """A Run for (dataset, model, prior, seed) from the pipeline's config.yaml contents; the
+    options `device` and `compile`, when given and not None, replace train.device and
+    train.compile. The recipe is the dataset's recipe for the device the run trains on."""
     if dataset not in config["datasets"]:
         raise DatasetError(f"no dataset '{dataset}' under datasets in the config.")
     source = config["datasets"][dataset]
     train_cfg = config.get("train", {})
     priors = config.get("priors", {})
+    device = options.pop("device", None) or train_cfg.get("device", "auto")
+    compile_setting = options.pop("compile", None)
+    if compile_setting is None:
+        compile_setting = train_cfg.get("compile", "auto")
     return Run(
         dataset=dataset,
         model=model,
         prior=prior,
         seed=seed,
         out=Path(out),
-        recipe=resolve_recipe(config, dataset, model, overrides),
+        recipe=resolve_recipe(config, dataset, model, overrides, device_type(device)),
         root=source.get("root"),
         download=source.get("download", False),
-        device=train_cfg.get("device", "auto"),
-        compile=train_cfg.get("compile", False),
+        device=device,
+        compile=compile_setting,
         prior_options={k: priors[k] for k in ("fraction_inhibitory", "init_ratio") if k in priors},
         **options,
     )
@@ -691,7 +786,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="auto, cpu or cuda (default: train.device)")
     parser.add_argument("--threads", type=int, help="CPU threads")
     parser.add_argument("--micro-batches", type=int, default=1, help="gradient accumulation steps")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "true", "false"),
+        help="torch.compile the model: auto (on CUDA only), true, false (default: train.compile)",
+    )
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides"
     )
@@ -714,10 +813,9 @@ def main(argv: list[str] | None = None) -> int:
             prior_file=args.prior_file,
             threads=args.threads,
             micro_batches=args.micro_batches,
+            device=args.device,
+            compile={"auto": "auto", "true": True, "false": False, None: None}[args.compile],
         )
-        if args.device:
-            run.device = args.device
-        run.compile = run.compile or args.compile
         summary = train(run)
     except (TrainingError, DatasetError, PriorError, RecipeError, FileNotFoundError) as err:
         log.error("error: %s", err)

@@ -129,6 +129,7 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
     }
     config["datasets"]["fashion_mnist"]["root"] = str(fmnist_root)
     config["train"]["processes"] = 2  # every training job goes through torchrun (gloo)
+    config["datasets"]["fashion_mnist"]["recipe"] = "fmnist_short"  # on any device
     config["recipes"]["fmnist_short"].update(
         epochs=3, batch_size=32, train_subset=None, eval_subset=None, warmup_epochs=0
     )

@@ -15,7 +15,7 @@ import pytest
 import torch
 from fixtures import write_cifar10, write_fashion_mnist, write_imagenet
 
-from ann.recipes import RecipeError, parse_overrides, resolve_recipe
+from ann.recipes import RecipeError, parse_overrides, recipe_name, resolve_recipe
 from ann.train import TrainingError, run_from_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,8 @@ def fmnist_root(tmp_path_factory) -> Path:
 def tiny_config(default_config: dict, root: Path, dataset: str = "fashion_mnist", **recipe) -> dict:
     config = copy.deepcopy(default_config)
     config["datasets"][dataset]["root"] = str(root)
-    name = config["datasets"][dataset]["recipe"]
+    name = recipe_name(config, dataset, "cpu")
+    config["datasets"][dataset]["recipe"] = name  # the same recipe on any device
     config["recipes"][name] = {**config["recipes"][name], **TINY, **recipe}
     return config
 
@@ -300,3 +301,80 @@ def test_a_changed_recipe_starts_over_and_a_finished_run_rewrites_its_outputs(
     again = train(run_from_config(changed, "fashion_mnist", "resnet20", "none", 0, tmp_path))
     assert again["final"] != first["final"]
     assert again["recipe"]["lr"] == 0.01
+
+
+def test_recipe_per_device(default_config):
+    """The shipped config trains the CPU demo on the CPU and all of Fashion-MNIST on a GPU."""
+    cpu = resolve_recipe(default_config, "fashion_mnist", "dit_resnet20", device_type="cpu")
+    cuda = resolve_recipe(default_config, "fashion_mnist", "dit_resnet20", device_type="cuda")
+    assert cpu.train_subset == 8000 and cpu.epochs <= 5
+    assert cuda.train_subset is None and cuda.epochs >= 20
+    config = copy.deepcopy(default_config)
+    config["datasets"]["fashion_mnist"]["recipe"] = {"cpu": "fmnist_short"}
+    with pytest.raises(RecipeError, match="no recipe for device 'cuda'"):
+        resolve_recipe(config, "fashion_mnist", "resnet20", device_type="cuda")
+    run = run_from_config(config, "fashion_mnist", "resnet20", "none", 0, Path("x"), device="cpu")
+    assert (run.recipe.epochs, run.compile) == (cpu.epochs, "auto")
+
+
+def test_compile_setting_per_device(default_config):
+    from ann.train import compile_mode
+
+    run = run_from_config(default_config, "fashion_mnist", "resnet20", "none", 0, Path("x"))
+    assert run.compile == "auto"
+    assert compile_mode(run, torch.device("cpu")) is None
+    assert compile_mode(run, torch.device("cuda")) == "reduce-overhead"
+    forced = run_from_config(
+        default_config, "imagenet", "convnext_tiny", "none", 0, Path("x"), compile=True
+    )
+    assert compile_mode(forced, torch.device("cpu")) == "default"
+    assert compile_mode(forced, torch.device("cuda")) == "default"
+
+
+def test_padded_evaluation_equals_plain(default_config, fmnist_root):
+    from ann.data import GpuAugment, iterate_batches, load_dataset
+    from ann.models import create_model
+    from ann.train import Context, _evaluate
+
+    test = load_dataset("fashion_mnist", fmnist_root, "test")  # 128 images: batches 50, 50, 28
+    augment = GpuAugment.for_dataset(test)
+    model = create_model("resnet20", in_chans=1, img_size=test.images.shape[-1])
+    model.train()
+    model(augment.evaluate(test.images[:64]))  # running statistics that differ from the defaults
+    ctx = Context(0, 1, torch.device("cpu"))
+    sizes = []
+    model.register_forward_hook(lambda module, args, out: sizes.append(len(args[0])))
+    results = []
+    for fixed in (None, 50):
+        batches = ((augment.evaluate(x), y) for x, y in iterate_batches(test, 50, shuffle=False))
+        results.append(
+            _evaluate(model, batches, ctx, reduce=False, num_classes=10, fixed_batch=fixed)
+        )
+    assert sizes == [50, 50, 28, 50, 50, 50]
+    assert results[0]["test_images"] == results[1]["test_images"] == 128
+    assert results[0]["test_top1"] == results[1]["test_top1"]
+    assert results[0]["test_loss"] == pytest.approx(results[1]["test_loss"], rel=1e-6)
+
+
+def test_compiled_run_trains_and_resumes_identically(default_config, fmnist_root, tmp_path):
+    """train.compile: true on the CPU (inductor): one epoch, then a resumed second one equal to
+    an uninterrupted compiled two-epoch run."""
+    config = tiny_config(default_config, fmnist_root, epochs=2, eval_batch_size=50)
+    config["train"]["compile"] = True
+
+    def compiled_run(out, epochs):
+        run = run_from_config(
+            config, "fashion_mnist", "dit_resnet20", "zero", 0, out, {"epochs": epochs}, threads=1
+        )
+        return train(run)
+
+    one = compiled_run(tmp_path / "resumed", 1)
+    assert one["compile_mode"] == "default" and one["first_step_s"] > 0
+    assert one["final"]["test_top1"] > 0.2  # chance is 0.1
+    resumed = compiled_run(tmp_path / "resumed", 2)
+    whole = compiled_run(tmp_path / "whole", 2)
+    assert resumed["final"] == whole["final"]
+    curves = [pd.read_csv(tmp_path / name / "metrics.csv") for name in ("resumed", "whole")]
+    pd.testing.assert_frame_equal(
+        *(curve.drop(columns=["seconds", "images_per_s"]) for curve in curves)
+    )

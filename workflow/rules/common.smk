@@ -26,6 +26,25 @@ except InputError as err:
     raise WorkflowError(str(err)) from None
 
 
+def dataset_recipes(dataset):
+    """The recipe names of a dataset: one, or one per device type."""
+    chosen = config["datasets"][dataset]["recipe"]
+    return list(chosen.values()) if isinstance(chosen, dict) else [chosen]
+
+
+def check_recipes():
+    for dataset in config["datasets"]:
+        for name in dataset_recipes(dataset):
+            if name not in config["recipes"]:
+                raise WorkflowError(
+                    f"config key datasets.{dataset}.recipe: no recipe named '{name}' under "
+                    f"recipes (there are: {', '.join(config['recipes'])})."
+                )
+
+
+check_recipes()
+
+
 def dataset_present(name):
     """Whether a dataset's files are where the config says (or may be downloaded)."""
     source = config["datasets"][name]

@@ -11,10 +11,9 @@ def prior_file(wildcards):
 def training_config(wildcards):
     """Only the config keys this run depends on, so that editing one reruns exactly its runs."""
     dataset, model = wildcards.dataset, wildcards.model
-    recipe_name = config["datasets"][dataset]["recipe"]
     return {
         "datasets": {dataset: config["datasets"][dataset]},
-        "recipes": {recipe_name: config["recipes"][recipe_name]},
+        "recipes": {name: config["recipes"][name] for name in dataset_recipes(dataset)},
         "recipe_overrides": {dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}},
         "priors": config["priors"] if wildcards.prior in ("bio", "shuffled") else {},
         "train": {k: v for k, v in config["train"].items() if k != "experiments"},
