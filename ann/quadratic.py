@@ -214,20 +214,31 @@ def _chunk_budget(chunk_bytes: int, device: torch.device) -> int:
     return chunk_bytes or default_chunk_bytes(device)
 
 
-def _uses_triton(x: Tensor) -> bool:
-    return x.device.type == "cuda" and x.dtype != torch.float64
+KERNELS = ("packed", "full", "chunked")
+
+
+def checked_kernel(kernel: str) -> str:
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown Dit kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    return kernel
+
+
+def _uses_triton(x: Tensor, kernel: str) -> bool:
+    checked_kernel(kernel)
+    return x.device.type == "cuda" and x.dtype != torch.float64 and kernel != "chunked"
 
 
 @torch.library.custom_op("ann::dit_quadratic", mutates_args=())
-def dit_quadratic(x: Tensor, weight: Tensor, chunk_bytes: int, triangular: bool) -> Tensor:
+def dit_quadratic(x: Tensor, weight: Tensor, chunk_bytes: int, kernel: str) -> Tensor:
     """x (N, L, C_in) with any strides, weight (C_out, C_in^2) -> (N, L, C_out), computed in
-    x's dtype and laid out as x (`output_like`). On CUDA: the Triton kernels (`triangular`
-    chooses the packed i <= j pairs or the full C^2 products); elsewhere, and for float64: the
-    chunked torch path (`chunk_bytes` of scratch per chunk, 0 for the device's default)."""
-    if _uses_triton(x):
+    x's dtype and laid out as x (`output_like`). `kernel` on CUDA: "packed" (Triton, the pairs
+    i <= j), "full" (Triton, all C^2 products) or "chunked" (torch); on the CPU, and for
+    float64 anywhere, always the chunked torch path (`chunk_bytes` of scratch per chunk, 0 for
+    the device's default)."""
+    if _uses_triton(x, kernel):
         from ann.quadratic_triton import quadratic_forward
 
-        return quadratic_forward(x, weight, triangular)
+        return quadratic_forward(x, weight, kernel == "packed")
     in_channels = x.shape[2]
     budget = _chunk_budget(chunk_bytes, x.device)
     with torch.autocast(x.device.type, enabled=False):
@@ -240,7 +251,7 @@ def dit_quadratic(x: Tensor, weight: Tensor, chunk_bytes: int, triangular: bool)
 
 
 @dit_quadratic.register_fake
-def _(x: Tensor, weight: Tensor, chunk_bytes: int, triangular: bool) -> Tensor:
+def _(x: Tensor, weight: Tensor, chunk_bytes: int, kernel: str) -> Tensor:
     return output_like(x, weight.shape[0])
 
 
@@ -250,16 +261,16 @@ def dit_quadratic_backward(
     x: Tensor,
     weight: Tensor,
     chunk_bytes: int,
-    triangular: bool,
+    kernel: str,
     input_grad: bool,
     weight_grad: bool,
 ) -> tuple[Tensor, Tensor]:
     """Gradients of dit_quadratic with respect to x (laid out as x) and weight (its dtype); an
     empty tensor in place of one that is not asked for."""
-    if _uses_triton(x):
+    if _uses_triton(x, kernel):
         from ann.quadratic_triton import quadratic_backward
 
-        grad_x, grad_weight = quadratic_backward(grad, x, weight, triangular)
+        grad_x, grad_weight = quadratic_backward(grad, x, weight, kernel == "packed")
         return (grad_x if input_grad else x.new_empty(0)), (
             grad_weight if weight_grad else weight.new_empty(0)
         )
@@ -291,7 +302,7 @@ def _(
     x: Tensor,
     weight: Tensor,
     chunk_bytes: int,
-    triangular: bool,
+    kernel: str,
     input_grad: bool,
     weight_grad: bool,
 ) -> tuple[Tensor, Tensor]:
@@ -300,9 +311,9 @@ def _(
 
 
 def _setup_context(ctx: FunctionCtx, inputs: tuple, output: Tensor) -> None:
-    x, weight, chunk_bytes, triangular = inputs
+    x, weight, chunk_bytes, kernel = inputs
     ctx.save_for_backward(x, weight)
-    ctx.options = (chunk_bytes, triangular)
+    ctx.options = (chunk_bytes, kernel)
 
 
 def _backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
@@ -326,14 +337,14 @@ def _compute_dtype(x: Tensor, weight: Tensor) -> torch.dtype:
 
 
 def quadratic_images(
-    x: Tensor, weight: Tensor, chunk_bytes: int | None = None, triangular: bool = True
+    x: Tensor, weight: Tensor, chunk_bytes: int | None = None, kernel: str = "packed"
 ) -> Tensor:
     """x (N, L, C_in) -> (N, L, C_out): y_o = sum_ij K_o,ij x_i x_j at each of the N*L rows,
     in the autocast dtype when autocast is on; the weight's gradient keeps the weight's dtype."""
     in_channels = x.shape[2]
     if weight.shape[1] != in_channels * in_channels:
         raise ValueError(f"weight {tuple(weight.shape)} does not match {in_channels} channels")
-    return dit_quadratic(x.to(_compute_dtype(x, weight)), weight, chunk_bytes or 0, triangular)
+    return dit_quadratic(x.to(_compute_dtype(x, weight)), weight, chunk_bytes or 0, kernel)
 
 
 def quadratic_rows(rows: Tensor, weight: Tensor, chunk_bytes: int | None = None) -> Tensor:
@@ -345,7 +356,9 @@ class DitQuadratic(nn.Module):
     """Quadratic (dendritic bilinear) term of a Dit-CNN layer, applied at every pixel.
 
     Input (N, C, H, W) (any memory format; the output keeps it), (N, H, W, C) with
-    channels_last=True, or rows (P, C)."""
+    channels_last=True, or rows (P, C). `kernel` chooses the CUDA implementation ("packed":
+    Triton on the pairs i <= j, the default; "full": Triton on all C^2 products; "chunked":
+    the torch path that the CPU always uses)."""
 
     def __init__(
         self,
@@ -354,14 +367,14 @@ class DitQuadratic(nn.Module):
         *,
         channels_last: bool = False,
         chunk_bytes: int | None = None,
-        triangular: bool = True,
+        kernel: str = "packed",
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.channels_last = channels_last
         self.chunk_bytes = chunk_bytes
-        self.triangular = triangular
+        self.kernel = checked_kernel(kernel)
         self.weight = nn.Parameter(torch.zeros(out_channels, in_channels * in_channels))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -377,8 +390,8 @@ class DitQuadratic(nn.Module):
         )
 
     def _quadratic(self, x: Tensor) -> Tensor:
-        return quadratic_images(x, self.weight, self.chunk_bytes, self.triangular)
+        return quadratic_images(x, self.weight, self.chunk_bytes, self.kernel)
 
     def extra_repr(self) -> str:
         channels = f"in_channels={self.in_channels}, out_channels={self.out_channels}"
-        return f"{channels}, channels_last={self.channels_last}, triangular={self.triangular}"
+        return f"{channels}, channels_last={self.channels_last}, kernel={self.kernel}"

@@ -102,9 +102,9 @@ def test_custom_op_passes_torch_library_checks():
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(2, 12, 5, generator=generator, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(3, 25, generator=generator, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(dit_quadratic, (x, weight, 0, True))
+    torch.library.opcheck(dit_quadratic, (x, weight, 0, "packed"))
     nchw = torch.randn(2, 5, 3, 4, dtype=torch.float64).flatten(2).transpose(1, 2)
-    torch.library.opcheck(dit_quadratic, (nchw.requires_grad_(True), weight, 64, False))
+    torch.library.opcheck(dit_quadratic, (nchw.requires_grad_(True), weight, 64, "full"))
 
 
 def test_custom_op_gradcheck_on_strided_input():
@@ -112,7 +112,7 @@ def test_custom_op_gradcheck_on_strided_input():
     x = torch.randn(2, 4, 3, 3, generator=generator, dtype=torch.float64)
     x = x.flatten(2).transpose(1, 2).requires_grad_(True)
     weight = torch.randn(2, 16, generator=generator, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, k: dit_quadratic(a, k, 200, True), (x, weight))
+    assert torch.autograd.gradcheck(lambda a, k: dit_quadratic(a, k, 200, "chunked"), (x, weight))
 
 
 def small_dit_convnext():
