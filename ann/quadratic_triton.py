@@ -106,7 +106,6 @@ def _pair_matmul_kernel(
 def _pair_gram_kernel(
     g_ptr,
     x_ptr,
-    tiles_ptr,
     partial_ptr,
     num_rows,
     rows_per_split,
@@ -119,13 +118,18 @@ def _pair_gram_kernel(
     sx_image,
     sx_position,
     sx_channel,
+    TRIANGULAR: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_B: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    a = tl.load(tiles_ptr + 2 * tl.program_id(0))
-    b = tl.load(tiles_ptr + 2 * tl.program_id(0) + 1) + tl.arange(0, BLOCK_B)
+    b_blocks = tl.cdiv(channels, BLOCK_B)
+    a = tl.program_id(0) // b_blocks
+    b_start = (tl.program_id(0) % b_blocks) * BLOCK_B
+    if TRIANGULAR and b_start + BLOCK_B <= a:
+        return  # a tile of pairs a > b only: its entries come from the transposed tile
+    b = b_start + tl.arange(0, BLOCK_B)
     n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     split = tl.program_id(2)
     b_ok = b < channels
@@ -200,11 +204,13 @@ def _row_strides(t: Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _pair_matmul(u: Tensor, v: Tensor, w: Tensor, out: Tensor, triangular: bool) -> Tensor:
+def _pair_matmul(
+    u: Tensor, v: Tensor, w: Tensor, out: Tensor, triangular: bool, tiles: TileConfig | None
+) -> Tensor:
     images, positions, a_channels = u.shape
     b_channels, out_channels = v.shape[2], out.shape[2]
     num_rows = images * positions
-    cfg = tile_config(num_rows, b_channels, out_channels)
+    cfg = tiles or tile_config(num_rows, b_channels, out_channels)
     grid = (triton.cdiv(num_rows, cfg.block_m), triton.cdiv(out_channels, cfg.block_n))
     _pair_matmul_kernel[grid](
         u,
@@ -230,17 +236,6 @@ def _pair_matmul(u: Tensor, v: Tensor, w: Tensor, out: Tensor, triangular: bool)
     return out
 
 
-def _gram_tiles(channels: int, block_b: int, triangular: bool, device: torch.device) -> Tensor:
-    """(a, first b) of every tile of the weight gradient: all, or those holding a pair a <= b."""
-    tiles = [
-        (a, start)
-        for a in range(channels)
-        for start in range(0, channels, block_b)
-        if not triangular or start + block_b > a
-    ]
-    return torch.tensor(tiles, dtype=torch.int32, device=device)
-
-
 def _splits(num_rows: int, programs: int, block_m: int, device: torch.device) -> int:
     """Row ranges for the weight gradient: enough programs to fill the GPU four times over (under
     the interpreter, 16 programs, so that the split is exercised)."""
@@ -252,23 +247,23 @@ def _splits(num_rows: int, programs: int, block_m: int, device: torch.device) ->
     return max(1, min(most, math.ceil(wanted / programs)))
 
 
-def _pair_gram(g: Tensor, x: Tensor, triangular: bool) -> Tensor:
+def _pair_gram(g: Tensor, x: Tensor, triangular: bool, tiles: TileConfig | None) -> Tensor:
     """(N_out, C, C) float32: sum over rows of g_n x_a x_b (only tiles with a <= b if triangular,
     zeros elsewhere)."""
     images, positions, channels = x.shape
     out_channels = g.shape[2]
     num_rows = images * positions
-    cfg = tile_config(num_rows, channels, out_channels)
-    tiles = _gram_tiles(channels, cfg.block_b, triangular, x.device)
+    cfg = tiles or tile_config(num_rows, channels, out_channels)
+    pair_tiles = channels * triton.cdiv(channels, cfg.block_b)
     n_blocks = triton.cdiv(out_channels, cfg.block_n)
-    splits = _splits(num_rows, len(tiles) * n_blocks, cfg.block_m, x.device)
+    programs = n_blocks * (pair_tiles // 2 + channels if triangular else pair_tiles)
+    splits = _splits(num_rows, programs, cfg.block_m, x.device)
     rows_per_split = triton.cdiv(triton.cdiv(num_rows, splits), cfg.block_m) * cfg.block_m
     splits = triton.cdiv(num_rows, rows_per_split)
     partial = x.new_zeros((splits, out_channels, channels, channels), dtype=torch.float32)
-    _pair_gram_kernel[(len(tiles), n_blocks, splits)](
+    _pair_gram_kernel[(pair_tiles, n_blocks, splits)](
         g,
         x,
-        tiles,
         partial,
         num_rows,
         rows_per_split,
@@ -277,6 +272,7 @@ def _pair_gram(g: Tensor, x: Tensor, triangular: bool) -> Tensor:
         out_channels,
         *_row_strides(g),
         *_row_strides(x),
+        TRIANGULAR=triangular,
         BLOCK_M=cfg.block_m,
         BLOCK_N=cfg.block_n,
         BLOCK_B=cfg.block_b,
@@ -299,18 +295,24 @@ def _forward_weight(kernel: Tensor, triangular: bool, dtype: torch.dtype) -> Ten
     return kernel.permute(1, 2, 0).contiguous().to(dtype)
 
 
-def quadratic_forward(x: Tensor, weight: Tensor, triangular: bool = True) -> Tensor:
+def quadratic_forward(
+    x: Tensor, weight: Tensor, triangular: bool = True, tiles: TileConfig | None = None
+) -> Tensor:
     """x (N, L, C) with any strides, weight (C_out, C^2) -> (N, L, C_out) in x's dtype, laid out
-    as x (channels innermost or positions innermost)."""
+    as x (channels innermost or positions innermost). `tiles` replaces `tile_config`'s choice."""
     channels = x.shape[2]
     kernel = weight.view(-1, channels, channels).float()
     w = _forward_weight(kernel, triangular, _dot_dtype(x))
     out = output_like(x, kernel.shape[0])
-    return _pair_matmul(x, x, w, out, triangular)
+    return _pair_matmul(x, x, w, out, triangular, tiles)
 
 
 def quadratic_backward(
-    grad: Tensor, x: Tensor, weight: Tensor, triangular: bool = True
+    grad: Tensor,
+    x: Tensor,
+    weight: Tensor,
+    triangular: bool = True,
+    tiles: TileConfig | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Gradients with respect to x (laid out as x, x's dtype) and weight ((C_out, C^2), weight's
     dtype) of sum(grad * quadratic_forward(x, weight))."""
@@ -318,8 +320,8 @@ def quadratic_backward(
     kernel = weight.view(-1, channels, channels).float()
     symmetric = (kernel + kernel.transpose(1, 2)).contiguous().to(_dot_dtype(x))
     grad = grad.to(x.dtype)
-    grad_x = _pair_matmul(grad, x, symmetric, torch.empty_like(x), triangular=False)
-    gram = _pair_gram(grad, x, triangular)
+    grad_x = _pair_matmul(grad, x, symmetric, torch.empty_like(x), False, tiles)
+    gram = _pair_gram(grad, x, triangular, tiles)
     if triangular:
         upper = torch.ones(channels, channels, dtype=torch.bool, device=x.device).triu()
         gram = torch.where(upper, gram, gram.transpose(1, 2))

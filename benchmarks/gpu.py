@@ -19,6 +19,10 @@ Sections:
    found (--fmnist-root, default Debian's folder), else synthetic images of the same shape
    (the speed does not depend on the pixels; said in the output).
 
+With --tune, section 1 is followed by a sweep of the Triton kernels' tile sizes at
+(96, 56^2, 128) bf16 (forward and backward timed apart), printing the fastest settings beside
+those `ann.quadratic_triton.tile_config` chooses, for whoever tunes that function next.
+
 Exits with status 2 and a message when no CUDA device is present (unless --smoke).
 """
 
@@ -167,6 +171,48 @@ def layer_section(device: torch.device, shapes: list, reps: int) -> None:
             del x
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def tune_section(device: torch.device, reps: int) -> None:
+    import itertools
+
+    from ann.quadratic_triton import (
+        TileConfig,
+        quadratic_backward,
+        quadratic_forward,
+        tile_config,
+    )
+
+    channels, size, batch = LAYER_SHAPES[0]
+    print(f"\n1b. Tile sweep of the packed Triton kernels at ({channels}, {size}^2, {batch}) bf16")
+    x = torch.randn(batch, channels, size, size, device=device, dtype=torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last).flatten(2).transpose(1, 2)
+    weight = torch.randn(channels, channels**2, device=device) / channels
+    grad = torch.randn(batch, size * size, channels, device=device, dtype=torch.bfloat16)
+    timer = Timer(device)
+    chosen = tile_config(x.shape[0] * x.shape[1], channels, channels)
+    results = []
+    for block_m, block_n, block_b, warps, stages in itertools.product(
+        (64, 128), (64, 128), (16, 32, 64), (4, 8), (2, 3)
+    ):
+        tiles = TileConfig(block_m, block_n, block_b, warps, stages)
+        try:
+            forward = timer(lambda t=tiles: quadratic_forward(x, weight, True, t), reps)
+            backward = timer(lambda t=tiles: quadratic_backward(grad, x, weight, True, t), reps)
+        except Exception as error:  # a tile that does not fit the chip's shared memory
+            print(f"   {tiles}: {type(error).__name__}")
+            continue
+        results.append((forward + backward, forward, backward, tiles))
+    results.sort(key=lambda row: row[0])
+    for total, forward, backward, tiles in results[:5]:
+        mark = "  <- tile_config's choice" if tiles == chosen else ""
+        print(
+            f"   {1e3 * total:7.3f} ms (forward {1e3 * forward:.3f}, backward "
+            f"{1e3 * backward:.3f}): {tiles}{mark}"
+        )
+    mine = [row for row in results if row[3] == chosen]
+    if mine:
+        print(f"   tile_config's choice {chosen}: {1e3 * mine[0][0]:.3f} ms")
 
 
 def training_step(
@@ -323,6 +369,7 @@ def main() -> int:
     parser.add_argument(
         "--fmnist-root", type=Path, default=Path("/usr/share/datasets/fashion-mnist")
     )
+    parser.add_argument("--tune", action="store_true", help="sweep the Triton tile sizes")
     parser.add_argument(
         "--sections", default="1234", help="which sections to run, e.g. 13 (default: all)"
     )
@@ -351,6 +398,8 @@ def main() -> int:
         overrides, synthetic, reps = {"epochs": 3}, (60000, 10000), args.reps
     if "1" in args.sections:
         layer_section(device, shapes, reps)
+        if args.tune and device.type == "cuda":
+            tune_section(device, reps)
     if "2" in args.sections:
         convnext_section(device, convnext, reps, **convnext_kwargs)
     if "3" in args.sections:
