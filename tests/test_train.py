@@ -378,3 +378,13 @@ def test_compiled_run_trains_and_resumes_identically(default_config, fmnist_root
     pd.testing.assert_frame_equal(
         *(curve.drop(columns=["seconds", "images_per_s"]) for curve in curves)
     )
+
+
+@pytest.mark.gpu
+def test_cuda_graph_training_of_a_few_steps(default_config, fmnist_root, tmp_path):
+    """On CUDA, train.compile auto compiles with CUDA graphs; a few epochs of the fixture learn."""
+    config = tiny_config(default_config, fmnist_root, epochs=3, eval_batch_size=50)
+    run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path)
+    summary = train(run)
+    assert summary["compile_mode"] == "reduce-overhead" and summary["device"] != "cpu"
+    assert summary["final"]["test_top1"] > 0.5
