@@ -2,10 +2,10 @@
 
 FlopCounterMode counts matrix products and convolutions (FLOPs = 2 MACs); elementwise work
 (BN, LN, activations, the products inside QResNet/QuadraResNet neurons) is not counted, as in
-the usual tables. A DitQuadratic layer dispatches one aten.mm over the packed pair products,
-P * C_out * C_in(C_in+1)/2 MACs, which FlopCounterMode sees inside the autograd Function, and
-an elementwise aten.mul forming the pair products x_i x_j, which it does not see: a forward
-hook adds those, P * C_in(C_in+1)/2 multiplications. The paper's formula, y = K vec(x x^T)
+the usual tables. A DitQuadratic layer is one custom operator, `ann::dit_quadratic`, for which
+a flop formula is registered here: its matrix product over the packed pair products,
+P * C_out * C_in(C_in+1)/2 MACs (its backward: twice that); the elementwise products x_i x_j
+are added by a forward hook, P * C_in(C_in+1)/2 multiplications. The paper's formula, y = K vec(x x^T)
 with the full outer product, costs P * C_out * C_in^2 (reference_quadratic_macs).
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 from ann.quadratic import DitQuadratic, pair_count
 
@@ -35,6 +35,25 @@ def quadratic_macs(pixels: int, in_channels: int, out_channels: int) -> int:
 def reference_quadratic_macs(pixels: int, in_channels: int, out_channels: int) -> int:
     """The paper's formula, K (C_out x C_in^2) times the full outer product, at every pixel."""
     return pixels * out_channels * in_channels * in_channels
+
+
+@register_flop_formula(torch.ops.ann.dit_quadratic)
+def _dit_quadratic_flops(
+    x_shape: Sequence[int], weight_shape: Sequence[int], *args, **kwargs
+) -> int:
+    images, positions, in_channels = x_shape
+    return 2 * images * positions * weight_shape[0] * pair_count(in_channels)
+
+
+@register_flop_formula(torch.ops.ann.dit_quadratic_backward)
+def _dit_quadratic_backward_flops(
+    grad_shape: Sequence[int],
+    x_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    *args,
+    **kwargs,
+) -> int:
+    return 2 * _dit_quadratic_flops(x_shape, weight_shape)
 
 
 @dataclass(frozen=True)
