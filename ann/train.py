@@ -42,7 +42,7 @@ from .data import (
     DatasetError,
     GpuAugment,
     ImageNetAugment,
-    imagenet_loaders,
+    imagenet_loader,
     iterate_batches,
     load_dataset,
     load_imagenet,
@@ -56,6 +56,7 @@ from .recipes import Recipe, RecipeError, parse_overrides, resolve_recipe
 log = logging.getLogger(__name__)
 
 SMALL_DATASETS = ("fashion_mnist", "cifar10", "cifar100")
+DATA_PIPELINES = ("timm", "gpu")  # recipe key data_pipeline: where ImageNet batches are made
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -323,15 +324,24 @@ def _imagenet_data(run: Run, ctx: Context) -> Data:
         auto_augment=recipe.auto_augment,
         re_prob=recipe.re_prob,
     )
+    if recipe.data_pipeline not in DATA_PIPELINES:
+        raise RecipeError(
+            f"data_pipeline '{recipe.data_pipeline}' is not one of {', '.join(DATA_PIPELINES)}."
+        )
     per_rank = recipe.batch_size // ctx.world_size
-    train, val = imagenet_loaders(
-        data,
-        augment,
+    common = dict(
         batch_size=per_rank,
         num_workers=recipe.workers,
         distributed=ctx.world_size > 1,
         device=ctx.device,
     )
+    if recipe.data_pipeline == "gpu":
+        from .imagenet_gpu import GpuTrainLoader
+
+        train = GpuTrainLoader(data.train, augment, **common)
+    else:
+        train = imagenet_loader(data.train, augment, is_training=True, **common)
+    val = imagenet_loader(data.val, augment, is_training=False, **common)
 
     def train_batches(generators: dict, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if hasattr(train.sampler, "set_epoch"):
