@@ -413,13 +413,14 @@ def warp_affine(
     sx = (a * xs + b * ys + c).view(n, 1, -1)
     sy = (d * xs + e * ys + f).view(n, 1, -1)
     flat = images.reshape(n, channels, height * width).float()
+    columns = _pil_taps(sx, width, resample)
     out = torch.zeros_like(flat)
     for rows, row_weight in _pil_taps(sy, height, resample):
+        rows = rows * width
         line = torch.zeros_like(flat)
-        for cols, col_weight in _pil_taps(sx, width, resample):
-            index = (rows * width + cols).expand(n, channels, -1)
-            line += col_weight * flat.gather(2, index)
-        out += row_weight * line
+        for cols, col_weight in columns:
+            line.addcmul_(col_weight, flat.gather(2, (rows + cols).expand(n, channels, -1)))
+        out.addcmul_(row_weight, line)
     inside = (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)
     fill = fill.to(device=device, dtype=torch.float32).view(n, channels, 1)
     out = torch.where(inside, out, fill)
