@@ -2,51 +2,53 @@
 
 timm's CPU loader (`data_pipeline: timm`, the default) decodes each JPEG with PIL and runs
 RandomResizedCrop, the flip and RandAugment on PIL images in DataLoader worker processes; one
-CPU core manages about a hundred images a second, so a fast GPU needs more cores than a node
-has. Here the work is split so that the CPU does almost nothing:
+CPU core manages one to two hundred images a second (benchmarks/imagenet_loader.py), so a GPU
+training at 2,500 images/s would need well over ten cores. Here the CPU does almost nothing:
 
 * DataLoader workers read each file's bytes, parse its header with PIL (size, format, mode)
-  and draw the image's augmentation with timm's own objects and random streams: the
-  RandomResizedCropAndInterpolation, RandomHorizontalFlip and RandAugment (or ColorJitter)
-  that `timm.data.transforms_factory.transforms_imagenet_train` builds for the recipe, with
-  the hparams timm derives (translate_const = int(0.45 * size), img_mean from the mean, the
-  interpolation). Crop parameters come from timm's `get_params`, the flip from torch.rand as in
-  torchvision, the RandAugment ops from timm's RandAugment/AugmentOp code itself (choice, prob,
-  magnitude noise and clamp, level functions, fill colour, resampling): their pixel functions
-  are replaced by a recorder, so the drawn sequence is exactly what timm's CPU transform would
-  draw from the same seeds. The result is a `Plan` per image.
-* On the device, `GpuAugmenter` decodes the batch (`torchvision.io.decode_jpeg` on a list of
-  byte tensors: nvjpeg on CUDA, libjpeg-turbo on the CPU; files the batched decoder cannot
-  take, such as PNG or CMYK JPEG, fall back to `torchvision.io.decode_image` on the CPU), crops
-  and resizes each image, flips, applies every image's RandAugment ops batched by op (uint8
-  tensors, one `grid_sample` for all geometric ops of a step), normalises and applies timm's
-  RandomErasing to the batch, as timm's PrefetchLoader does. Mixup/cutmix stay in the engine.
-* On CUDA, `GpuTrainLoader` prepares the next batch on a side stream in a background thread
-  while the model trains on the current one.
+  and draw the image's augmentation with timm's own objects, in timm's order, from the same
+  global generators: the RandomResizedCropAndInterpolation, RandomHorizontalFlip and
+  RandAugment (or, without auto_augment, ColorJitter) that
+  `timm.data.transforms_factory.transforms_imagenet_train` builds for the recipe, with the
+  hparams timm derives (translate_const = int(0.45 * size), img_mean from the mean, the
+  interpolation). The crop comes from timm's `get_params`, the flip from torch.rand as in
+  torchvision, the RandAugment ops from timm's own RandAugment/AugmentOp code (choice, prob,
+  magnitude noise and clamp, level functions, fill colour, resampling filter) run on copies
+  whose pixel functions only record their arguments. The result is a `Plan` per image.
+* On the device, `GpuAugmenter` decodes the batch (`torchvision.io.decode_jpeg` on the list
+  of byte tensors: nvjpeg on CUDA, libjpeg-turbo on the CPU; what the batched decoder cannot
+  take, PNG or CMYK JPEG, goes to `torchvision.io.decode_image` on the CPU), crops and resizes
+  each image, flips, applies each RandAugment step to the whole batch grouped by op (uint8
+  tensors; one warp for all geometric ops of a step), normalises and applies timm's
+  RandomErasing to the batch as timm's PrefetchLoader does. Mixup/cutmix stay in the engine.
+* On CUDA, `GpuTrainLoader` makes the next batch on a side stream in a background thread while
+  the model trains on the current one.
 
-Differences from timm's CPU pipeline (each measured against PIL in tests/test_imagenet_gpu.py):
+With the same seeds, `GpuTrainLoader` gives the batches of timm's loader with its prefetcher
+(how ann.train runs timm's loader on CUDA): the same images in the same batches with the same
+crops, flips, RandAugment ops and erased boxes (tests/test_imagenet_gpu.py, to 0.04 grey
+levels). What differs from timm's CPU pipeline:
 
-* Resizing: `torch.nn.functional.interpolate(antialias=True)` instead of PIL's resize; both
-  are antialiased separable filters (torch's bicubic follows PIL's a = -0.5 kernel), but
-  rounding differs, by about a grey level at most on a few pixels.
-* Rotate/shear/translate: `grid_sample` with PIL's geometry (inverse map about the top-left
-  corner, rotation about the centre, pixel centres at +0.5, fill outside the source image,
-  edge pixels clamped inside). Bilinear matches PIL to rounding; bicubic uses torch's cubic
-  kernel (a = -0.75) where PIL's affine transform uses a = -1, so bicubic-warped images differ
-  by a few grey levels at edges.
-* Colour ops (Color, Contrast, Brightness, Sharpness) follow PIL's ImageEnhance: PIL's integer
-  grey (ITU-R 601-2 with rounding), PIL's contrast mean, PIL's SMOOTH filter with untouched
-  borders, and PIL's truncating blend, in float32; AutoContrast and Equalize use torchvision's
-  batched versions (PIL's algorithms, off by one grey level on a few pixels at most).
-* Random streams: the parameters are drawn in the worker processes from Python's `random`,
-  NumPy's and torch's global generators in timm's order, so with the same worker seeds the
-  plans equal timm's. Random erasing draws from Python's `random` in the process (or, on CUDA,
-  the background thread) that makes the batch, as in timm's PrefetchLoader. With
-  `workers: 0` on CUDA, the background thread and the training loop share NumPy's generator
-  (RandAugment's op choice, timm's Mixup), so such runs are not reproducible draw for draw.
-* Decoding: torchvision's JPEG decoders instead of PIL's; libjpeg-turbo on the CPU gives the
-  same pixels as PIL, nvjpeg on CUDA may differ by a grey level. EXIF orientation is ignored by
-  both pipelines.
+* Pixels, by rounding only. Resizing uses `F.interpolate(antialias=True)` (PIL's kernels) one
+  axis at a time in PIL's order, rounding to uint8 after each pass as PIL does; rotate, shear
+  and translate use PIL's geometry (inverse map, shear and translation about the top-left
+  corner, rotation about the centre, pixel centres at +0.5, fill outside the source) and PIL's
+  filters (bilinear; cubic with a = -1, not torch's -0.75) with PIL's truncation, written as
+  gathers; colour ops reproduce PIL's integer grey, contrast mean, SMOOTH kernel and
+  truncating blend. Measured against PIL: colour ops equal; resize and warps within one grey
+  level on a few pixels (float32 here, fixed point or double in PIL); nearest-neighbour warps
+  differ at exact ties.
+* Decoding: torchvision's decoders. libjpeg-turbo on the CPU gives PIL's pixels; nvjpeg (CUDA)
+  may differ by a grey level (not measured here: no GPU). torchvision 0.29 marks its decoders
+  deprecated in favour of TorchCodec; they still work.
+* Random streams: the same draws as timm's prefetching loader (above). Against timm's loader
+  without prefetcher (ann.train on the CPU) the erasing draws move from the workers to the main
+  process, so the streams differ after the first erased image. With `workers: 0` on CUDA the
+  background thread and the training loop share NumPy's generator (RandAugment's op choice,
+  timm's Mixup), so such runs are not reproducible draw for draw.
+* Posterize with 0 bits gives black, as timm intends; Pillow 13's ImageOps.posterize refuses 0
+  bits, so timm's CPU pipeline fails there ('PosterizeIncreasing' at magnitude 10, e.g. with
+  rand-m9-mstd0.5-inc1).
 
 Evaluation stays on timm's CPU loader (resize, centre crop by crop_pct), which is light.
 Not implemented (`TimmPlanner` says so when a recipe asks for them): the GaussianBlur ops of
@@ -570,11 +572,9 @@ def collate_planned(items: list) -> tuple[list[torch.Tensor], torch.Tensor, list
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed Python's and NumPy's generators in a worker from torch's per-worker seed (what
-    timm's loader does with worker_seeding='all')."""
-    seed = torch.utils.data.get_worker_info().seed % (2**32 - 1)
-    random.seed(seed)
-    np.random.seed(seed)
+    """Seed NumPy's generator in a DataLoader worker from the worker's seed, as timm's loader
+    does (worker_seeding='all'); torch seeds Python's and its own generator itself."""
+    np.random.seed(torch.utils.data.get_worker_info().seed % (2**32 - 1))
 
 
 _END = object()

@@ -10,8 +10,9 @@ is dropped, evaluation batches are padded); on the CPU: float32 with --threads t
 unless `train.compile: true`. Fashion-MNIST and CIFAR live on the device as uint8 and are cropped,
 flipped and normalised there; every rank draws the same global batch and augmentation and
 keeps its own rows, so N ranks compute what one process computes with N micro-batches.
-ImageNet streams through timm's loaders, with timm's RandAugment, random erasing, mixup and
-cutmix, drop path, model EMA, AdamW and cosine schedule with warm-up.
+ImageNet streams through timm's loaders (or, with `data_pipeline: gpu`, is decoded and
+augmented on the device by ann.imagenet_gpu), with timm's RandAugment, random erasing, mixup
+and cutmix, drop path, model EMA, AdamW and cosine schedule with warm-up.
 
 In --out: metrics.csv (one row per epoch), checkpoint.pt (after every epoch) and, at the
 end, metrics.json; all written atomically. Started again, a run resumes from its

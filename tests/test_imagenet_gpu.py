@@ -91,6 +91,12 @@ def test_colour_ops_match_timm_pil_ops(photo, name, args):
         assert mean > 0.1 and off > 0.01
 
 
+def test_posterize_to_zero_bits_is_black(photo):
+    """timm's PosterizeIncreasing reaches 0 bits at magnitude 10 (Pillow 13 refuses those)."""
+    out = gpu.apply_op(as_tensor(photo).expand(2, -1, -1, -1), "Posterize", torch.tensor([[0], [8]]))
+    assert out[0].max() == 0 and torch.equal(out[1], as_tensor(photo)[0])
+
+
 GEOMETRIC_CASES = [
     ("Rotate", (27.0,)),
     ("Rotate", (-13.0,)),
@@ -225,6 +231,44 @@ def test_augmented_images_equal_timms_from_the_same_seeds(photo_jpeg, interpolat
     assert max(means) <= 0.5 and np.mean(means) <= 0.05
     assert min(other_seed) > 20  # what a wrongly drawn crop, flip or op looks like
     assert 5 <= flips <= 25
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, workers):
+    """From the same seeds, GpuTrainLoader gives the batches of timm's loader with its
+    prefetcher (how ann.train runs timm's loader on CUDA): same images in the same batches,
+    same crops, flips, RandAugment and random erasing, pixels to rounding."""
+    from timm.data import create_loader
+
+    for split, per_class in (("train", 6), ("val", 1)):
+        for c in range(2):
+            folder = tmp_path / split / f"n0{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                image = Image.fromarray(natural_image(90, 120, seed=10 * c + i))
+                image.save(folder / f"{i}.JPEG", quality=90)
+    imagenet = load_imagenet(tmp_path)
+    augment = ImageNetAugment(input_size=48, auto_augment="rand-m9-mstd0.5", re_prob=0.5)
+    reference = create_loader(
+        imagenet.train, input_size=(3, 48, 48), batch_size=4, is_training=True,
+        auto_augment=augment.auto_augment, re_prob=augment.re_prob, interpolation="bicubic",
+        mean=augment.mean, std=augment.std, num_workers=workers, device=torch.device("cpu"),
+        use_prefetcher=True,
+    )
+    loader = gpu.GpuTrainLoader(
+        imagenet.train, augment, batch_size=4, num_workers=workers, device="cpu"
+    )
+    grey_level = 1 / (255 * max(augment.std))
+    for epoch in range(2):
+        _seed(epoch)
+        expected = list(reference)
+        _seed(epoch)
+        batches = list(loader)
+        assert len(batches) == len(expected) == 3
+        for (images, labels), (want_images, want_labels) in zip(batches, expected, strict=True):
+            assert torch.equal(labels, want_labels)
+            assert (images - want_images).abs().mean() <= 0.1 * grey_level
+            assert ((images == 0).all(1) == (want_images == 0).all(1)).float().mean() > 0.999
 
 
 # --- decoding -----------------------------------------------------------------------------------
