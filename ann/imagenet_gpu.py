@@ -289,6 +289,14 @@ def _decode_alone(data: torch.Tensor, device: torch.device) -> torch.Tensor | No
 
 
 # ---------------------------------------------------------------- pixel operations
+def _to(
+    device: torch.device, values: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """A small CPU tensor of per-image parameters on the device, without waiting for the
+    device (a blocking copy would stall the batch-making thread on its own queued work)."""
+    return values.to(device=device, dtype=dtype, non_blocking=True)
+
+
 # Pillow 13 resizes vertically first when the height shrinks by more than twice as many
 # pixels as the width (python-pillow/Pillow#9549); earlier versions always go horizontal first.
 _PIL_VERTICAL_FIRST_RULE = int(PIL.__version__.split(".")[0]) >= 13
@@ -409,7 +417,7 @@ def warp_affine(
     """
     n, channels, height, width = images.shape
     device = images.device
-    a, b, c, d, e, f = data.to(device=device, dtype=torch.float32).view(n, 6, 1, 1).unbind(1)
+    a, b, c, d, e, f = _to(device, data, torch.float32).view(n, 6, 1, 1).unbind(1)
     xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5).view(1, 1, width)
     ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5).view(1, height, 1)
     sx = (a * xs + b * ys + c).view(n, 1, -1)
@@ -424,7 +432,7 @@ def warp_affine(
             line.addcmul_(col_weight, flat.gather(2, (rows + cols).expand(n, channels, -1)))
         out.addcmul_(row_weight, line)
     inside = (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)
-    fill = fill.to(device=device, dtype=torch.float32).view(n, channels, 1)
+    fill = _to(device, fill, torch.float32).view(n, channels, 1)
     out = torch.where(inside, out, fill)
     return out.clamp_(0, 255).to(torch.uint8).view(n, channels, height, width)
 
@@ -441,18 +449,18 @@ def apply_op(images: torch.Tensor, name: str, args: torch.Tensor) -> torch.Tenso
     if name == "Invert":
         return TF.invert(images)
     if name.startswith("Posterize"):  # keep the top `bits` bits
-        shift = (8 - args[:, 0].long()).clamp(0, 8).to(images.device).view(view)
+        shift = _to(images.device, (8 - args[:, 0].long()).clamp(0, 8)).view(view)
         mask = ((255 >> shift) << shift).to(torch.uint8)
         return images & mask
     if name.startswith("Solarize") and name != "SolarizeAdd":  # invert at or above threshold
-        threshold = args[:, 0].to(images.device).view(view)
+        threshold = _to(images.device, args[:, 0]).view(view)
         return torch.where(images >= threshold, 255 - images, images)
     if name == "SolarizeAdd":  # add to pixels below 128
-        add = args[:, 0].to(images.device, torch.int32).view(view)
+        add = _to(images.device, args[:, 0], torch.int32).view(view)
         raised = (images.to(torch.int32) + add).clamp_(max=255).to(torch.uint8)
         return torch.where(images < 128, raised, images)
     if name in _ENHANCE:
-        factor = args[:, 0].to(images.device)
+        factor = _to(images.device, args[:, 0])
         if name == "Desaturate":
             factor = (1.0 - factor).clamp(0.0, 1.0)
         return enhance(images, _ENHANCE[name], factor)
@@ -470,7 +478,7 @@ def apply_ops(images: torch.Tensor, ops: Sequence[Op | None]) -> torch.Tensor:
             key = f"warp:{op.resample}" if op.name in GEOMETRIC else op.name
             groups.setdefault(key, []).append(k)
     for key, members in groups.items():
-        index = torch.tensor(members, device=images.device)
+        index = _to(images.device, torch.tensor(members))
         chosen = [ops[k] for k in members]
         if key.startswith("warp:"):
             data = torch.tensor(
@@ -516,7 +524,7 @@ class GpuAugmenter:
                 for image, plan in zip(decoded, plans, strict=True)
             ]
         )
-        flips = torch.tensor([plan.flip for plan in plans], device=self.device)
+        flips = _to(self.device, torch.tensor([plan.flip for plan in plans]))
         x = torch.where(flips.view(-1, 1, 1, 1), x.flip(-1), x)
         for step in range(max((len(plan.ops) for plan in plans), default=0)):
             x = apply_ops(x, [plan.ops[step] if step < len(plan.ops) else None for plan in plans])

@@ -233,6 +233,16 @@ def test_augmented_images_equal_timms_from_the_same_seeds(photo_jpeg, interpolat
     assert 5 <= flips <= 25
 
 
+def write_photo_imagenet(root, per_class: int = 6) -> None:
+    for split, count in (("train", per_class), ("val", 1)):
+        for c in range(2):
+            folder = root / split / f"n0{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image = Image.fromarray(natural_image(90, 120, seed=10 * c + i))
+                image.save(folder / f"{i}.JPEG", quality=90)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, workers):
     """From the same seeds, GpuTrainLoader gives the batches of timm's loader with its
@@ -240,13 +250,7 @@ def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, w
     same crops, flips, RandAugment and random erasing, pixels to rounding."""
     from timm.data import create_loader
 
-    for split, per_class in (("train", 6), ("val", 1)):
-        for c in range(2):
-            folder = tmp_path / split / f"n0{c}"
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                image = Image.fromarray(natural_image(90, 120, seed=10 * c + i))
-                image.save(folder / f"{i}.JPEG", quality=90)
+    write_photo_imagenet(tmp_path)
     imagenet = load_imagenet(tmp_path)
     augment = ImageNetAugment(input_size=48, auto_augment="rand-m9-mstd0.5", re_prob=0.5)
     reference = create_loader(
@@ -269,6 +273,37 @@ def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, w
             assert torch.equal(labels, want_labels)
             assert (images - want_images).abs().mean() <= 0.1 * grey_level
             assert ((images == 0).all(1) == (want_images == 0).all(1)).float().mean() > 0.999
+
+
+@pytest.mark.gpu
+def test_cuda_batches_equal_the_cpu_devices_and_the_thread_stops(tmp_path):
+    """On CUDA (nvjpeg, device ops, side stream, background thread) the batches are those of
+    the CPU device from the same seeds, to decoder and float rounding; leaving the loop early
+    ends the batch-making thread."""
+    import threading
+
+    write_photo_imagenet(tmp_path, per_class=8)
+    imagenet = load_imagenet(tmp_path)
+    augment = ImageNetAugment(input_size=48, auto_augment="rand-m9-mstd0.5", re_prob=0.5)
+    got = {}
+    for device in ("cpu", "cuda"):
+        loader = gpu.GpuTrainLoader(
+            imagenet.train, augment, batch_size=4, num_workers=2, device=device
+        )
+        _seed(0)
+        got[device] = []
+        for images, labels in loader:
+            assert images.device.type == labels.device.type == device
+            got[device].append((images.cpu(), labels.cpu()))
+    grey_level = 1 / (255 * max(augment.std))
+    assert len(got["cuda"]) == len(got["cpu"]) == 4
+    for (images, labels), (want_images, want_labels) in zip(got["cuda"], got["cpu"], strict=True):
+        assert torch.equal(labels, want_labels)
+        assert (images - want_images).abs().mean() <= 1.0 * grey_level
+    batches = iter(loader)
+    next(batches)
+    batches.close()
+    assert not any(t.name == "imagenet-gpu-batches" for t in threading.enumerate())
 
 
 # --- decoding -----------------------------------------------------------------------------------
