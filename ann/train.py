@@ -451,8 +451,9 @@ def _restore_rng(state: dict, generators: dict) -> None:
 
 
 def _setup(run: Run, kappa_sha: str | None) -> dict:
-    """What a checkpoint must share with the run to be resumed (the epoch count may grow)."""
-    recipe = {k: v for k, v in asdict(run.recipe).items() if k != "epochs"}
+    """What a checkpoint must share with the run to be resumed (the epoch count may grow, and
+    the ImageNet input pipeline may change: both make the same batches)."""
+    recipe = {k: v for k, v in asdict(run.recipe).items() if k not in ("epochs", "data_pipeline")}
     return {"recipe": json.loads(json.dumps(recipe)), "kappa_sha256": kappa_sha}
 
 

@@ -305,6 +305,17 @@ def test_imagenet_fixture_trains_through_the_cli_with_the_gpu_pipeline(default_c
     assert 0.0 <= summary["final"]["test_top1"] <= 1.0 and summary["final"]["test_loss"] > 0
 
 
+def test_a_checkpoint_resumes_under_either_data_pipeline(default_config):
+    from dataclasses import replace
+
+    from ann.train import _setup
+
+    run = run_from_config(default_config, "imagenet", "convnext_tiny", "none", 0, Path("x"))
+    gpu = replace(run, recipe=replace(run.recipe, data_pipeline="gpu"))
+    other = replace(run, recipe=replace(run.recipe, re_prob=0.5))
+    assert _setup(gpu, None) == _setup(run, None) != _setup(other, None)
+
+
 def test_unknown_data_pipeline_is_refused(default_config, tmp_path):
     write_imagenet(tmp_path / "data", {"n01": 1, "n02": 1}, {"n01": 1})
     config = tiny_config(default_config, tmp_path / "data", dataset="imagenet", workers=0)
