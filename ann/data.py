@@ -582,12 +582,36 @@ def imagenet_loaders(
 
     With distributed=True the train loader uses a DistributedSampler (call set_epoch each epoch).
     """
+    common = dict(num_workers=num_workers, distributed=distributed, device=device)
+    train = imagenet_loader(data.train, augment, is_training=True, batch_size=batch_size, **common)
+    val = imagenet_loader(
+        data.val, augment, is_training=False, batch_size=eval_batch_size or batch_size, **common
+    )
+    return train, val
+
+
+def imagenet_loader(
+    dataset: ImageDataset,
+    augment: ImageNetAugment,
+    *,
+    is_training: bool,
+    batch_size: int,
+    num_workers: int,
+    distributed: bool = False,
+    device: torch.device | str | None = None,
+) -> DataLoader:
+    """One timm loader: training (RandAugment, random erasing, dropped last batch) or evaluation
+    (resize, centre crop by crop_pct)."""
     from timm.data import create_loader
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_gpu = device.type == "cuda"
-    common = dict(
+    training = dict(auto_augment=augment.auto_augment, re_prob=augment.re_prob)
+    return create_loader(
+        dataset,
         input_size=(3, augment.input_size, augment.input_size),
+        batch_size=batch_size,
+        is_training=is_training,
         interpolation=augment.interpolation,
         mean=augment.mean,
         std=augment.std,
@@ -597,16 +621,5 @@ def imagenet_loaders(
         device=device,
         use_prefetcher=on_gpu,
         pin_memory=on_gpu,
+        **(training if is_training else {}),
     )
-    train = create_loader(
-        data.train,
-        batch_size=batch_size,
-        is_training=True,
-        auto_augment=augment.auto_augment,
-        re_prob=augment.re_prob,
-        **common,
-    )
-    val = create_loader(
-        data.val, batch_size=eval_batch_size or batch_size, is_training=False, **common
-    )
-    return train, val

@@ -49,6 +49,9 @@ class Recipe:
     model_ema: bool = False
     ema_decay: float = 0.9999
     workers: int = 8
+    # ImageNet training batches: "timm" (timm's loader: decode and augment in CPU workers) or
+    # "gpu" (workers read bytes; decode and augment on the training device: ann.imagenet_gpu)
+    data_pipeline: str = "timm"
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "recipe") -> "Recipe":

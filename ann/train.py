@@ -10,8 +10,9 @@ is dropped, evaluation batches are padded); on the CPU: float32 with --threads t
 unless `train.compile: true`. Fashion-MNIST and CIFAR live on the device as uint8 and are cropped,
 flipped and normalised there; every rank draws the same global batch and augmentation and
 keeps its own rows, so N ranks compute what one process computes with N micro-batches.
-ImageNet streams through timm's loaders, with timm's RandAugment, random erasing, mixup and
-cutmix, drop path, model EMA, AdamW and cosine schedule with warm-up.
+ImageNet streams through timm's loaders (or, with `data_pipeline: gpu`, is decoded and
+augmented on the device by ann.imagenet_gpu), with timm's RandAugment, random erasing, mixup
+and cutmix, drop path, model EMA, AdamW and cosine schedule with warm-up.
 
 In --out: metrics.csv (one row per epoch), checkpoint.pt (after every epoch) and, at the
 end, metrics.json; all written atomically. Started again, a run resumes from its
@@ -42,7 +43,7 @@ from .data import (
     DatasetError,
     GpuAugment,
     ImageNetAugment,
-    imagenet_loaders,
+    imagenet_loader,
     iterate_batches,
     load_dataset,
     load_imagenet,
@@ -56,6 +57,7 @@ from .recipes import Recipe, RecipeError, parse_overrides, resolve_recipe
 log = logging.getLogger(__name__)
 
 SMALL_DATASETS = ("fashion_mnist", "cifar10", "cifar100")
+DATA_PIPELINES = ("timm", "gpu")  # recipe key data_pipeline: where ImageNet batches are made
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -323,15 +325,24 @@ def _imagenet_data(run: Run, ctx: Context) -> Data:
         auto_augment=recipe.auto_augment,
         re_prob=recipe.re_prob,
     )
+    if recipe.data_pipeline not in DATA_PIPELINES:
+        raise RecipeError(
+            f"data_pipeline '{recipe.data_pipeline}' is not one of {', '.join(DATA_PIPELINES)}."
+        )
     per_rank = recipe.batch_size // ctx.world_size
-    train, val = imagenet_loaders(
-        data,
-        augment,
+    common = dict(
         batch_size=per_rank,
         num_workers=recipe.workers,
         distributed=ctx.world_size > 1,
         device=ctx.device,
     )
+    if recipe.data_pipeline == "gpu":
+        from .imagenet_gpu import GpuTrainLoader
+
+        train = GpuTrainLoader(data.train, augment, **common)
+    else:
+        train = imagenet_loader(data.train, augment, is_training=True, **common)
+    val = imagenet_loader(data.val, augment, is_training=False, **common)
 
     def train_batches(generators: dict, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if hasattr(train.sampler, "set_epoch"):
@@ -440,8 +451,9 @@ def _restore_rng(state: dict, generators: dict) -> None:
 
 
 def _setup(run: Run, kappa_sha: str | None) -> dict:
-    """What a checkpoint must share with the run to be resumed (the epoch count may grow)."""
-    recipe = {k: v for k, v in asdict(run.recipe).items() if k != "epochs"}
+    """What a checkpoint must share with the run to be resumed (the epoch count may grow, and
+    the ImageNet input pipeline may change: both make the same batches)."""
+    recipe = {k: v for k, v in asdict(run.recipe).items() if k not in ("epochs", "data_pipeline")}
     return {"recipe": json.loads(json.dumps(recipe)), "kappa_sha256": kappa_sha}
 
 

@@ -103,6 +103,25 @@ def write_imagenet(root: Path, train: dict[str, int], val: dict[str, int]) -> No
                 Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", format="JPEG")
 
 
+def natural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A photo-like uint8 (height, width, 3) image: smooth colour waves, flat discs with hard
+    edges and a little noise (what JPEG, resampling and RandAugment see in real images)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.full((height, width, 3), 128.0)
+    for channel in range(3):
+        for _ in range(6):
+            fx, fy, phase = rng.uniform(0, 8, 3)
+            wave = np.sin(2 * np.pi * (fx * x + fy * y) + 3 * phase)
+            image[..., channel] += rng.uniform(20, 50) * wave
+    for _ in range(8):
+        cy, cx = rng.uniform(0, 1, 2) * (height, width) / max(height, width)
+        radius = rng.uniform(0.05, 0.2)
+        image[(y - cy) ** 2 + (x - cx) ** 2 < radius**2] = rng.uniform(0, 255, 3)
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
 def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dict:
     """The whole workflow shrunk to run in about a minute: 2 sites, a few trials, a
     fixture Fashion-MNIST, one training epoch, small theory experiments."""

@@ -129,6 +129,7 @@ BAD_CONFIGS = [
     ("dendrite.sites.explicit", [{"x": 0.5}], "explicit"),
     ("dendrite.synapses.E.tau_decay_ms", -3.0, "tau_decay_ms"),
     ("results_dir", 42, "results_dir"),
+    ("recipes.imagenet.data_pipeline", "dali", "data_pipeline"),
 ]
 
 

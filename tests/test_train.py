@@ -3,6 +3,7 @@ checkpoints, DistributedDataParallel against one process, and each dataset famil
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -265,6 +266,64 @@ def test_imagenet_fixture_trains_with_timm_recipe_parts(default_config, tmp_path
     summary = train(run)
     assert summary["epochs"] == 1
     assert summary["recipe"]["auto_augment"] == "rand-m9-mstd0.5"
+    assert summary["recipe"]["data_pipeline"] == "timm"  # the default
+
+
+def test_imagenet_fixture_trains_through_the_cli_with_the_gpu_pipeline(default_config, tmp_path):
+    """`data_pipeline: gpu` on the CPU: decode and augment on the device (here the CPU) in one
+    `python -m ann.train` run with a DataLoader worker, mixup/cutmix and EMA as in the recipe."""
+    write_imagenet(tmp_path / "data", {"n01": 4, "n02": 4}, {"n01": 2, "n02": 2})
+    config = tiny_config(
+        default_config,
+        tmp_path / "data",
+        dataset="imagenet",
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        lr_base_batch=4,
+        warmup_epochs=0,
+        input_size=32,
+        workers=1,
+        eval_batch_size=4,
+        mixup=0.8,
+        cutmix=1.0,
+    )
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "ann.train", "--config", str(tmp_path / "config.yaml")]
+    command += ["--dataset", "imagenet", "--model", "dit_convnext_tiny", "--prior", "zero"]
+    command += ["--out", str(out), "--threads", "1", "--set", "data_pipeline=gpu"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["recipe"]["data_pipeline"] == "gpu"
+    assert summary["recipe"]["auto_augment"] == "rand-m9-mstd0.5"
+    curve = pd.read_csv(out / "metrics.csv")
+    assert len(curve) == 2 and curve["train_loss"].notna().all()
+    assert (curve["train_loss"] > 0).all() and curve["train_loss"].map(math.isfinite).all()
+    assert (curve["images_per_s"] > 0).all()
+    assert 0.0 <= summary["final"]["test_top1"] <= 1.0 and summary["final"]["test_loss"] > 0
+
+
+def test_a_checkpoint_resumes_under_either_data_pipeline(default_config):
+    from dataclasses import replace
+
+    from ann.train import _setup
+
+    run = run_from_config(default_config, "imagenet", "convnext_tiny", "none", 0, Path("x"))
+    gpu = replace(run, recipe=replace(run.recipe, data_pipeline="gpu"))
+    other = replace(run, recipe=replace(run.recipe, re_prob=0.5))
+    assert _setup(gpu, None) == _setup(run, None) != _setup(other, None)
+
+
+def test_unknown_data_pipeline_is_refused(default_config, tmp_path):
+    write_imagenet(tmp_path / "data", {"n01": 1, "n02": 1}, {"n01": 1})
+    config = tiny_config(default_config, tmp_path / "data", dataset="imagenet", workers=0)
+    run = run_from_config(
+        config, "imagenet", "convnext_tiny", "none", 0, tmp_path / "run", {"data_pipeline": "dali"}
+    )
+    with pytest.raises(RecipeError, match="data_pipeline 'dali'"):
+        train(run)
 
 
 def test_recipe_resolution_and_errors(default_config):
