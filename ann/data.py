@@ -519,7 +519,9 @@ class ImageNetAugment:
     crop_pct: float = 0.875
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"
     re_prob: float = 0.25
-    interpolation: str = "bicubic"
+    re_mode: str = "pixel"  # timm train.py's --remode
+    interpolation: str = "bicubic"  # evaluation (ConvNeXt's pretrained config)
+    train_interpolation: str = "random"  # timm train.py's --train-interpolation
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
@@ -588,7 +590,6 @@ def imagenet_loaders(
     on_gpu = device.type == "cuda"
     common = dict(
         input_size=(3, augment.input_size, augment.input_size),
-        interpolation=augment.interpolation,
         mean=augment.mean,
         std=augment.std,
         crop_pct=augment.crop_pct,
@@ -604,9 +605,15 @@ def imagenet_loaders(
         is_training=True,
         auto_augment=augment.auto_augment,
         re_prob=augment.re_prob,
+        re_mode=augment.re_mode,
+        interpolation=augment.train_interpolation,
         **common,
     )
     val = create_loader(
-        data.val, batch_size=eval_batch_size or batch_size, is_training=False, **common
+        data.val,
+        batch_size=eval_batch_size or batch_size,
+        is_training=False,
+        interpolation=augment.interpolation,
+        **common,
     )
     return train, val

@@ -33,6 +33,7 @@ def build_prior(
         seed=seed,
         fraction_inhibitory=priors["fraction_inhibitory"],
         init_ratio=priors["init_ratio"],
+        diagonal=priors.get("diagonal", "zero"),
     )
     save_torch(
         {
