@@ -164,6 +164,7 @@ def theory_fewshot(fewshot: Mapping, root: str | None, outputs: Mapping[str, str
     tables = experiment.fewshot_experiment(dict(fewshot), root=root)
     save_csv(tables["runs"], outputs["runs"])
     save_csv(tables["summary"], outputs["summary"])
+    save_csv(tables["sweep"], outputs["sweep"])
     experiment.plot_fewshot(tables["summary"], outputs["figure"])
     log.info("few-shot summary:\n%s", tables["summary"].to_string(index=False))
 

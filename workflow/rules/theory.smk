@@ -30,6 +30,7 @@ rule theory_gaussian:
 rule theory_fewshot:
     output:
         runs=f"{RESULTS}/theory/fewshot_runs.csv",
+        sweep=f"{RESULTS}/theory/fewshot_lr_sweep.csv",
         summary=report(
             f"{RESULTS}/theory/fewshot_summary.csv",
             caption="../report/theory_fewshot.rst",
