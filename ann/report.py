@@ -6,6 +6,7 @@ data files (kappa.nc, the config) are linked relative to the report folder.
 """
 
 import datetime
+import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -204,7 +205,7 @@ def provenance_table(dataset: str) -> str | None:
             {
                 "our row": name,
                 "published top-1 (%)": number["top1"],
-                "± (seeds)": number["top1_std"],
+                "± (seeds)": number["top1_std"] if number["top1_std"] is not None else math.nan,
                 "selection": how["selection"],
                 "compare with our": how["compare_with"],
                 "source": how["source"],

@@ -130,6 +130,7 @@ def test_cifar_page_shows_both_accuracies_provenance_and_deviations(cifar_summar
     ):
         assert text in html, text
     assert "bf16" not in html  # the ImageNet recipe's rows live on the ImageNet page
+    assert "<td>None</td>" not in html
     empty = report.dataset_page(pages, "imagenet", {"root": None}, None, None, {}, kappa)
     html = empty.read_text()
     assert "No runs" in html and "bf16" in html and "train.py" in html
