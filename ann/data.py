@@ -519,7 +519,9 @@ class ImageNetAugment:
     crop_pct: float = 0.875
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"
     re_prob: float = 0.25
-    interpolation: str = "bicubic"
+    re_mode: str = "pixel"  # timm train.py's --remode
+    interpolation: str = "bicubic"  # evaluation (ConvNeXt's pretrained config)
+    train_interpolation: str = "random"  # timm train.py's --train-interpolation
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
 
@@ -606,13 +608,17 @@ def imagenet_loader(
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_gpu = device.type == "cuda"
-    training = dict(auto_augment=augment.auto_augment, re_prob=augment.re_prob)
+    training = dict(
+        auto_augment=augment.auto_augment,
+        re_prob=augment.re_prob,
+        re_mode=augment.re_mode,
+        interpolation=augment.train_interpolation,
+    )
     return create_loader(
         dataset,
         input_size=(3, augment.input_size, augment.input_size),
         batch_size=batch_size,
         is_training=is_training,
-        interpolation=augment.interpolation,
         mean=augment.mean,
         std=augment.std,
         crop_pct=augment.crop_pct,
@@ -621,5 +627,5 @@ def imagenet_loader(
         device=device,
         use_prefetcher=on_gpu,
         pin_memory=on_gpu,
-        **(training if is_training else {}),
+        **(training if is_training else {"interpolation": augment.interpolation}),
     )

@@ -25,20 +25,29 @@ Models (`MODEL_NAMES`).
   out = (BN(conv(h)) + Q(LN(h))) / 2 before its ReLU and pool, LN normalising each channel over
   its 8 x 8 map (elementwise affine) and Q = `DitQuadratic(16, 16)` (zero-initialised, so the
   Dit CNN starts as the CNN with that block's output halved). 10,402 parameters.
+- "dit_cnn_sum": the same without the halving, out = BN(conv(h)) + Q(LN(h)): at initialisation
+  exactly the CNN (identity-preserving), so any difference comes from the quadratic term.
 
-Recipe (the same for every N; knobs in `DEFAULTS`). AdamW, lr 3e-3 (`lr_linear`, `lr_cnn`),
-`weight_decay` 1e-2 on matrices and kernels (none on biases and norms), cosine decay of the
-learning rate to zero, no warm-up. The quadratic parameters (U, V; Q and its LN) learn
-`quadratic_lr_mult` (10) times faster, as in the paper's recipe. Mini-batches of
-min(`batch_size` = 32, 10 N) images, cut from a stream of random permutations of the draw
-(epochs without replacement). Steps:
+Recipe (the same for every N; knobs in `DEFAULTS`). AdamW, `weight_decay` 1e-2 on matrices and
+kernels (none on biases and norms), cosine decay of the learning rate to zero, no warm-up. The
+quadratic parameters (U, V; Q and its LN) learn `quadratic_lr_mult` (10) times faster, as in the
+paper's recipe. Mini-batches of min(`batch_size` = 32, 10 N) images, cut from a stream of random
+permutations of the draw (epochs without replacement). Steps:
 max(`min_steps` = 100, ceil(`epochs` = 20 x 10 N / batch)), capped at `max_steps` = 500
 (100, 100, 100, 313, 500 steps for N = 1, 5, 10, 50, 100). The CNNs see every image randomly
 shifted by up to `crop_padding_cnn` = 2 pixels (random crop of the zero-padded image; the 28 x 28
 content stays in frame); the pixel classifiers see none (`crop_padding_linear` = 0): shifts blur
 their pixel templates and cost them several points at N = 100. Batches and shifts, and the
-initial weights the CNN and Dit CNN share, depend only on (seed, N), so every model of a family
-sees the same images in the same order.
+initial weights the CNNs share, depend only on (seed, N), so every model of a family sees the
+same images in the same order.
+
+Learning rate, chosen per model on a validation split (never the test set). Every model is
+trained once per learning rate of `lr_grid` (1e-3, 3e-3, 1e-2) on the sweep draw: N =
+`sweep_shots` (10) images per class in the order of `sweep_seed` (1000, not an evaluation seed);
+the next `validation_per_class` (100) images per class of that order, disjoint from the draw
+and from the test split, are the validation set. The model's learning rate is the one with the
+best mean validation accuracy over `sweep_shots` (ties: the smaller), used for every N and seed.
+An empty or one-value `lr_grid` skips the sweep: then `lr_linear` / `lr_cnn` (3e-3) are used.
 
 Evaluation. Test accuracy on the test images above (BN in eval mode), train accuracy on the
 un-augmented training draw; `fewshot_experiment` reports one row per model x N x seed and the
@@ -65,12 +74,13 @@ from ann.io import write_atomic
 from ann.models import count_parameters, parameters_of
 from ann.quadratic import DitQuadratic
 
-MODEL_NAMES = ("linear", "linear_quadratic", "cnn", "dit_cnn")
+MODEL_NAMES = ("linear", "linear_quadratic", "cnn", "dit_cnn", "dit_cnn_sum")
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
 CNN_WIDTHS = (8, 16, 16)
 DIT_MAP_SIZE = 8
 EVAL_BATCH = 1000
+SWEEP_COLUMNS = ["model", "shots", "lr", "val_acc"]
 
 DEFAULTS: dict[str, Any] = {
     "dataset": "fashion_mnist",
@@ -84,6 +94,10 @@ DEFAULTS: dict[str, Any] = {
     "max_steps": 500,
     "lr_linear": 3e-3,
     "lr_cnn": 3e-3,
+    "lr_grid": [1e-3, 3e-3, 1e-2],
+    "sweep_shots": [10],
+    "sweep_seed": 1000,
+    "validation_per_class": 100,
     "weight_decay": 1e-2,
     "quadratic_lr_mult": 10.0,
     "crop_padding_linear": 0,
@@ -97,18 +111,23 @@ DEFAULTS: dict[str, Any] = {
 # ----------------------------------------------------------------------------- data
 
 
-def class_balanced_draw(
-    labels: Tensor, shots: int, seed: int, num_classes: int = NUM_CLASSES
-) -> Tensor:
-    """Sorted indices of the first `shots` images of every class in a seeded random order."""
+def class_orders(labels: Tensor, seed: int, num_classes: int = NUM_CLASSES) -> list[Tensor]:
+    """The images of every class in one seeded random order of the whole set."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     shuffled = labels[order]
+    return [order[shuffled == label] for label in range(num_classes)]
+
+
+def class_balanced_draw(
+    labels: Tensor, shots: int, seed: int, num_classes: int = NUM_CLASSES, skip: int = 0
+) -> Tensor:
+    """Sorted indices of the first `shots` images of every class in a seeded random order
+    (after the first `skip` of each class)."""
     picks = []
-    for label in range(num_classes):
-        members = order[shuffled == label]
-        if len(members) < shots:
-            raise ValueError(f"class {label} has {len(members)} images, fewer than {shots}")
-        picks.append(members[:shots])
+    for label, members in enumerate(class_orders(labels, seed, num_classes)):
+        if len(members) < skip + shots:
+            raise ValueError(f"class {label} has {len(members)} images, fewer than {skip + shots}")
+        picks.append(members[skip : skip + shots])
     return torch.cat(picks).sort().values
 
 
@@ -181,7 +200,8 @@ class DitBlockBranch(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """conv3x3-BN-(Dit)-ReLU-(maxpool): with a Dit branch, (BN(conv h) + Q(LN h)) / 2."""
+    """conv3x3-BN-(Dit)-ReLU-(maxpool): with a Dit branch, (BN(conv h) + Q(LN h)) / 2, or
+    BN(conv h) + Q(LN h) with halve=False."""
 
     def __init__(
         self,
@@ -191,17 +211,21 @@ class ConvBlock(nn.Module):
         stride: int = 1,
         pool: bool = True,
         dit_map_size: int | None = None,
+        halve: bool = True,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(out_chs)
         self.dit = None if dit_map_size is None else DitBlockBranch(out_chs, dit_map_size)
+        self.halve = halve
         self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
 
     def pre_activation(self, h: Tensor) -> Tensor:
         out = self.bn(self.conv(h))
         if self.dit is not None:
-            out = (out + self.dit(h)) / 2
+            out = out + self.dit(h)
+            if self.halve:
+                out = out / 2
         return out
 
     def forward(self, h: Tensor) -> Tensor:
@@ -211,13 +235,15 @@ class ConvBlock(nn.Module):
 class SmallCNN(nn.Module):
     """Three conv blocks (the first with stride 2 and no pool) and a linear head."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, dit: bool = False) -> None:
+    def __init__(
+        self, num_classes: int = NUM_CLASSES, dit: bool = False, halve: bool = True
+    ) -> None:
         super().__init__()
         first, second, third = CNN_WIDTHS
         self.blocks = nn.Sequential(
             ConvBlock(1, first, stride=2, pool=False),
             ConvBlock(first, second),
-            ConvBlock(second, third, dit_map_size=DIT_MAP_SIZE if dit else None),
+            ConvBlock(second, third, dit_map_size=DIT_MAP_SIZE if dit else None, halve=halve),
         )
         final_size = IMAGE_SIZE // 8
         self.head = nn.Linear(third * final_size * final_size, num_classes)
@@ -232,7 +258,7 @@ def build_model(name: str, config: dict[str, Any]) -> nn.Module:
     if name == "linear_quadratic":
         return PixelClassifier(IMAGE_SIZE * IMAGE_SIZE, NUM_CLASSES, rank=config["rank"])
     if is_cnn(name):
-        return SmallCNN(NUM_CLASSES, dit=name == "dit_cnn")
+        return SmallCNN(NUM_CLASSES, dit=name.startswith("dit_"), halve=name == "dit_cnn")
     raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
 
 
@@ -262,7 +288,7 @@ def parameter_groups(model: nn.Module, lr: float, config: dict[str, Any]) -> lis
 
 
 def is_cnn(name: str) -> bool:
-    return name in ("cnn", "dit_cnn")
+    return name in ("cnn", "dit_cnn", "dit_cnn_sum")
 
 
 def model_lr(name: str, config: dict[str, Any]) -> float:
@@ -274,11 +300,19 @@ def crop_padding(name: str, config: dict[str, Any]) -> int:
 
 
 def train_model(
-    model: nn.Module, name: str, train: DeviceDataset, shots: int, seed: int, config: dict[str, Any]
+    model: nn.Module,
+    name: str,
+    train: DeviceDataset,
+    shots: int,
+    seed: int,
+    config: dict[str, Any],
+    lr: float | None = None,
 ) -> nn.Module:
-    """Train in place with the module's recipe; batches and shifts depend on (seed, N) only."""
+    """Train in place with the module's recipe (at `lr`, default the configured one); batches
+    and shifts depend on (seed, N) only."""
     steps, size = training_steps(shots, config), batch_size(shots, config)
-    optimizer = torch.optim.AdamW(parameter_groups(model, model_lr(name, config), config))
+    lr = model_lr(name, config) if lr is None else lr
+    optimizer = torch.optim.AdamW(parameter_groups(model, lr, config))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))
     )
@@ -332,8 +366,10 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
     bad_models = set(merged["models"]) - set(MODEL_NAMES)
     if bad_models:
         raise ValueError(f"unknown models {sorted(bad_models)}; choose from {MODEL_NAMES}")
-    if any(int(shots) < 1 for shots in merged["shots"]):
+    if any(int(shots) < 1 for shots in [*merged["shots"], *merged["sweep_shots"]]):
         raise ValueError(f"shots must be positive, got {merged['shots']}")
+    if merged["sweep_seed"] in merged["seeds"] and len(merged["lr_grid"]) > 1:
+        raise ValueError("sweep_seed must differ from the evaluation seeds")
     return merged
 
 
@@ -360,12 +396,15 @@ def one_run(
     seed: int,
     test: tuple[Tensor, Tensor],
     config: dict[str, Any],
+    lr: float | None = None,
 ) -> dict[str, Any]:
+    """Train `name` on the draw `train` and score it on `test` (images, labels)."""
     start = time.perf_counter()
+    lr = model_lr(name, config) if lr is None else lr
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run_seed(seed, shots))
         model = build_model(name, config)
-        train_model(model, name, train, shots, seed, config)
+        train_model(model, name, train, shots, seed, config, lr=lr)
     train_images = normalize(train.images, train.mean, train.std)
     return {
         "model": name,
@@ -375,44 +414,88 @@ def one_run(
         "train_acc": accuracy(model, train_images, train.labels),
         "parameters": count_parameters(model),
         "steps": training_steps(shots, config),
+        "lr": lr,
         "seconds": time.perf_counter() - start,
     }
 
 
-def few_shot_subset(train: DeviceDataset, shots: int, seed: int) -> DeviceDataset:
-    keep = class_balanced_draw(train.labels, shots, seed, train.num_classes)
+def few_shot_subset(train: DeviceDataset, shots: int, seed: int, skip: int = 0) -> DeviceDataset:
+    keep = class_balanced_draw(train.labels, shots, seed, train.num_classes, skip=skip)
     return DeviceDataset(
         train.images[keep], train.labels[keep], train.num_classes, train.mean, train.std, train.name
     )
 
 
+def lr_sweep(train: DeviceDataset, config: dict[str, Any]) -> pd.DataFrame:
+    """Validation accuracy of every model at every learning rate of `lr_grid`, trained on the
+    sweep draw (`sweep_shots` per class, `sweep_seed`) and scored on the next
+    `validation_per_class` images per class of the same order (training split only)."""
+    rows = []
+    seed, per_class = int(config["sweep_seed"]), int(config["validation_per_class"])
+    for shots in config["sweep_shots"]:
+        draw = few_shot_subset(train, int(shots), seed)
+        held_out = few_shot_subset(train, per_class, seed, skip=int(shots))
+        validation = normalize(held_out.images, held_out.mean, held_out.std), held_out.labels
+        for name in config["models"]:
+            for lr in config["lr_grid"]:
+                run = one_run(name, draw, int(shots), seed, validation, config, lr=float(lr))
+                rows.append(
+                    {
+                        "model": name,
+                        "shots": int(shots),
+                        "lr": float(lr),
+                        "val_acc": run["test_acc"],
+                    }
+                )
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def chosen_lrs(sweep: pd.DataFrame, config: dict[str, Any]) -> dict[str, float]:
+    """Per model, the learning rate of best mean validation accuracy (ties: the smaller); the
+    configured lr_linear / lr_cnn where there was no sweep."""
+    chosen = {name: model_lr(name, config) for name in config["models"]}
+    if len(sweep):
+        means = sweep.groupby(["model", "lr"])["val_acc"].mean().reset_index()
+        for name, rows in means.groupby("model"):
+            best = rows.sort_values(["val_acc", "lr"], ascending=[False, True]).iloc[0]
+            chosen[str(name)] = float(best.lr)
+    return chosen
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std (ddof = 1; 0 for one seed) of test accuracy per (model, N)."""
-    grouped = runs.groupby(["model", "shots"], sort=False)["test_acc"]
-    summary = grouped.agg(mean="mean", std="std", n_seeds="count").reset_index()
+    """Mean and sample std (ddof = 1; 0 for one seed) of test accuracy per (model, N), and the
+    learning rate the runs used."""
+    grouped = runs.groupby(["model", "shots"], sort=False)
+    summary = grouped["test_acc"].agg(mean="mean", std="std", n_seeds="count").reset_index()
     summary["std"] = summary["std"].fillna(0.0)
+    if "lr" in runs:
+        summary["lr"] = grouped["lr"].first().to_numpy()
     return summary
 
 
 def fewshot_experiment(
     config: dict[str, Any] | None = None, root: str | os.PathLike[str] | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Train every model for every N and seed; "runs" (one row each) and "summary" tables."""
+    """Choose every model's learning rate on the validation split (`lr_sweep`), then train
+    every model for every N and seed: "runs" (one row each), "summary" and "sweep" tables."""
     cfg = resolve_config(config)
     rows = []
     with torch_threads(int(cfg["threads"])):
         train = load_dataset(cfg["dataset"], root, "train")
         test = test_images(load_dataset(cfg["dataset"], root, "test"), cfg)
+        no_sweep = pd.DataFrame(columns=SWEEP_COLUMNS)
+        sweep = lr_sweep(train, cfg) if len(cfg["lr_grid"]) > 1 else no_sweep
+        lrs = chosen_lrs(sweep, cfg)
         for seed in cfg["seeds"]:
             for shots in cfg["shots"]:
                 subset = few_shot_subset(train, int(shots), int(seed))
                 rows += [
-                    one_run(name, subset, int(shots), int(seed), test, cfg)
+                    one_run(name, subset, int(shots), int(seed), test, cfg, lr=lrs[name])
                     for name in cfg["models"]
                 ]
     runs = pd.DataFrame(rows).sort_values(["model", "shots", "seed"], kind="stable")
     runs = runs.reset_index(drop=True)
-    return {"runs": runs, "summary": summarise(runs)}
+    return {"runs": runs, "summary": summarise(runs), "sweep": sweep}
 
 
 # ----------------------------------------------------------------------------- figure

@@ -266,9 +266,7 @@ def decode_images(
     chosen = [k for k, ok in enumerate(batchable) if ok]
     if chosen:
         try:
-            decoded = decode_jpeg(
-                [data[k] for k in chosen], mode=ImageReadMode.RGB, device=device
-            )
+            decoded = decode_jpeg([data[k] for k in chosen], mode=ImageReadMode.RGB, device=device)
         except RuntimeError:
             decoded = [_decode_alone(data[k], device) for k in chosen]
         for k, image in zip(chosen, decoded, strict=True):

@@ -30,24 +30,32 @@ class Recipe:
     milestones: tuple[int, ...] = ()  # multistep: lr *= gamma from each of these epochs (0-based)
     gamma: float = 0.1
     warmup_epochs: int = 0
-    min_lr: float = 1e-6
+    warmup_lr: float = (
+        1e-5  # the first warm-up step's lr (timm's --warmup-lr), x each group's scale
+    )
+    min_lr: float = 0.0  # timm's --min-lr
+    sched_on_updates: bool = False  # cosine: step every update, not every epoch (timm's flag)
     dit_lr_mult: float = 10.0  # the quadratic layers and their LN learn this much faster
     train_subset: int | None = None  # a class-stratified subset of the training set
     subset_seed: int = 0
     crop_padding: int = 4
     flip: bool = True
+    mean: tuple[float, ...] | None = None  # input normalisation; None: the dataset's statistics
+    std: tuple[float, ...] | None = None
     eval_batch_size: int = 1000
     eval_subset: int | None = None  # before the last epoch, evaluate on this many test images
     input_size: int = 224  # the ImageNet keys below follow timm's names
     crop_pct: float = 0.875
     auto_augment: str | None = None
     re_prob: float = 0.0
+    re_mode: str = "pixel"  # timm's --remode
+    train_interpolation: str = "random"  # timm's --train-interpolation
     mixup: float = 0.0
     cutmix: float = 0.0
     label_smoothing: float = 0.0
     drop_path: float = 0.0
     model_ema: bool = False
-    ema_decay: float = 0.9999
+    ema_decay: float = 0.9998  # timm's --model-ema-decay
     workers: int = 8
     # ImageNet training batches: "timm" (timm's loader: decode and augment in CPU workers) or
     # "gpu" (workers read bytes; decode and augment on the training device: ann.imagenet_gpu)
@@ -63,8 +71,9 @@ class Recipe:
         if missing:
             raise RecipeError(f"{where}: missing {missing}.")
         values = dict(values)
-        if "milestones" in values:
-            values["milestones"] = tuple(values["milestones"])
+        for key in ("milestones", "mean", "std"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def peak_lr(self) -> float:

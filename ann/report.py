@@ -6,6 +6,7 @@ data files (kappa.nc, the config) are linked relative to the report folder.
 """
 
 import datetime
+import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ import xarray as xr
 import yaml
 
 from .io import git_commit, write_atomic
+from .paper import CIFAR, DEVIATIONS, IMAGENET, protocol, published
 
 DATASETS = {
     "fashion_mnist": "Fashion-MNIST",
@@ -46,9 +48,14 @@ KAPPA_HEADLINES = {
 }
 
 
-def _table(frame: pd.DataFrame, digits: int = 4) -> str:
+def _table(frame: pd.DataFrame, digits: int = 4, wrap: bool = False) -> str:
+    """An HTML table; wrap=True lets long text cells wrap (left-aligned)."""
     return frame.to_html(
-        index=False, na_rep="–", float_format=lambda v: f"{v:.{digits}g}", classes="table", border=0
+        index=False,
+        na_rep="–",
+        float_format=lambda v: f"{v:.{digits}g}",
+        classes="table wrap" if wrap else "table",
+        border=0,
     )
 
 
@@ -127,13 +134,14 @@ def dataset_page(
         "root": source.get("root"),
         "how_to_enable": HOW_TO_ENABLE[dataset],
         "trained": summary_path is not None,
+        "deviations": deviations_table(dataset),
+        "provenance": provenance_table(dataset),
     }
     if summary_path is not None:
         summary, runs = pd.read_csv(summary_path), pd.read_csv(runs_path)
         shown = summary.assign(
-            top1=summary.top1_mean.map("{:.4f}".format)
-            + " ± "
-            + summary.top1_std.fillna(0).map("{:.4f}".format),
+            top1_final=_mean_std(summary.top1_mean, summary.top1_std),
+            top1_best_of_epochs=_mean_std(summary.best_top1_mean, summary.best_top1_std),
             params_M=summary.parameters / 1e6,
             MMACs=summary.macs_per_image / 1e6,
         )[
@@ -142,19 +150,33 @@ def dataset_page(
                 "prior",
                 "seeds",
                 "epochs",
-                "top1",
+                "top1_final",
+                "top1_best_of_epochs",
                 "top5_mean",
                 "params_M",
                 "MMACs",
                 "images_per_s",
                 "paper_params_M",
-                "paper_top1",
                 "paper_flops_G",
+            ]
+        ]
+        published = summary[summary.paper_top1.notna()][
+            [
+                "model",
+                "prior",
+                "paper_top1",
+                "paper_top1_std",
+                "paper_selection",
+                "compare_with",
+                "ours_as_published",
+                "difference_pp",
+                "paper_source",
             ]
         ]
         kappa_hashes = sorted({h for h in runs.kappa_sha256.dropna()})
         context |= {
             "summary": _table(shown),
+            "published": _table(published, wrap=True) if len(published) else None,
             "runs": _table(runs.drop(columns=["run_dir", "dataset"])),
             "figures": {k: report.figure(dataset, p) for k, p in figures.items()},
             "kappa_link": report.link(kappa_path),
@@ -162,6 +184,49 @@ def dataset_page(
             "commits": sorted(set(runs.commit)),
         }
     return report.page(f"{dataset}.html", "dataset.html.j2", **context)
+
+
+def _mean_std(mean: pd.Series, std: pd.Series) -> pd.Series:
+    return mean.map("{:.4f}".format) + " ± " + std.fillna(0).map("{:.4f}".format)
+
+
+def provenance_table(dataset: str) -> str | None:
+    """Every published number of this dataset: its source, its selection rule and which of our
+    rows and accuracies it is compared with (None for Fashion-MNIST)."""
+    if dataset == "fashion_mnist":
+        return None
+    names = list(IMAGENET) if dataset == "imagenet" else list(CIFAR)
+    if dataset != "imagenet":
+        names += [f"dit_resnet{d}_transposed" for d in (20, 32, 56, 110)]
+    rows = []
+    for name in names:
+        number, how = published(dataset, name.removesuffix("_transposed")), protocol(dataset, name)
+        rows.append(
+            {
+                "our row": name,
+                "published top-1 (%)": number["top1"],
+                "± (seeds)": number["top1_std"] if number["top1_std"] is not None else math.nan,
+                "selection": how["selection"],
+                "compare with our": how["compare_with"],
+                "source": how["source"],
+            }
+        )
+    return _table(pd.DataFrame(rows), wrap=True)
+
+
+def deviations_table(dataset: str) -> str | None:
+    """Our deliberate differences from the official code and the baselines' papers that
+    concern the models and recipe of this dataset's page (None for Fashion-MNIST)."""
+    if dataset == "fashion_mnist":
+        return None
+    imagenet = dataset == "imagenet"
+    rows = [
+        row
+        for row in DEVIATIONS
+        if ("imagenet" in row["scope"]) == imagenet
+        and (imagenet or "recipe" not in row["scope"] or "cifar" in row["scope"])
+    ]
+    return _table(pd.DataFrame(rows), wrap=True)
 
 
 def theory_page(report: Report, tables: Mapping[str, str | Path], figures: Mapping) -> Path:

@@ -33,6 +33,7 @@ def build_prior(
         seed=seed,
         fraction_inhibitory=priors["fraction_inhibitory"],
         init_ratio=priors["init_ratio"],
+        diagonal=priors.get("diagonal", "zero"),
     )
     save_torch(
         {
@@ -163,6 +164,7 @@ def theory_fewshot(fewshot: Mapping, root: str | None, outputs: Mapping[str, str
     tables = experiment.fewshot_experiment(dict(fewshot), root=root)
     save_csv(tables["runs"], outputs["runs"])
     save_csv(tables["summary"], outputs["summary"])
+    save_csv(tables["sweep"], outputs["sweep"])
     experiment.plot_fewshot(tables["summary"], outputs["figure"])
     log.info("few-shot summary:\n%s", tables["summary"].to_string(index=False))
 

@@ -239,8 +239,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, updates_pe
         decay_milestones=[m + 1 for m in recipe.milestones],
         decay_rate=recipe.gamma,
         warmup_epochs=recipe.warmup_epochs,
+        warmup_lr=recipe.warmup_lr,
         min_lr=recipe.min_lr,
-        step_on_epochs=recipe.schedule == "multistep",
+        # timm's train.py steps per epoch unless --sched-on-updates; milestones are epochs
+        step_on_epochs=recipe.schedule == "multistep" or not recipe.sched_on_updates,
         updates_per_epoch=updates_per_epoch,
     )
     return scheduler
@@ -267,7 +269,12 @@ def _small_data(run: Run, ctx: Context) -> Data:
     if recipe.train_subset:
         train = train.subset(min(recipe.train_subset, len(train)), seed=recipe.subset_seed)
     train, test = train.to(ctx.device), test.to(ctx.device)
-    augment = GpuAugment.for_dataset(train, crop_padding=recipe.crop_padding, flip=recipe.flip)
+    augment = GpuAugment(
+        recipe.mean or train.mean,
+        recipe.std or train.std,
+        crop_padding=recipe.crop_padding,
+        flip=recipe.flip,
+    )
     if recipe.batch_size % (ctx.world_size * run.micro_batches):
         raise RecipeError(
             f"batch_size {recipe.batch_size} is not divisible by "
@@ -324,6 +331,8 @@ def _imagenet_data(run: Run, ctx: Context) -> Data:
         crop_pct=recipe.crop_pct,
         auto_augment=recipe.auto_augment,
         re_prob=recipe.re_prob,
+        re_mode=recipe.re_mode,
+        train_interpolation=recipe.train_interpolation,
     )
     if recipe.data_pipeline not in DATA_PIPELINES:
         raise RecipeError(
@@ -776,7 +785,9 @@ def run_from_config(
         download=source.get("download", False),
         device=device,
         compile=compile_setting,
-        prior_options={k: priors[k] for k in ("fraction_inhibitory", "init_ratio") if k in priors},
+        prior_options={
+            k: priors[k] for k in ("fraction_inhibitory", "init_ratio", "diagonal") if k in priors
+        },
         **options,
     )
 

@@ -148,8 +148,10 @@ def stage_times(files: PlannedFiles, augment, device, mixup, batch: int, repeats
             _sync(device)
             marks.append(time.perf_counter())
             x = torch.stack(
-                [resized_crop(im, p.crop, augment.input_size, p.interpolation)
-                 for im, p in zip(decoded, plans, strict=True)]
+                [
+                    resized_crop(im, p.crop, augment.input_size, p.interpolation)
+                    for im, p in zip(decoded, plans, strict=True)
+                ]
             )
             _sync(device)
             marks.append(time.perf_counter())
@@ -180,9 +182,7 @@ def model_rate(batch: int, compile_model: bool, steps: int = 20) -> float:
     model = model.to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, fused=True)
     step_model = torch.compile(model) if compile_model else model
-    x = torch.randn(batch, 3, 224, 224, device=device).contiguous(
-        memory_format=torch.channels_last
-    )
+    x = torch.randn(batch, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=device)
 
     def step() -> None:
@@ -222,92 +222,128 @@ def main() -> None:
     device = torch.device("cuda" if cuda else "cpu")
     cores = os.cpu_count()
     torch.set_num_threads(1)
-    print(f"machine: {cores} CPU cores (os.cpu_count), device for (b)/(c): {device}"
-          + (f" ({torch.cuda.get_device_name()})" if cuda else " (no CUDA here)"))
+    print(
+        f"machine: {cores} CPU cores (os.cpu_count), device for (b)/(c): {device}"
+        + (f" ({torch.cuda.get_device_name()})" if cuda else " (no CUDA here)")
+    )
 
     with tempfile.TemporaryDirectory() as scratch:
         root = args.folder or Path(scratch)
         start = time.perf_counter()
         kb = build_folder(root, args.images) if not (root / "train").is_dir() else float("nan")
-        print(f"synthetic ImageNet: {args.images} JPEGs of 500x375, mean {kb:.0f} kB "
-              f"(ImageNet's average is about 110 kB), built in {time.perf_counter() - start:.0f} s")
+        print(
+            f"synthetic ImageNet: {args.images} JPEGs of 500x375, mean {kb:.0f} kB "
+            f"(ImageNet's average is about 110 kB), built in {time.perf_counter() - start:.0f} s"
+        )
         data = load_imagenet(root)
         augment = ImageNetAugment(crop_pct=0.95, **RECIPE)
-        print(f"pipeline: {augment.input_size} px, bicubic RandomResizedCrop, flip, RandAugment "
-              f"{augment.auto_augment}, normalise, random erasing {augment.re_prob}, "
-              f"mixup {MIXUP['mixup_alpha']} / cutmix {MIXUP['cutmix_alpha']}; batch {args.batch}; "
-              f"medians of {args.repeats} passes after a warm-up pass\n")
+        print(
+            f"pipeline: {augment.input_size} px, bicubic RandomResizedCrop, flip, RandAugment "
+            f"{augment.auto_augment}, normalise, random erasing {augment.re_prob}, "
+            f"mixup {MIXUP['mixup_alpha']} / cutmix {MIXUP['cutmix_alpha']}; batch {args.batch}; "
+            f"medians of {args.repeats} passes after a warm-up pass\n"
+        )
 
         mixup = Mixup(num_classes=data.num_classes, **MIXUP)
-        print("(a) timm's CPU loader (data_pipeline: timm), batches on the CPU; images/s by the "
-              "wall clock (depends on what else runs) and per CPU-second of all its processes:")
+        print(
+            "(a) timm's CPU loader (data_pipeline: timm), batches on the CPU; images/s by the "
+            "wall clock (depends on what else runs) and per CPU-second of all its processes:"
+        )
         per_core = {}
         for workers in sorted({0, 1, args.workers}):
             loader = imagenet_loader(
-                data.train, augment, is_training=True, batch_size=args.batch,
-                num_workers=workers, device="cpu",
+                data.train,
+                augment,
+                is_training=True,
+                batch_size=args.batch,
+                num_workers=workers,
+                device="cpu",
             )
             wall, cpu = rate(loader, mixup, torch.device("cpu"), args.repeats)
             per_core[workers] = cpu
             what = "all in the main process" if workers == 0 else f"{workers} worker processes"
-            print(f"    {workers} workers ({what}): {wall:7.1f} images/s wall, "
-                  f"{cpu:6.1f} images/s per core")
+            print(
+                f"    {workers} workers ({what}): {wall:7.1f} images/s wall, "
+                f"{cpu:6.1f} images/s per core"
+            )
             del loader
         timm_per_core = per_core[args.workers]
 
         print("\n(b) device pipeline (data_pipeline: gpu):")
         files = PlannedFiles(data.train.reader.samples, augment)
         cpu_part = cpu_part_rate(files, args.repeats)
-        print(f"    its CPU part (read file, parse header, draw crop/flip/RandAugment): "
-              f"{cpu_part:6.0f} images/s per core")
+        print(
+            f"    its CPU part (read file, parse header, draw crop/flip/RandAugment): "
+            f"{cpu_part:6.0f} images/s per core"
+        )
         loader = GpuTrainLoader(
             data.train, augment, batch_size=args.batch, num_workers=1, device=device
         )
         device_mixup = Mixup(num_classes=data.num_classes, **MIXUP)
         pipeline, pipeline_cpu = rate(loader, device_mixup, device, args.repeats)
         if cuda:
-            print(f"    whole pipeline (decode, crop, RandAugment, erase, mixup on {device}): "
-                  f"{pipeline:7.1f} images/s per GPU ({pipeline_cpu:.0f} per CPU-second)")
+            print(
+                f"    whole pipeline (decode, crop, RandAugment, erase, mixup on {device}): "
+                f"{pipeline:7.1f} images/s per GPU ({pipeline_cpu:.0f} per CPU-second)"
+            )
         else:
-            print(f"    whole pipeline run on the CPU device, 1 thread (NOT a GPU figure): "
-                  f"{pipeline:6.1f} images/s wall, {pipeline_cpu:6.1f} images/s per core")
+            print(
+                f"    whole pipeline run on the CPU device, 1 thread (NOT a GPU figure): "
+                f"{pipeline:6.1f} images/s wall, {pipeline_cpu:6.1f} images/s per core"
+            )
         stages = stage_times(files, augment, device, device_mixup, args.batch, args.repeats)
         total = sum(stages.values())
         listed = ", ".join(f"{name} {1000 * s:.1f}" for name, s in stages.items())
-        print(f"    per stage on {device}, ms per batch of {args.batch} (wall): {listed}; "
-              f"sum {1000 * total:.1f}")
+        print(
+            f"    per stage on {device}, ms per batch of {args.batch} (wall): {listed}; "
+            f"sum {1000 * total:.1f}"
+        )
         if not cuda:
-            print("    GPU figures (nvjpeg decode, device ops, overlap with training): not "
-                  "measured here; run this script on a CUDA machine.")
+            print(
+                "    GPU figures (nvjpeg decode, device ops, overlap with training): not "
+                "measured here; run this script on a CUDA machine."
+            )
 
         print("\n(c) model training step (Dit-ConvNeXt-T, bf16, channels_last, batch 128):")
         model = args.model_rate
         if cuda and model is None:
             model = model_rate(128, args.compile)
-            print(f"    measured: {model:7.1f} images/s per GPU"
-                  + (" (torch.compile)" if args.compile else " (eager)"))
+            print(
+                f"    measured: {model:7.1f} images/s per GPU"
+                + (" (torch.compile)" if args.compile else " (eager)")
+            )
         elif model is not None:
             print(f"    given (--model-rate): {model:7.1f} images/s per GPU")
         else:
-            print("    not measured (no CUDA); pass --model-rate. Issue #12: about 1,300 "
-                  "images/s per H200 today, 2,500 the target.")
+            print(
+                "    not measured (no CUDA); pass --model-rate. Issue #12: about 1,300 "
+                "images/s per H200 today, 2,500 the target."
+            )
 
         print("\nSummary:")
-        print(f"    timm CPU loader: {timm_per_core:.1f} images/s per CPU core with "
-              f"{args.workers} workers ({per_core[0]:.1f} in one process)")
+        print(
+            f"    timm CPU loader: {timm_per_core:.1f} images/s per CPU core with "
+            f"{args.workers} workers ({per_core[0]:.1f} in one process)"
+        )
         for name, need in (("the target", args.target), ("the model", model)):
             if need:
-                print(f"    to feed {name} ({need:.0f} images/s per GPU) timm's loader needs "
-                      f"{need / timm_per_core:.0f} cores per GPU ({8 * need / timm_per_core:.0f} "
-                      f"per 8-GPU node); the device pipeline's CPU part needs "
-                      f"{need / cpu_part:.2f} cores per GPU")
+                print(
+                    f"    to feed {name} ({need:.0f} images/s per GPU) timm's loader needs "
+                    f"{need / timm_per_core:.0f} cores per GPU ({8 * need / timm_per_core:.0f} "
+                    f"per 8-GPU node); the device pipeline's CPU part needs "
+                    f"{need / cpu_part:.2f} cores per GPU"
+                )
         if cuda:
-            print(f"    device pipeline / target: {pipeline / args.target:.2f}"
-                  + (f"; device pipeline / model: {pipeline / model:.2f}" if model else ""))
+            print(
+                f"    device pipeline / target: {pipeline / args.target:.2f}"
+                + (f"; device pipeline / model: {pipeline / model:.2f}" if model else "")
+            )
         else:
-            print(f"    device pipeline on the CPU device / timm loader, per core: "
-                  f"{pipeline_cpu / per_core[0]:.2f} (a CPU figure; the pipeline is made for "
-                  "a GPU)")
+            print(
+                f"    device pipeline on the CPU device / timm loader, per core: "
+                f"{pipeline_cpu / per_core[0]:.2f} (a CPU figure; the pipeline is made for "
+                "a GPU)"
+            )
 
 
 if __name__ == "__main__":

@@ -166,6 +166,9 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
         "seeds": [0],
         "min_steps": 5,
         "max_steps": 10,
+        "lr_grid": [1e-3, 1e-2],
+        "sweep_shots": [2],
+        "validation_per_class": 10,
         "test_subset": None,
         "threads": 1,
     }

@@ -49,9 +49,10 @@ def test_every_model_of_a_seed_trains_on_the_same_draw(monkeypatch):
     seen: dict[str, list[int]] = {}
     original = fewshot.train_model
 
-    def record(model, name, train, shots, seed, config):
-        seen[name] = train.labels.tolist() + [int(train.images.long().sum())]
-        return original(model, name, train, shots, seed, config)
+    def record(model, name, train, shots, seed, config, lr=None):
+        if seed == TINY["seeds"][0]:
+            seen[name] = train.labels.tolist() + [int(train.images.long().sum())]
+        return original(model, name, train, shots, seed, config, lr=lr)
 
     monkeypatch.setattr(fewshot, "train_model", record)
     fewshot.fewshot_experiment({**TINY, "min_steps": 1, "max_steps": 1, "test_subset": 10})
@@ -103,6 +104,72 @@ def test_dit_block_with_zero_quadratic_weights_is_half_the_bn_conv():
         expected = block.bn(block.conv(h)) / 2
         assert torch.allclose(block.pre_activation(h), expected, atol=1e-6)
         assert torch.allclose(block(h), F.max_pool2d(F.relu(expected), 2), atol=1e-6)
+
+
+def test_dit_cnn_sum_starts_as_the_cnn():
+    torch.manual_seed(5)
+    plain = fewshot.build_model("cnn", fewshot.resolve_config(None)).eval()
+    torch.manual_seed(5)
+    summed = fewshot.build_model("dit_cnn_sum", fewshot.resolve_config(None)).eval()
+    torch.manual_seed(5)
+    halved = fewshot.build_model("dit_cnn", fewshot.resolve_config(None)).eval()
+    assert summed.blocks[2].dit is not None and not summed.blocks[2].halve
+    assert halved.blocks[2].halve
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(summed(x), plain(x), rtol=0, atol=0)
+        assert not torch.allclose(halved(x), plain(x))
+        block = summed.blocks[2]
+        block.dit.quadratic.weight.normal_()
+        h = torch.randn(2, 16, 8, 8)
+        expected = block.bn(block.conv(h)) + block.dit(h)
+        torch.testing.assert_close(block.pre_activation(h), expected)
+
+
+def test_sweep_draw_and_validation_split_are_disjoint_and_seeded():
+    labels = torch.arange(10).repeat_interleave(40)[torch.randperm(400)]
+    draw = fewshot.class_balanced_draw(labels, 10, seed=1000)
+    validation = fewshot.class_balanced_draw(labels, 20, seed=1000, skip=10)
+    assert not set(draw.tolist()) & set(validation.tolist())
+    assert torch.equal(torch.bincount(labels[validation], minlength=10), torch.full((10,), 20))
+    both = fewshot.class_balanced_draw(labels, 30, seed=1000)
+    assert set(both.tolist()) == set(draw.tolist()) | set(validation.tolist())
+
+
+def test_chosen_learning_rate_is_the_best_mean_validation_accuracy():
+    config = fewshot.resolve_config({"models": ["cnn", "linear"]})
+    sweep = pd.DataFrame(
+        {
+            "model": ["cnn"] * 6 + ["linear"] * 2,
+            "shots": [5, 5, 5, 10, 10, 10, 5, 5],
+            "lr": [1e-3, 3e-3, 1e-2, 1e-3, 3e-3, 1e-2, 1e-3, 1e-2],
+            "val_acc": [0.5, 0.6, 0.7, 0.6, 0.8, 0.5, 0.4, 0.4],
+        }
+    )
+    assert fewshot.chosen_lrs(sweep, config) == {"cnn": 3e-3, "linear": 1e-3}  # tie: smaller
+    empty = pd.DataFrame(columns=fewshot.SWEEP_COLUMNS)
+    assert fewshot.chosen_lrs(empty, config) == {"cnn": 3e-3, "linear": 3e-3}
+    with pytest.raises(ValueError, match="sweep_seed"):
+        fewshot.resolve_config({"seeds": [0, 1000]})
+
+
+@needs_fashion_mnist
+def test_sweep_uses_no_test_image_and_runs_use_the_chosen_rate(monkeypatch):
+    config = {**TINY, "min_steps": 2, "max_steps": 2, "lr_grid": [1e-3, 1e-2], "test_subset": 70}
+    config |= {"models": ["cnn", "dit_cnn_sum"], "validation_per_class": 3}
+    scored = []
+    original = fewshot.accuracy
+    monkeypatch.setattr(
+        fewshot, "accuracy", lambda model, x, y: scored.append(len(y)) or original(model, x, y)
+    )
+    result = fewshot.fewshot_experiment(config)
+    sweep, runs = result["sweep"], result["runs"]
+    assert len(sweep) == 2 * 2 and set(sweep.lr) == {1e-3, 1e-2}
+    assert set(sweep.shots) == {10}
+    # sweep runs score on 30 validation images (3 per class), evaluation runs on 70 test images
+    assert scored.count(30) == len(sweep) and scored.count(70) == len(runs)
+    lrs = fewshot.chosen_lrs(sweep, fewshot.resolve_config(config))
+    assert dict(zip(runs.model, runs.lr, strict=True)) == lrs
 
 
 def test_dit_cnn_shares_the_cnn_layout_and_initial_weights():
@@ -186,7 +253,7 @@ def test_tiny_run_tables_and_accuracy_clearly_above_chance(tiny_result):
     ]
     assert "seconds" in runs.columns
     assert len(runs) == len(fewshot.MODEL_NAMES)
-    assert set(summary.columns) == {"model", "shots", "mean", "std", "n_seeds"}
+    assert set(summary.columns) == {"model", "shots", "mean", "std", "n_seeds", "lr"}
     merged = summary.merge(runs, on=["model", "shots"])
     assert np.allclose(merged["mean"], merged["test_acc"])
     assert (summary["std"] == 0).all()

@@ -93,7 +93,9 @@ def test_colour_ops_match_timm_pil_ops(photo, name, args):
 
 def test_posterize_to_zero_bits_is_black(photo):
     """timm's PosterizeIncreasing reaches 0 bits at magnitude 10 (Pillow 13 refuses those)."""
-    out = gpu.apply_op(as_tensor(photo).expand(2, -1, -1, -1), "Posterize", torch.tensor([[0], [8]]))
+    out = gpu.apply_op(
+        as_tensor(photo).expand(2, -1, -1, -1), "Posterize", torch.tensor([[0], [8]])
+    )
     assert out[0].max() == 0 and torch.equal(out[1], as_tensor(photo)[0])
 
 
@@ -176,12 +178,16 @@ def test_rand_augment_draws_are_timms(photo_jpeg):
     """The same ops with the same level arguments and fill as timm's own RandAugment calls."""
     augment = ImageNetAugment(input_size=64, auto_augment="rand-m9-mstd0.5")
     reference = create_transform(
-        64, is_training=True, auto_augment=augment.auto_augment, interpolation="bicubic",
+        64,
+        is_training=True,
+        auto_augment=augment.auto_augment,
+        interpolation="bicubic",
         use_prefetcher=True,
     )
     rand_augment = next(t for t in reference.transforms if isinstance(t, timm_aa.RandAugment))
     calls = []
     for op in rand_augment.ops:
+
         def recording(img, *args, _name=op.name, _fn=op.aug_fn, **kwargs):
             calls.append((_name, tuple(args), tuple(kwargs.get("fillcolor", FILL))))
             return _fn(img, *args, **kwargs)
@@ -212,7 +218,10 @@ def test_augmented_images_equal_timms_from_the_same_seeds(photo_jpeg, interpolat
         input_size=64, auto_augment=auto_augment, re_prob=0.0, interpolation=interpolation
     )
     reference = create_transform(
-        64, is_training=True, auto_augment=auto_augment, interpolation=interpolation,
+        64,
+        is_training=True,
+        auto_augment=auto_augment,
+        interpolation=interpolation,
         use_prefetcher=True,
     )
     planner, augmenter = gpu.TimmPlanner(augment), gpu.GpuAugmenter(augment, "cpu")
@@ -254,9 +263,17 @@ def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, w
     imagenet = load_imagenet(tmp_path)
     augment = ImageNetAugment(input_size=48, auto_augment="rand-m9-mstd0.5", re_prob=0.5)
     reference = create_loader(
-        imagenet.train, input_size=(3, 48, 48), batch_size=4, is_training=True,
-        auto_augment=augment.auto_augment, re_prob=augment.re_prob, interpolation="bicubic",
-        mean=augment.mean, std=augment.std, num_workers=workers, device=torch.device("cpu"),
+        imagenet.train,
+        input_size=(3, 48, 48),
+        batch_size=4,
+        is_training=True,
+        auto_augment=augment.auto_augment,
+        re_prob=augment.re_prob,
+        interpolation="bicubic",
+        mean=augment.mean,
+        std=augment.std,
+        num_workers=workers,
+        device=torch.device("cpu"),
         use_prefetcher=True,
     )
     loader = gpu.GpuTrainLoader(

@@ -1,6 +1,9 @@
+import copy
+
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
@@ -12,6 +15,7 @@ from ann.flops import (
 )
 from ann.models import (
     CIFAR_MODEL_NAMES,
+    CIFAR_VARIANT_NAMES,
     IMAGENET_MODEL_NAMES,
     MODEL_NAMES,
     CifarResNet,
@@ -21,6 +25,7 @@ from ann.models import (
     dit_parameters,
     quadratic_layers,
 )
+from ann.models.cifar_resnet import DitBranch, FanQuadraticConv2d, QuadraConv2d
 from ann.quadratic import DitQuadratic
 
 # Seed talk, CIFAR table: model -> (# param. CIFAR-10, # param. CIFAR-100), millions.
@@ -57,12 +62,15 @@ TOLERANCE = 0.03
 def test_seed_tables_cover_every_model():
     assert set(SEED_CIFAR_PARAMS) == set(CIFAR_MODEL_NAMES)
     assert set(SEED_IMAGENET) == set(IMAGENET_MODEL_NAMES)
-    assert set(MODEL_NAMES) == set(CIFAR_MODEL_NAMES) | set(IMAGENET_MODEL_NAMES)
+    assert set(MODEL_NAMES) == (
+        set(CIFAR_MODEL_NAMES) | set(CIFAR_VARIANT_NAMES) | set(IMAGENET_MODEL_NAMES)
+    )
 
 
-@pytest.mark.parametrize("name", SEED_CIFAR_PARAMS)
+@pytest.mark.parametrize("name", [*SEED_CIFAR_PARAMS, *CIFAR_VARIANT_NAMES])
 def test_cifar_parameter_counts_match_seed(name):
-    for num_classes, millions in zip((10, 100), SEED_CIFAR_PARAMS[name], strict=True):
+    published = SEED_CIFAR_PARAMS[name.removesuffix("_transposed")]
+    for num_classes, millions in zip((10, 100), published, strict=True):
         count = count_parameters(create_model(name, num_classes=num_classes))
         assert count == pytest.approx(millions * 1e6, rel=TOLERANCE), (name, num_classes)
 
@@ -81,17 +89,178 @@ def test_resnet20_parameters_exactly():
     assert count_parameters(create_model("resnet20")) == convs + batch_norms + head
 
 
-def test_quadratic_baselines_triple_every_3x3_convolution():
+def test_quadratic_baselines_count_their_published_neurons():
+    """Fan: three biased kernels per 3x3 convolution, stem included; QuadraLib: three biased
+    kernels, each with its BN, per 3x3 convolution of the blocks, and a linear stem."""
     linear, fan, quadra = (
         create_model(f"{family}20") for family in ("resnet", "qresnet", "quadraresnet")
     )
-    convs_3x3 = sum(
-        m.weight.numel()
-        for m in linear.modules()
-        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
-    )
-    assert count_parameters(fan) - count_parameters(linear) == 2 * convs_3x3
-    assert count_parameters(quadra) == count_parameters(fan)
+    convs_3x3 = [
+        m for m in linear.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
+    stem = linear.stem[0]
+    kernels = sum(m.weight.numel() for m in convs_3x3)
+    outputs = sum(m.out_channels for m in convs_3x3)
+    assert count_parameters(fan) - count_parameters(linear) == 2 * kernels + 3 * outputs
+    block_kernels = kernels - stem.weight.numel()
+    block_outputs = outputs - stem.out_channels
+    extra = 2 * block_kernels + 3 * block_outputs + 3 * 2 * block_outputs
+    assert count_parameters(quadra) - count_parameters(linear) == extra
+    assert sum(isinstance(m, FanQuadraticConv2d) for m in fan.modules()) == len(convs_3x3)
+    assert sum(isinstance(m, QuadraConv2d) for m in quadra.modules()) == len(convs_3x3) - 1
+
+
+def fan_by_hand(layer, x):
+    def conv(c, inp):
+        return F.conv2d(inp, c.weight, c.bias, c.stride, c.padding)
+
+    r, g, b = layer.conv_r, layer.conv_g, layer.conv_b
+    return conv(r, x) * conv(g, x) + conv(b, x * x)
+
+
+@pytest.mark.parametrize("conv_init", ["pytorch", "kaiming_normal"])
+def test_qresnet_neuron_starts_as_its_linear_convolution(conv_init):
+    torch.manual_seed(0)
+    model = create_model("qresnet20", conv_init=conv_init)
+    layers = [m for m in model.modules() if isinstance(m, FanQuadraticConv2d)]
+    assert len(layers) == 19
+    for layer in layers:
+        assert torch.equal(layer.conv_g.weight, torch.zeros_like(layer.conv_g.weight))
+        assert torch.equal(layer.conv_g.bias, torch.ones_like(layer.conv_g.bias))
+        assert not layer.conv_b.weight.any() and not layer.conv_b.bias.any()
+        assert layer.conv_r.weight.std() > 0 and layer.conv_r.bias is not None
+    layer = layers[3]
+    x = torch.randn(2, layer.conv_r.in_channels, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), layer.conv_r(x), rtol=0, atol=0)
+        # affine in x: f(a x + b y) - f(0) = a (f(x) - f(0)) + b (f(y) - f(0))
+        y, zero = torch.randn_like(x), torch.zeros_like(x)
+        f0 = layer(zero)
+        torch.testing.assert_close(
+            layer(2 * x - 3 * y) - f0, 2 * (layer(x) - f0) - 3 * (layer(y) - f0)
+        )
+    # the whole network at init equals the same network with every neuron replaced by W_r * x + b_r
+    model.eval()
+    randomise_batch_norms(model)
+    linearised = copy.deepcopy(model)
+    for module in list(linearised.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, FanQuadraticConv2d):
+                setattr(module, child_name, child.conv_r)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), linearised(images))
+    # the quadratic parameters get gradients at the linear start, and the formula is Fan's
+    model.train()
+    model(images).square().sum().backward()
+    assert layer.conv_g.weight.grad.abs().sum() > 0 and layer.conv_b.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        for conv in (layer.conv_g, layer.conv_b):
+            conv.weight.normal_(0, 0.1)
+            conv.bias.normal_()
+        torch.testing.assert_close(layer(x), fan_by_hand(layer, x), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(layer(x), layer.conv_r(x), atol=1e-3)
+
+
+def test_quadraresnet_has_quadralib_neurons_and_a_linear_stem():
+    torch.manual_seed(0)
+    model = create_model("quadraresnet20").eval()
+    stem = model.stem[0]
+    assert type(stem) is nn.Conv2d and stem.bias is None
+    randomise_batch_norms(model)
+    for stage in model.stages:
+        for block in stage:
+            for neuron in (block.conv1, block.conv2):
+                assert isinstance(neuron, QuadraConv2d)
+                for index in (1, 2, 3):
+                    conv = getattr(neuron, f"conv{index}")
+                    assert conv.bias is not None and conv.kernel_size == (3, 3)
+                    assert isinstance(getattr(neuron, f"bn{index}"), nn.BatchNorm2d)
+            if not isinstance(block.shortcut, nn.Identity):
+                assert type(block.shortcut[0]) is nn.Conv2d  # linear projection
+    neuron = model.stages[1][0].conv1
+    assert neuron.conv1.stride == (2, 2)
+    x = torch.randn(2, 16, 8, 8)
+
+    def branch(index):
+        conv, bn = getattr(neuron, f"conv{index}"), getattr(neuron, f"bn{index}")
+        y = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding)
+        return F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
+
+    with torch.no_grad():
+        expected = branch(1) * branch(2) + branch(3)
+        torch.testing.assert_close(neuron(x), expected, rtol=1e-5, atol=1e-5)
+        assert neuron(x).shape == (2, 32, 4, 4)
+
+
+def conv_weights(model):
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.mark.parametrize("name", ["resnet56", "dit_resnet56", "qresnet20", "quadraresnet20"])
+def test_conv_init_is_pytorchs_default_as_in_the_official_code(name):
+    torch.manual_seed(0)
+    default = create_model(name)
+    for conv in conv_weights(default):
+        fan_in = conv.weight[0].numel()
+        bound = 1 / fan_in**0.5  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        if conv.weight.any():  # the ReLinear kernels start at zero
+            assert conv.weight.abs().max() <= bound
+            assert float(conv.weight.detach().std()) == pytest.approx(bound / 3**0.5, rel=0.25)
+    torch.manual_seed(0)
+    kaiming = create_model(name, conv_init="kaiming_normal")
+    ratios = [
+        float(k.weight.detach().std() / d.weight.detach().std())
+        for k, d in zip(conv_weights(kaiming), conv_weights(default), strict=True)
+        if d.weight.any() and d.weight.numel() > 1000
+    ]
+    assert ratios and all(r == pytest.approx(6**0.5, rel=0.1) for r in ratios)  # 2.45x
+    with pytest.raises(ValueError, match="conv_init"):
+        create_model(name, conv_init="xavier")
+
+
+def official_cifar_quadratic(x, weight):
+    """Direct port of the forward of official: CIFAR/model/Conv2d_quadratic.py."""
+    c = x.size(1)
+    rows = x.transpose(1, 3).reshape(-1, c)
+    qinput = torch.bmm(rows.unsqueeze(-1), rows.unsqueeze(-2)).reshape(-1, c**2)
+    y = F.linear(qinput, weight).reshape(x.size(0), x.size(2), x.size(3), weight.size(0))
+    return y.transpose(1, 3).transpose(2, 3)
+
+
+@pytest.mark.parametrize("height, width", [(16, 16), (5, 7)])
+def test_transposed_branch_equals_the_official_layer(height, width):
+    torch.manual_seed(0)
+    branch = DitBranch(6, height, width, transpose=True).double()
+    plain = DitBranch(6, height, width).double()
+    with torch.no_grad():
+        branch.quadratic.weight.normal_()
+        branch.norm.weight.uniform_(0.5, 1.5)
+        branch.norm.bias.normal_()
+    plain.load_state_dict(branch.state_dict())
+    x = torch.randn(3, 6, height, width, dtype=torch.float64)
+    with torch.no_grad():
+        official = official_cifar_quadratic(branch.norm(x), branch.quadratic.weight)
+        torch.testing.assert_close(branch(x), official)
+        assert not torch.allclose(plain(x), official)
+        if height == width:
+            torch.testing.assert_close(plain(x).transpose(2, 3), official)
+
+
+def test_transposed_dit_resnet_block_is_the_official_block():
+    torch.manual_seed(0)
+    model = create_model("dit_resnet20_transposed").eval()
+    assert set(model.state_dict()) == set(create_model("dit_resnet20").state_dict())
+    randomise_batch_norms(model)
+    block = model.stages[1][0]
+    assert block.dit.transpose and quadratic_layers(model) == [block.dit.quadratic]
+    with torch.no_grad():
+        block.dit.quadratic.weight.normal_(0, 0.05)
+        x, y = block_input_and_output(model, block, torch.randn(2, 3, 32, 32))
+        h, linear = linear_part(block, x)
+        official = official_cifar_quadratic(block.dit.norm(h), block.dit.quadratic.weight)
+        expected = torch.relu((linear + official) / 2 + block.shortcut(x))
+        torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
 
 
 NARROW_CONVNEXT = {"dims": (16, 32, 64, 128)}  # the tiny layout at a sixth of the width
@@ -100,6 +269,7 @@ FORWARD_CASES = {
     "dit_resnet20": {},
     "qresnet20": {},
     "quadraresnet20": {},
+    "dit_resnet20_transposed": {},
     "convnext_tiny": NARROW_CONVNEXT,
     "dit_convnext_tiny": NARROW_CONVNEXT,
 }

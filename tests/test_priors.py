@@ -40,18 +40,27 @@ def expected_kappa(tables: KappaTables, receptor, sites, o, i, j) -> float:
     return tables.EI[si, sj] if ti == "E" else tables.EI[sj, si]
 
 
-def test_bio_prior_reproduces_the_planted_structure():
+@pytest.mark.parametrize("diagonal", ["zero", "same_site"])
+def test_bio_prior_reproduces_the_planted_structure(diagonal):
     tables = planted_tables()
-    prior = bio_prior(tables, 6, 4, fraction_inhibitory=0.5, init_ratio=10.0, seed=3)
+    prior = bio_prior(
+        tables, 6, 4, fraction_inhibitory=0.5, init_ratio=10.0, diagonal=diagonal, seed=3
+    )
     assert prior.weight.shape == (4, 36)
     assert (prior.receptor == "I").sum() == 3
     k = prior.weight.reshape(4, 6, 6).numpy() * prior.divisor * 2 / tables.psp_scale_mV
     for o in range(4):
         for i in range(6):
             for j in range(6):
+                if i == j and diagonal == "zero":
+                    assert k[o, i, j] == 0
+                    continue
                 assert k[o, i, j] == pytest.approx(
                     expected_kappa(tables, prior.receptor, prior.sites, o, i, j)
                 )
+        np.testing.assert_array_equal(k[o], k[o].T)
+    with pytest.raises(PriorError, match="priors.diagonal"):
+        bio_prior(tables, 6, 4, diagonal="self")
 
 
 def test_bio_prior_is_deterministic_and_seeded():
@@ -75,13 +84,52 @@ def test_quadratic_rms_matches_monte_carlo():
     assert quadratic_rms(weight, 5) == pytest.approx(mc, rel=0.03)
 
 
-def test_shuffled_keeps_the_values_and_breaks_the_order():
-    weight = bio_prior(planted_tables(), 8, 4, seed=0).weight
-    control = shuffled(weight, seed=5)
-    assert control.shape == weight.shape
-    assert torch.equal(control.flatten().sort().values, weight.flatten().sort().values)
-    assert not torch.equal(control, weight)
-    assert torch.equal(control, shuffled(weight, seed=5))
+def upper_pairs(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    k = weight.double().reshape(-1, channels, channels)
+    first, second = torch.triu_indices(channels, channels, offset=1)
+    return ((k + k.transpose(1, 2)) / 2)[:, first, second].flatten()
+
+
+def monte_carlo_rms(weight: torch.Tensor, channels: int, x: torch.Tensor) -> float:
+    y = torch.einsum("pi,oij,pj->po", x, weight.double().reshape(-1, channels, channels), x)
+    return float((y**2).mean().sqrt())
+
+
+@pytest.mark.parametrize("diagonal", ["zero", "same_site"])
+def test_shuffled_control_is_symmetric_with_the_bio_pairs_and_rms(diagonal):
+    channels = 16
+    bio = bio_prior(planted_tables(), channels, 12, diagonal=diagonal, seed=0).weight
+    control = shuffled(bio, channels, seed=5)
+    k = control.reshape(-1, channels, channels)
+    assert control.shape == bio.shape and control.dtype == bio.dtype
+    torch.testing.assert_close(k, k.transpose(1, 2), rtol=0, atol=0)  # symmetric, like bio
+    assert quadratic_rms(control, channels) == pytest.approx(quadratic_rms(bio, channels))
+    assert quadratic_rms(bio, channels) == pytest.approx(0.1)
+    ours, theirs = upper_pairs(control, channels), upper_pairs(bio, channels)
+    scale = float(ours.abs().sum() / theirs.abs().sum())  # one factor for all entries
+    torch.testing.assert_close(ours.sort().values, scale * theirs.sort().values)
+    if diagonal == "zero":
+        assert scale == pytest.approx(1.0)  # no trace term: the permutation keeps the RMS
+        assert not torch.diagonal(k, dim1=1, dim2=2).any()
+    assert not torch.allclose(ours, scale * theirs)  # the structure is gone
+    assert torch.equal(control, shuffled(bio, channels, seed=5))
+    assert not torch.equal(control, shuffled(bio, channels, seed=6))
+
+
+def test_bio_and_shuffled_have_the_same_response_rms_on_gaussian_inputs():
+    """Monte Carlo on the reference inputs x ~ N(0, I), independent of quadratic_rms; a plain
+    permutation of all entries (the old control) would not pass."""
+    channels, generator = 16, torch.Generator().manual_seed(0)
+    x = torch.randn(100_000, channels, generator=generator, dtype=torch.float64)
+    for diagonal in ("zero", "same_site"):
+        bio = bio_prior(planted_tables(), channels, 8, diagonal=diagonal, seed=1).weight
+        control = shuffled(bio, channels, seed=2)
+        bio_rms, control_rms = (monte_carlo_rms(w, channels, x) for w in (bio, control))
+        assert control_rms == pytest.approx(bio_rms, rel=0.02), diagonal
+        assert bio_rms == pytest.approx(0.1, rel=0.02)
+    order = torch.randperm(bio.numel(), generator=generator)
+    plain = bio.flatten()[order].reshape(bio.shape)
+    assert monte_carlo_rms(plain, channels, x) < 0.9 * bio_rms
 
 
 def tiny_model() -> nn.Module:
@@ -94,8 +142,16 @@ def test_prior_weights_for_every_layer():
     assert set(zero) == {"1", "3"} and all(w.abs().sum() == 0 for w in zero.values())
     bio = prior_weights(model, "bio", tables, seed=0)
     control = prior_weights(model, "shuffled", tables, seed=0)
-    for name in bio:
-        assert torch.equal(bio[name].flatten().sort().values, control[name].flatten().sort().values)
+    for name, channels in (("1", 4), ("3", 4)):
+        assert quadratic_rms(control[name], channels) == pytest.approx(
+            quadratic_rms(bio[name], channels), rel=1e-5
+        )
+        torch.testing.assert_close(
+            upper_pairs(control[name], channels).sort().values,
+            upper_pairs(bio[name], channels).sort().values,
+        )
+    same_site = prior_weights(model, "bio", tables, seed=0, diagonal="same_site")
+    assert not torch.equal(same_site["1"], bio["1"])
     assert not torch.equal(bio["1"], bio["3"][:, :16].repeat(2, 1))  # layers differ
     apply_prior(model, bio)
     assert torch.equal(model[1].weight, bio["1"])

@@ -61,6 +61,14 @@ def test_tiny_run_produces_every_stage(tiny_run):
     assert bio["kappa_sha256"] and bio["epochs"] == 3 and bio["world_size"] == 2
     page = (results / "report/cifar10.html").read_text()
     assert "not found" in page and "datasets.cifar10.root" in page
+    assert "dit_resnet*_transposed" in page and "He et al." in page  # provenance, deviations
+    import pandas as pd
+
+    summary = pd.read_csv(results / "train/fashion_mnist/summary.csv")
+    for column in ("top1_mean", "top1_std", "best_top1_mean", "best_top1_std"):
+        assert summary[column].notna().all() or column.endswith("std"), column
+    assert (summary.best_top1_mean >= summary.top1_mean).all()
+    assert (results / "theory/fewshot_lr_sweep.csv").is_file()
 
 
 @pytest.mark.skipif(
@@ -152,7 +160,7 @@ def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
         f"{family}{d}"
         for family in ("resnet", "dit_resnet", "qresnet", "quadraresnet")
         for d in depths
-    ]
+    ] + [f"dit_resnet{d}_transposed" for d in depths]  # the official layer, beside ours
     seeds = [0, 1, 2, 3, 4]
     config["train"]["experiments"] = {
         "cifar10": {"models": cifar_models, "priors": ["zero"], "seeds": seeds},
@@ -170,7 +178,7 @@ def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
     jobs = planned_jobs(snakemake(tmp_path, config, "-n").stdout)
     fmnist = default_config["train"]["experiments"]["fashion_mnist"]  # merged in: it stays
     fmnist_runs = len(fmnist["seeds"]) * (1 + len(fmnist["priors"]))
-    assert jobs["train"] == 2 * 16 * 5 + 6 + fmnist_runs
+    assert jobs["train"] == 2 * 20 * 5 + 6 + fmnist_runs
     assert jobs["summarise_dataset"] == 4
     assert jobs["build_prior"] == 2 * len(fmnist["seeds"])  # only Fashion-MNIST's bio/shuffled
 

@@ -1,6 +1,8 @@
 """Model zoo of the Dit-CNN experiments; every model is also registered in timm's registry.
 
-CIFAR: resnet, dit_resnet, qresnet, quadraresnet at depths 20/32/56/110 (ann.models.cifar_resnet).
+CIFAR: resnet, dit_resnet, qresnet, quadraresnet at depths 20/32/56/110, the paper's table
+(ann.models.cifar_resnet, whose docstring names the paper and equation of each), and
+dit_resnet*_transposed, the Dit-ResNets with the official CIFAR layer's transposed quadratic map.
 ImageNet: timm's convnext_tiny/small/base and dit_convnext_tiny/small/base
 (ann.models.dit_convnext).
 """
@@ -16,6 +18,7 @@ from ann.quadratic import DitQuadratic
 
 __all__ = [
     "CIFAR_MODEL_NAMES",
+    "CIFAR_VARIANT_NAMES",
     "IMAGENET_MODEL_NAMES",
     "MODEL_NAMES",
     "CifarResNet",
@@ -33,15 +36,17 @@ CIFAR_FAMILIES = ("resnet", "dit_resnet", "qresnet", "quadraresnet")
 CONVNEXT_SIZES = ("tiny", "small", "base")
 
 CIFAR_MODEL_NAMES = tuple(f"{family}{depth}" for family in CIFAR_FAMILIES for depth in CIFAR_DEPTHS)
+CIFAR_VARIANT_NAMES = tuple(f"dit_resnet{depth}_transposed" for depth in CIFAR_DEPTHS)
 IMAGENET_MODEL_NAMES = tuple(
     f"{prefix}convnext_{size}" for prefix in ("", "dit_") for size in CONVNEXT_SIZES
 )
-MODEL_NAMES = CIFAR_MODEL_NAMES + IMAGENET_MODEL_NAMES
+MODEL_NAMES = CIFAR_MODEL_NAMES + CIFAR_VARIANT_NAMES + IMAGENET_MODEL_NAMES
 
 
 def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """Build one of MODEL_NAMES through timm's registry; kwargs go to the model (in_chans,
-    img_size and dit_blocks for the CIFAR models, drop_path_rate, dit_blocks, ... for ConvNeXt)."""
+    img_size, dit_blocks, conv_init, dit_transpose for the CIFAR models; drop_path_rate,
+    dit_blocks, ... for ConvNeXt)."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     return timm.create_model(name, num_classes=num_classes, **kwargs)

@@ -1,19 +1,43 @@
-"""CIFAR ResNets (He et al. 2016) and their quadratic variants, registered in timm.
+"""CIFAR ResNets and their quadratic variants, in the layout of the Dit-CNN authors' code,
+registered in timm.
 
-Layout of the Dit-CNN paper's code: a 3x3 stem with 16 channels, three stages of 16/32/64
-channels with (depth - 2) / 6 basic blocks each (stride 2 at the start of stages 2 and 3,
-1x1 convolution + BN shortcuts where the shape changes), then 4x4 average pooling of the last
-map (8x8 for 32x32 images) into a 2x2x64 = 256-wide feature for the linear head.
+Layout (official: CIFAR/model/dit_resnet_cifar10.py): a 3x3 stem with 16 channels, three stages
+of 16/32/64 channels with (depth - 2) / 6 basic blocks each (stride 2 at the start of stages 2
+and 3, 1x1 convolution + BN shortcuts where the shape changes, He et al.'s option B), then 4x4
+average pooling of the last map (8x8 for 32x32 images) into a 2x2x64 = 256-wide feature for the
+linear head. This is not He et al.'s CIFAR ResNet (option-A zero-padding shortcuts, global
+pooling into a 64-wide head), whose published numbers the Dit paper quotes for its ResNet rows
+(see ann.paper).
 
-- ResNet: every convolution linear.
-- Dit-ResNet: chosen blocks add the Dit quadratic term to their second convolution,
-  out = (BN(conv2(h)) + Q(LN(h))) / 2 (a DitBranch); by default the first block of the second
-  stage, as in the paper.
-- QResNet / QuadraResNet: every 3x3 convolution, the stem included, is a quadratic neuron
-  (Fan et al. / QuadraNet), each with three weight tensors and no biases (a BN follows every
-  one); the 1x1 projection shortcuts stay linear. This reproduces the parameter counts of the
-  paper's table (0.81M, 1.39M, 2.55M, 5.17M on CIFAR-10); tripling the shortcuts too would give
-  2.56M and 5.18M for -56 and -110.
+Initialisation: PyTorch's default for every layer (convolutions kaiming_uniform with
+a = sqrt(5), i.e. weights U(-1/sqrt(fan_in), 1/sqrt(fan_in))), as the official code leaves it.
+`conv_init="kaiming_normal"` draws the convolutions from He et al.'s N(0, 2/fan_in) instead
+(about 2.45x larger weights; this project's earlier default).
+
+Models and the equation each implements:
+
+- ResNet (`resnet*`): every convolution linear.
+- Dit-ResNet (`dit_resnet*`), Liu et al., NeurIPS 2024, the Dit-CNN layer: chosen blocks add the
+  quadratic term to their second convolution, out = (BN(conv2(h)) + Q(LN(h))) / 2 with
+  Q(z)_o = sum_ij K_oij z_i z_j at every pixel (a DitBranch); by default the first block of the
+  second stage, as in the official code.
+- Dit-ResNet, official transpose (`dit_resnet*_transposed`): the same with Q's output map
+  spatially transposed, which is what official: CIFAR/model/Conv2d_quadratic.py computes (it
+  flattens the input as (B, W, H, C) and reads the result back as (B, H, W, C)); the published
+  CIFAR numbers come from this layer. The ImageNet layer does not transpose.
+- QResNet (`qresnet*`), Fan, Cong & Wang, "A new type of neurons for machine learning" (2018),
+  in convolutional form: every 3x3 convolution, the stem included, is the quadratic
+  neuron (W_r*x + b_r) . (W_g*x + b_g) + W_b*(x . x) + c, initialised with ReLinear (Fan et al.,
+  "Expressivity and trainability of quadratic networks", 2021: W_g = 0, b_g = 1, W_b = 0, c = 0)
+  so that every neuron starts as the linear convolution W_r*x + b_r.
+- QuadraResNet (`quadraresnet*`), Xu et al., "QuadraLib" (MLSys 2022), the QuadraLib neuron of
+  its ResNet (Quadraour in image_classification/models/quadratic_layer.py):
+  BN(W_1*x + b_1) . BN(W_2*x + b_2) + BN(W_3*x + b_3), three biased convolutions each with its
+  own BN; every 3x3 convolution of the blocks is one, the stem stays linear as in QuadraLib.
+
+In both quadratic baselines a BN follows every neuron and the 1x1 projection shortcuts stay
+linear. The three kernels per neuron reproduce the parameter counts of the paper's table
+(0.81M, 1.39M, 2.55M, 5.17M on CIFAR-10) within 1%.
 """
 
 import math
@@ -28,6 +52,7 @@ from ann.quadratic import DitQuadratic
 __all__ = [
     "BasicBlock",
     "CifarResNet",
+    "CONV_INITS",
     "DitBranch",
     "FanQuadraticConv2d",
     "QuadraConv2d",
@@ -37,6 +62,7 @@ __all__ = [
 STAGE_WIDTHS = (16, 32, 64)
 POOL_SIZE = 4
 DIT_RESNET_BLOCKS = ((1, 0),)
+CONV_INITS = ("pytorch", "kaiming_normal")
 TIMM_ONLY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 ConvLayer = Callable[..., nn.Module]
@@ -44,35 +70,46 @@ linear_conv3x3: ConvLayer = partial(nn.Conv2d, kernel_size=3, padding=1, bias=Fa
 
 
 class FanQuadraticConv2d(nn.Module):
-    """Quadratic neuron of Fan et al.: (W_r * x) . (W_g * x) + W_b * (x . x), no biases.
+    """Fan et al.'s quadratic neuron: (W_r * x + b_r) . (W_g * x + b_g) + W_b * (x . x) + c.
 
-    W_r and W_g are one convolution with twice the output channels."""
+    Starts linear (ReLinear): W_g = 0, b_g = 1, W_b = 0, c = 0, so the output is W_r * x + b_r
+    until training moves the quadratic parameters; `reset_quadratic` restores that state."""
 
     def __init__(
         self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, padding: int = 1
     ) -> None:
         super().__init__()
-        self.product = nn.Conv2d(in_chs, 2 * out_chs, kernel_size, stride, padding, bias=False)
-        self.square = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=False)
+        self.conv_r = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
+        self.conv_g = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
+        self.conv_b = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
+        self.reset_quadratic()
+
+    def reset_quadratic(self) -> None:
+        nn.init.zeros_(self.conv_g.weight)
+        nn.init.ones_(self.conv_g.bias)
+        nn.init.zeros_(self.conv_b.weight)
+        nn.init.zeros_(self.conv_b.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        left, right = self.product(x).chunk(2, dim=1)
-        return left * right + self.square(x * x)
+        return self.conv_r(x) * self.conv_g(x) + self.conv_b(x * x)
 
 
 class QuadraConv2d(nn.Module):
-    """QuadraNet neuron: (W_a * x) . (W_b * x) + W_c * x, no biases; W_a, W_b, W_c are one
-    convolution with three times the output channels."""
+    """QuadraLib's neuron: BN(W_1 * x + b_1) . BN(W_2 * x + b_2) + BN(W_3 * x + b_3)."""
 
     def __init__(
         self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, padding: int = 1
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_chs, 3 * out_chs, kernel_size, stride, padding, bias=False)
+        self.conv1 = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
+        self.bn1 = nn.BatchNorm2d(out_chs)
+        self.conv2 = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
+        self.bn2 = nn.BatchNorm2d(out_chs)
+        self.conv3 = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
+        self.bn3 = nn.BatchNorm2d(out_chs)
 
     def forward(self, x: Tensor) -> Tensor:
-        left, right, linear = self.conv(x).chunk(3, dim=1)
-        return left * right + linear
+        return self.bn1(self.conv1(x)) * self.bn2(self.conv2(x)) + self.bn3(self.conv3(x))
 
 
 def chunk_option(chunk_bytes: int | None) -> dict[str, int]:
@@ -81,17 +118,35 @@ def chunk_option(chunk_bytes: int | None) -> dict[str, int]:
 
 
 class DitBranch(nn.Module):
-    """Q(LN(h)): the Dit quadratic term of a block, LN normalising every channel over its map."""
+    """Q(LN(h)): the Dit quadratic term of a block, LN normalising every channel over its map.
+
+    With transpose=True the result is laid out as the official CIFAR layer lays it out: the
+    pixels are read in (width, height) order and written back in (height, width) order, which
+    on a square map is the spatial transpose of Q(LN(h))."""
 
     def __init__(
-        self, channels: int, height: int, width: int, chunk_bytes: int | None = None
+        self,
+        channels: int,
+        height: int,
+        width: int,
+        chunk_bytes: int | None = None,
+        transpose: bool = False,
     ) -> None:
         super().__init__()
+        self.transpose = transpose
         self.norm = nn.LayerNorm((height, width))
         self.quadratic = DitQuadratic(channels, channels, **chunk_option(chunk_bytes))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.quadratic(self.norm(x))
+        z = self.norm(x)
+        if not self.transpose:
+            return self.quadratic(z)
+        batch, channels, height, width = z.shape
+        rows = self.quadratic(z.permute(0, 3, 2, 1).reshape(-1, channels))
+        return rows.reshape(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
+
+    def extra_repr(self) -> str:
+        return f"transpose={self.transpose}"
 
 
 class BasicBlock(nn.Module):
@@ -106,6 +161,7 @@ class BasicBlock(nn.Module):
         conv_layer: ConvLayer = linear_conv3x3,
         dit_map_size: tuple[int, int] | None = None,
         dit_chunk_bytes: int | None = None,
+        dit_transpose: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = conv_layer(in_chs, out_chs, stride=stride)
@@ -115,7 +171,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_chs)
         self.dit = None
         if dit_map_size is not None:
-            self.dit = DitBranch(out_chs, *dit_map_size, chunk_bytes=dit_chunk_bytes)
+            self.dit = DitBranch(
+                out_chs, *dit_map_size, chunk_bytes=dit_chunk_bytes, transpose=dit_transpose
+            )
         self.shortcut = nn.Identity()
         if stride != 1 or in_chs != out_chs:
             self.shortcut = nn.Sequential(
@@ -144,9 +202,13 @@ def halved(size: int, times: int) -> int:
 
 
 class CifarResNet(nn.Module):
-    """ResNet-depth for small images; dit_blocks lists the (stage, block) pairs, 0-based, whose
-    second convolution gets the Dit quadratic term; dit_chunk_bytes sets the quadratic layers'
-    scratch size (None: the layer's default)."""
+    """ResNet-depth for small images.
+
+    dit_blocks lists the (stage, block) pairs, 0-based, whose second convolution gets the Dit
+    quadratic term (dit_transpose: the official CIFAR layer's transposed map); conv_layer builds
+    the 3x3 convolutions of the blocks and, unless stem_layer is given, of the stem;
+    conv_init is "pytorch" (the official code's) or "kaiming_normal"; dit_chunk_bytes sets the
+    quadratic layers' scratch size (None: the layer's default)."""
 
     def __init__(
         self,
@@ -156,9 +218,14 @@ class CifarResNet(nn.Module):
         img_size: int = 32,
         dit_blocks: Sequence[tuple[int, int]] = (),
         conv_layer: ConvLayer = linear_conv3x3,
+        stem_layer: ConvLayer | None = None,
+        conv_init: str = "pytorch",
         dit_chunk_bytes: int | None = None,
+        dit_transpose: bool = False,
     ) -> None:
         super().__init__()
+        if conv_init not in CONV_INITS:
+            raise ValueError(f"conv_init must be one of {CONV_INITS}, got {conv_init!r}")
         depth_per_stage = blocks_per_stage(depth)
         dit_blocks = {tuple(place) for place in dit_blocks}
         outside = {
@@ -169,8 +236,9 @@ class CifarResNet(nn.Module):
         if outside:
             raise ValueError(f"dit_blocks {sorted(outside)} outside the {depth}-layer network")
         self.num_classes = num_classes
+        self.conv_init = conv_init
         self.stem = nn.Sequential(
-            conv_layer(in_chans, STAGE_WIDTHS[0]),
+            (stem_layer or conv_layer)(in_chans, STAGE_WIDTHS[0]),
             nn.BatchNorm2d(STAGE_WIDTHS[0]),
             nn.ReLU(inplace=True),
         )
@@ -182,7 +250,15 @@ class CifarResNet(nn.Module):
                 stride = 2 if stage > 0 and block == 0 else 1
                 dit_map_size = (map_size, map_size) if (stage, block) in dit_blocks else None
                 blocks.append(
-                    BasicBlock(in_chs, width, stride, conv_layer, dit_map_size, dit_chunk_bytes)
+                    BasicBlock(
+                        in_chs,
+                        width,
+                        stride,
+                        conv_layer,
+                        dit_map_size,
+                        dit_chunk_bytes,
+                        dit_transpose,
+                    )
                 )
                 in_chs = width
             stages.append(nn.Sequential(*blocks))
@@ -196,9 +272,15 @@ class CifarResNet(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
+        """conv_init for the convolutions (layers are built with PyTorch's default init), then
+        the quadratic neurons' own starting state (ReLinear)."""
+        if self.conv_init == "kaiming_normal":
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            if isinstance(module, FanQuadraticConv2d):
+                module.reset_quadratic()
 
     def get_classifier(self) -> nn.Module:
         return self.fc
@@ -230,8 +312,9 @@ def _create_cifar_resnet(
 
 RESNET_ARGS: dict[str, object] = {}
 DIT_RESNET_ARGS: dict[str, object] = {"dit_blocks": DIT_RESNET_BLOCKS}
+DIT_RESNET_TRANSPOSED_ARGS: dict[str, object] = {**DIT_RESNET_ARGS, "dit_transpose": True}
 QRESNET_ARGS: dict[str, object] = {"conv_layer": FanQuadraticConv2d}
-QUADRARESNET_ARGS: dict[str, object] = {"conv_layer": QuadraConv2d}
+QUADRARESNET_ARGS: dict[str, object] = {"conv_layer": QuadraConv2d, "stem_layer": linear_conv3x3}
 
 
 @register_model
@@ -272,6 +355,26 @@ def dit_resnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
 @register_model
 def dit_resnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
     return _create_cifar_resnet(110, pretrained, DIT_RESNET_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet20_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(20, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet32_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(32, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet56_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(56, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
+
+
+@register_model
+def dit_resnet110_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
+    return _create_cifar_resnet(110, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
 
 
 @register_model

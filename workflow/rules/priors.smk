@@ -7,11 +7,11 @@ rule build_prior:
         kappa=f"{RESULTS}/dendrite/{PRIOR_CELL}/kappa.nc",
     output:
         f"{RESULTS}/priors/{{model}}/{{prior}}/seed{{seed}}.pt",
+    log:
+        f"{RESULTS}/logs/build_prior/{{model}}_{{prior}}_{{seed}}.log",
     wildcard_constraints:
         prior="bio|shuffled",
     params:
         priors=config["priors"],
-    log:
-        f"{RESULTS}/logs/build_prior/{{model}}_{{prior}}_{{seed}}.log",
     script:
         "../scripts/build_prior.py"

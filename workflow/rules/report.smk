@@ -53,7 +53,10 @@ REPORT_CELLS = {cell: dendrite_inputs(cell) for cell in config["dendrite"]["cell
 REPORT_DATASETS = {dataset: dataset_inputs(dataset) for dataset in TRAINED_DATASETS}
 REPORT_THEORY = {
     "tables": {name: f"{RESULTS}/theory/gaussian_{name}.csv" for name in THEORY_TABLES}
-    | {"fewshot_summary": f"{RESULTS}/theory/fewshot_summary.csv"},
+    | {
+        "fewshot_summary": f"{RESULTS}/theory/fewshot_summary.csv",
+        "fewshot_lr_sweep": f"{RESULTS}/theory/fewshot_lr_sweep.csv",
+    },
     "figures": {key: f"{RESULTS}/theory/figures/{name}.png" for key, name in THEORY_FIGURES.items()}
     | {"fewshot_png": f"{RESULTS}/theory/figures/fewshot.png"},
 }
@@ -76,13 +79,13 @@ rule report:
         + [f"{RESULTS}/report/{page}.html" for page in DATASET_PAGES + ["theory"]],
         config=f"{RESULTS}/report/config.yaml",
         figures=directory(f"{RESULTS}/report/figures"),
+    log:
+        f"{RESULTS}/logs/report.log",
     params:
         config=config,
         cells=REPORT_CELLS,
         datasets=REPORT_DATASETS,
         theory=REPORT_THEORY,
         templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
-    log:
-        f"{RESULTS}/logs/report.log",
     script:
         "../scripts/build_report.py"

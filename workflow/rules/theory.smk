@@ -18,11 +18,11 @@ rule theory_gaussian:
             )
             for key, name in THEORY_FIGURES.items()
         },
-    params:
-        gaussian=config["theory"]["gaussian"],
-    threads: 1
     log:
         f"{RESULTS}/logs/theory_gaussian.log",
+    threads: 1
+    params:
+        gaussian=config["theory"]["gaussian"],
     script:
         "../scripts/theory_gaussian.py"
 
@@ -30,6 +30,7 @@ rule theory_gaussian:
 rule theory_fewshot:
     output:
         runs=f"{RESULTS}/theory/fewshot_runs.csv",
+        sweep=f"{RESULTS}/theory/fewshot_lr_sweep.csv",
         summary=report(
             f"{RESULTS}/theory/fewshot_summary.csv",
             caption="../report/theory_fewshot.rst",
@@ -40,11 +41,11 @@ rule theory_fewshot:
             caption="../report/theory_fewshot.rst",
             category="Theory",
         ),
+    log:
+        f"{RESULTS}/logs/theory_fewshot.log",
+    threads: 1
     params:
         fewshot=config["theory"]["fewshot"],
         root=config["datasets"]["fashion_mnist"]["root"],
-    threads: 1
-    log:
-        f"{RESULTS}/logs/theory_fewshot.log",
     script:
         "../scripts/theory_fewshot.py"

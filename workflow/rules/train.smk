@@ -4,7 +4,9 @@ TRAIN_DIR = f"{RESULTS}/train/{{dataset}}/{{model}}/{{prior}}/seed{{seed}}"
 
 def prior_file(wildcards):
     if wildcards.prior in ("bio", "shuffled"):
-        return {"prior": f"{RESULTS}/priors/{wildcards.model}/{wildcards.prior}/seed{wildcards.seed}.pt"}
+        return {
+            "prior": f"{RESULTS}/priors/{wildcards.model}/{wildcards.prior}/seed{wildcards.seed}.pt"
+        }
     return {}
 
 
@@ -14,7 +16,9 @@ def training_config(wildcards):
     return {
         "datasets": {dataset: config["datasets"][dataset]},
         "recipes": {name: config["recipes"][name] for name in dataset_recipes(dataset)},
-        "recipe_overrides": {dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}},
+        "recipe_overrides": {
+            dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}
+        },
         "priors": config["priors"] if wildcards.prior in ("bio", "shuffled") else {},
         "train": {k: v for k, v in config["train"].items() if k != "experiments"},
     }
@@ -26,16 +30,16 @@ rule train:
     output:
         metrics=f"{TRAIN_DIR}/metrics.json",
         curve=f"{TRAIN_DIR}/metrics.csv",
-    params:
-        config=training_config,
-        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
+    log:
+        f"{RESULTS}/logs/train/{{dataset}}_{{model}}_{{prior}}_{{seed}}.log",
     threads: config["train"]["threads"]
     resources:
         gpu=1,
         tasks=config["train"]["processes"],
         mem_mb=4000,
         runtime=60 * 24,
-    log:
-        f"{RESULTS}/logs/train/{{dataset}}_{{model}}_{{prior}}_{{seed}}.log",
+    params:
+        config=training_config,
+        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
     script:
         "../scripts/train.py"
