@@ -141,15 +141,16 @@ def test_imagenet_loaders_get_the_recipe_augmentation(default_config, tmp_path, 
         config, "imagenet", "convnext_tiny", "none", 0, tmp_path, {"input_size": 32, "workers": 0}
     )
     seen = {}
-    original = engine.imagenet_loaders
+    original = engine.imagenet_loader
 
-    def record(data, augment, **options):
-        seen["loaders"] = original(data, augment, **options)
-        return seen["loaders"]
+    def record(dataset, augment, *, is_training, **options):
+        loader = original(dataset, augment, is_training=is_training, **options)
+        seen["train" if is_training else "val"] = loader
+        return loader
 
-    monkeypatch.setattr(engine, "imagenet_loaders", record)
+    monkeypatch.setattr(engine, "imagenet_loader", record)
     engine.load_data(run, engine.Context(0, 1, torch.device("cpu")))
-    train_loader, val_loader = seen["loaders"]
+    train_loader, val_loader = seen["train"], seen["val"]
     steps = {type(t).__name__: t for t in train_loader.dataset.transform.transforms}
     assert steps["RandomErasing"].mode == "pixel" and steps["RandomErasing"].probability == 0.25
     crop = steps["RandomResizedCropAndInterpolation"]
