@@ -42,7 +42,10 @@ def dataset_present(name):
     if root is None:
         return False
     expected = {
-        "fashion_mnist": ["train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
+        "fashion_mnist": [
+            "train-images-idx3-ubyte.gz",
+            "FashionMNIST/raw/train-images-idx3-ubyte.gz",
+        ],
         "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
         "cifar100": ["cifar-100-python/train", "train"],
         "imagenet": ["train", "val"],

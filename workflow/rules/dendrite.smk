@@ -7,10 +7,10 @@ rule plan_trials:
         morphology=lambda wildcards: morphology_file(wildcards.cell),
     output:
         f"{RESULTS}/dendrite/{{cell}}/trials.nc",
-    params:
-        dendrite=config["dendrite"],
     log:
         f"{RESULTS}/logs/plan_trials/{{cell}}.log",
+    params:
+        dendrite=config["dendrite"],
     script:
         "../scripts/plan_trials.py"
 
@@ -21,14 +21,14 @@ rule simulate_chunk:
         morphology=lambda wildcards: morphology_file(wildcards.cell),
     output:
         temp(f"{RESULTS}/dendrite/{{cell}}/chunks/psp_{{chunk}}.nc"),
-    params:
-        dendrite=config["dendrite"],
+    log:
+        f"{RESULTS}/logs/simulate_chunk/{{cell}}_{{chunk}}.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    log:
-        f"{RESULTS}/logs/simulate_chunk/{{cell}}_{{chunk}}.log",
+    params:
+        dendrite=config["dendrite"],
     script:
         "../scripts/simulate_chunk.py"
 
@@ -41,10 +41,10 @@ rule gather_psp:
         ),
     output:
         f"{RESULTS}/dendrite/{{cell}}/psp.nc",
-    params:
-        dendrite=config["dendrite"],
     log:
         f"{RESULTS}/logs/gather_psp/{{cell}}.log",
+    params:
+        dendrite=config["dendrite"],
     script:
         "../scripts/gather_psp.py"
 
@@ -80,10 +80,10 @@ rule fit_kappa:
         f"{RESULTS}/dendrite/{{cell}}/psp.nc",
     output:
         f"{RESULTS}/dendrite/{{cell}}/kappa.nc",
-    params:
-        kappa=config["kappa"],
     log:
         f"{RESULTS}/logs/fit_kappa/{{cell}}.log",
+    params:
+        kappa=config["kappa"],
     script:
         "../scripts/fit_kappa.py"
 

@@ -77,13 +77,13 @@ rule report:
         + [f"{RESULTS}/report/{page}.html" for page in DATASET_PAGES + ["theory"]],
         config=f"{RESULTS}/report/config.yaml",
         figures=directory(f"{RESULTS}/report/figures"),
+    log:
+        f"{RESULTS}/logs/report.log",
     params:
         config=config,
         cells=REPORT_CELLS,
         datasets=REPORT_DATASETS,
         theory=REPORT_THEORY,
         templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
-    log:
-        f"{RESULTS}/logs/report.log",
     script:
         "../scripts/build_report.py"
