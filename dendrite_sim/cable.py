@@ -104,6 +104,7 @@ class Compartments:
     r_length_2: np.ndarray
     boundary_xyz: np.ndarray  # (n + 1, 3)
     boundary_diameter: np.ndarray  # (n + 1,)
+    midpoint_xyz: np.ndarray  # (n, 3): on the path, half-way along each compartment
 
 
 def integrate(arc: np.ndarray, xyz: np.ndarray, diameter: np.ndarray, n: int) -> Compartments:
@@ -127,14 +128,16 @@ def integrate(arc: np.ndarray, xyz: np.ndarray, diameter: np.ndarray, n: int) ->
         j = np.minimum(((cuts[:-1] + cuts[1:]) / 2 / half).astype(int), 2 * n - 1)
         np.add.at(area, j, math.pi * (ra + rb) * np.sqrt((ra - rb) ** 2 + dx**2))
         np.add.at(resistive, j, dx / (dcut[:-1] * dcut[1:]))
-    bounds = np.linspace(0.0, length, n + 1)
-    boundary_xyz = np.column_stack([np.interp(bounds, arc, xyz[:, c]) for c in range(3)])
+    bounds = np.linspace(0.0, length, 2 * n + 1)
+    along = np.column_stack([np.interp(bounds, arc, xyz[:, c]) for c in range(3)])
+    bounds = bounds[0::2]
     boundary_diameter = np.interp(bounds, arc, diameter)
     return Compartments(
         length=np.full(n, length / n),
         area=area[0::2] + area[1::2],
         r_length_1=math.pi / (4 * resistive[0::2]),
         r_length_2=math.pi / (4 * resistive[1::2]),
-        boundary_xyz=boundary_xyz,
+        boundary_xyz=along[0::2],
         boundary_diameter=boundary_diameter,
+        midpoint_xyz=along[1::2],
     )

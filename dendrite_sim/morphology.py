@@ -122,6 +122,20 @@ class _IntegratedSection(b2.Section):
         self._integrated_area = geometry.area * b2.um**2
         self._r_length_1 = geometry.r_length_1 * b2.um
         self._r_length_2 = geometry.r_length_2 * b2.um
+        self._midpoint = geometry.midpoint_xyz * 1e-6  # metres, like Brian2's x_, y_, z_
+
+    # Midpoints on the path (Brian2's would be half-way along the chord)
+    @property
+    def x_(self) -> np.ndarray:
+        return self._midpoint[:, 0]
+
+    @property
+    def y_(self) -> np.ndarray:
+        return self._midpoint[:, 1]
+
+    @property
+    def z_(self) -> np.ndarray:
+        return self._midpoint[:, 2]
 
     @property
     def area(self) -> b2.Quantity:
