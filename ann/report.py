@@ -107,7 +107,8 @@ def _cell_properties(psp_path: str | Path | None) -> list[tuple[str, str]]:
         attrs = dict(ds.attrs)
     rows = []
     for key, label in CELL_PROPERTIES.items():
-        if key not in attrs or (key == "swc_points" and not attrs[key]):
+        swc_only = key in ("swc_points", "merged_zero_length_segments")
+        if key not in attrs or (swc_only and not attrs.get("swc_points")):
             continue
         value = attrs[key]
         if isinstance(value, float) or hasattr(value, "dtype"):

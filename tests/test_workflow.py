@@ -43,6 +43,7 @@ def test_tiny_run_produces_every_stage(tiny_run):
         "dendrite/pyramidal/psp.nc",
         "dendrite/pyramidal/kappa.nc",
         "dendrite/pyramidal/figures/kappa_heatmaps.png",
+        "dendrite/pyramidal/figures/morphology.png",
         "priors/dit_resnet20/bio/seed0.pt",
         "train/fashion_mnist/resnet20/none/seed0/metrics.json",
         "train/fashion_mnist/dit_resnet20/zero/seed0/metrics.json",
@@ -61,6 +62,8 @@ def test_tiny_run_produces_every_stage(tiny_run):
     assert bio["kappa_sha256"] and bio["epochs"] == 3 and bio["world_size"] == 2
     page = (results / "report/cifar10.html").read_text()
     assert "not found" in page and "datasets.cifar10.root" in page
+    cell = (results / "report/dendrite_pyramidal.html").read_text()
+    assert "morphology.png" in cell and "soma input resistance" in cell
 
 
 @pytest.mark.skipif(
