@@ -66,7 +66,7 @@ class SwcPoints:
         return len(self.ids)
 
     def where(self, i: int) -> str:
-        """"SWC file '<path>', line <n>: point <id>" for point i, to start a message."""
+        """The start of a message about point i: SWC file '<path>', line <n>: point <id>."""
         return f"SWC file '{self.path}', line {self.lines[i]}: point {self.ids[i]}"
 
 
