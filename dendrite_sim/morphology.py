@@ -212,19 +212,6 @@ def load_cell(spec: str, dendrite: Mapping) -> Cell:
     if path.suffix.lower() != ".swc":
         raise InputError(f"morphology '{spec}': give 'builtin:<name>' or a path ending in .swc.")
     swc = read_cell(path)
-    notes = []
-    if swc.merged_points:
-        lines = ", ".join(str(n) for n in swc.merged_lines[:5])
-        more = ", ..." if swc.merged_points > 5 else ""
-        notes.append(
-            f"merged {swc.merged_points} zero-length segments (points at their parent's "
-            f"position, lines {lines}{more})"
-        )
-    if swc.dropped_sections:
-        lines = ", ".join(str(n) for n in swc.dropped_sections[:5])
-        notes.append(
-            f"dropped {len(swc.dropped_sections)} zero-length sections (from lines {lines})"
-        )
     return Cell(
         spec,
         swc_morphology(swc, segmentation),
@@ -233,7 +220,7 @@ def load_cell(spec: str, dendrite: Mapping) -> Cell:
         swc.soma.convention,
         merged_points=swc.merged_points,
         n_points=swc.n_points,
-        notes=[f"{swc.n_points} points, {swc.soma.convention}", *notes],
+        notes=swc.notes(),
     )
 
 

@@ -270,22 +270,22 @@ class SwcCell:
     merged_lines: list[int] = field(default_factory=list)
     dropped_sections: list[int] = field(default_factory=list)  # their first lines
 
-    def summary(self) -> str:
-        """A one-line description for logs."""
-        text = (
-            f"SWC file '{self.path}': {self.n_points} points, {self.soma.convention}, "
-            f"{len(self.sections)} sections"
-        )
+    def notes(self) -> list[str]:
+        """What the reader made of the file, for the log: points, soma, repairs."""
+        notes = [f"{self.n_points} points, {self.soma.convention}"]
         if self.merged_points:
             lines = ", ".join(str(n) for n in self.merged_lines[:5])
             more = ", ..." if self.merged_points > 5 else ""
-            text += (
-                f"; merged {self.merged_points} zero-length segments (points at their "
+            notes.append(
+                f"merged {self.merged_points} zero-length segments (points at their "
                 f"parent's position, lines {lines}{more})"
             )
         if self.dropped_sections:
-            text += f"; dropped {len(self.dropped_sections)} zero-length sections"
-        return text
+            lines = ", ".join(str(n) for n in self.dropped_sections[:5])
+            notes.append(
+                f"dropped {len(self.dropped_sections)} zero-length sections (from lines {lines})"
+            )
+        return notes
 
 
 def _frustum_area(xyz: np.ndarray, diameter: np.ndarray) -> float:
