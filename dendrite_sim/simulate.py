@@ -2,11 +2,10 @@
 
 `simulate_trials` compiles one Brian2 network per call (cpp_standalone device) and runs
 all its trials back to back in that one binary: every `trial_ms` a regular operation
-returns the cell to rest,
-and each trial's inputs are spikes of a SpikeGeneratorGroup timed inside its own
-window, delivered by one Synapses object (E and I synapses told apart by a flag). A
-rest trial (no inputs) runs first; its trace is subtracted from every trial, so each
-result is the PSP or SSP relative to rest.
+returns the cell to rest, and each trial's inputs are spikes of a SpikeGeneratorGroup
+timed inside its own window, delivered by one Synapses object (E and I synapses told
+apart by a flag). A rest trial (no inputs) runs first; its trace is subtracted from
+every trial, so each result is the PSP or SSP relative to rest.
 
 `simulate_trials(..., device="runtime")` runs the same network in Brian2's runtime
 mode; `naive_loop` builds a fresh runtime network per trial (the slow baseline).
