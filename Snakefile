@@ -26,4 +26,7 @@ rule all:
             cell=config["dendrite"]["cells"],
             name=KAPPA_FIGURES,
         ),
+        expand(
+            f"{RESULTS}/dendrite/{{cell}}/figures/morphology.png", cell=config["dendrite"]["cells"]
+        ),
         rules.report.output,

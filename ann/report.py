@@ -94,7 +94,45 @@ class Report:
         return path
 
 
-def dendrite_page(report: Report, cell: str, kappa_path: str | Path, figures: Mapping) -> Path:
+CELL_PROPERTIES = {
+    "morphology": "morphology",
+    "soma": "soma",
+    "n_compartments": "compartments",
+    "n_sections": "sections",
+    "segmentation": "segmentation",
+    "total_dendritic_length_um": "total dendritic length (µm)",
+    "soma_input_resistance_MOhm": "soma input resistance (MΩ)",
+    "swc_points": "points in the SWC file",
+    "merged_zero_length_segments": "zero-length segments merged",
+}
+
+
+def _cell_properties(psp_path: str | Path | None) -> list[tuple[str, str]]:
+    if psp_path is None or not Path(psp_path).is_file():
+        return []
+    with xr.open_dataset(psp_path) as ds:
+        attrs = dict(ds.attrs)
+    rows = []
+    for key, label in CELL_PROPERTIES.items():
+        swc_only = key in ("swc_points", "merged_zero_length_segments")
+        if key not in attrs or (swc_only and not attrs.get("swc_points")):
+            continue
+        value = attrs[key]
+        if isinstance(value, float) or hasattr(value, "dtype"):
+            value = f"{float(value):.4g}"
+        rows.append((label, str(value)))
+    return rows
+
+
+def dendrite_page(
+    report: Report,
+    cell: str,
+    kappa_path: str | Path,
+    figures: Mapping,
+    psp_path: str | Path | None = None,
+) -> Path:
+    """The page of one cell: its morphology, sites, the κ headline and figures."""
+    psp_path = psp_path or Path(kappa_path).with_name("psp.nc")
     with xr.open_dataset(kappa_path) as ds:
         attrs = dict(ds.attrs)
         sites = pd.DataFrame(
@@ -111,8 +149,9 @@ def dendrite_page(report: Report, cell: str, kappa_path: str | Path, figures: Ma
         "dendrite.html.j2",
         cell=cell,
         headline=headline,
+        properties=_cell_properties(psp_path),
         kappa_link=report.link(kappa_path),
-        psp_link=report.link(Path(kappa_path).with_name("psp.nc")),
+        psp_link=report.link(psp_path),
         provenance={k: attrs.get(k, "") for k in ("simulator", "brian2_version", "config_hash")},
         sites=_table(sites),
         figures={k: report.figure(f"dendrite_{cell}", p) for k, p in figures.items()},

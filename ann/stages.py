@@ -200,7 +200,9 @@ def build_report(
 
     report = pages.Report(out_dir, templates, config)
     for cell, inputs in cells.items():
-        pages.dendrite_page(report, cell, inputs["kappa"], inputs["figures"])
+        pages.dendrite_page(
+            report, cell, inputs["kappa"], inputs["figures"], psp_path=inputs.get("psp")
+        )
     kappa = cells[config["priors"]["cell"]]["kappa"]
     trained = {}
     for dataset in pages.DATASETS:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import brian2
 import numpy as np
+import pandas as pd
 import xarray as xr
 import yaml
 
@@ -48,6 +49,19 @@ def config_hash(section: Mapping) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def compartment_coords(compartments: pd.DataFrame) -> dict:
+    """The compartment table as coordinates along a `compartment` dimension: branch
+    label, path distance, midpoint, start and end positions, diameter, length (um)."""
+    coords = {"compartment": ("compartment", compartments.compartment.to_numpy())}
+    for column in compartments.columns.drop("compartment"):
+        values = compartments[column].to_numpy()
+        if values.dtype == object:
+            values = values.astype(str)
+        attrs = {"units": "um"} if column.endswith("_um") else {}
+        coords[f"compartment_{column.removesuffix('_um')}"] = ("compartment", values, attrs)
+    return coords
+
+
 def chunk_dataset(trials: xr.Dataset, traces: np.ndarray, record_dt_ms: float) -> xr.Dataset:
     """The traces of one chunk of trials, keyed by trial number."""
     time = np.arange(traces.shape[1]) * record_dt_ms
@@ -77,6 +91,7 @@ def psp_dataset(
     ds.attrs = {
         "title": f"Somatic PSPs of the '{cell}' cell",
         "cell": cell,
+        **trials.attrs,  # the cell's description (compartments, segmentation, soma, ...)
         "morphology": dendrite["cells"][cell],
         "simulator": "Brian2 SpatialNeuron, cpp_standalone device",
         "brian2_version": brian2.__version__,

@@ -8,8 +8,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 
+from .checks import require_finite  # noqa: E402
 from .dataset import atomic_file  # noqa: E402
+from .errors import NotFiniteError  # noqa: E402
 
 KIND_TITLES = {"EI": "E-I", "EE": "E-E", "II": "I-I"}
 
@@ -161,6 +164,60 @@ def multi_input_validation(ds: xr.Dataset, path: str | Path, n_examples: int = 2
         title="all trials, response windows (grey)",
     )
     ax.legend(fontsize=7, markerscale=4)
+    save_figure(fig, path)
+
+
+def check_kappa_dataset(ds: xr.Dataset, path: str | Path) -> None:
+    """The figures need finite kappa values and multi-input traces."""
+    cell = ds.attrs.get("cell", "?")
+    cause = "the fit met NaN traces; run the simulation and the fit again"
+    if "kappa_EI" not in ds or not np.isfinite(ds.kappa_EI.values).any():
+        raise NotFiniteError(
+            f"cell {cell}: {path} holds no finite kappa_EI. Likely cause: {cause}."
+        )
+    for name in ("multi_v", "multi_linear", "multi_bilinear"):
+        if name in ds:
+            require_finite(ds[name].values, f"{name} of cell {cell}", f"in {path}", cause)
+
+
+def _soma_diameter(psp: xr.Dataset) -> float:
+    return float(psp.compartment_diameter.values[0])
+
+
+def morphology_figure(psp: xr.Dataset, path: str | Path) -> None:
+    """The cell in x-y projection (line width ~ diameter), soma, and the labelled sites."""
+    c = psp.compartment.values[1:]
+    starts = np.column_stack([psp.compartment_start_x.values[c], psp.compartment_start_y.values[c]])
+    ends = np.column_stack([psp.compartment_end_x.values[c], psp.compartment_end_y.values[c]])
+    width = np.clip(psp.compartment_diameter.values[c], 0.3, 4.0) * 0.8
+    fig, ax = plt.subplots(figsize=(6.6, 7.0), layout="constrained")
+    ax.add_collection(
+        LineCollection(np.stack([starts, ends], axis=1), linewidths=width, colors="0.25")
+    )
+    soma = plt.Circle(
+        (float(psp.compartment_x[0]), float(psp.compartment_y[0])),
+        _soma_diameter(psp) / 2,
+        color="0.25",
+    )
+    ax.add_patch(soma)
+    for s, branch, x, y in zip(
+        psp.site.values, psp.site_branch.values, psp.site_x.values, psp.site_y.values, strict=True
+    ):
+        ax.plot(x, y, "o", ms=7, mfc="tab:red", mec="white", mew=0.8, zorder=3)
+        ax.annotate(f"{s}: {branch}", (x, y), (5, 4), textcoords="offset points", fontsize=8)
+    ax.autoscale()
+    ax.set_aspect("equal")
+    attrs = psp.attrs
+    ax.set(
+        xlabel="x (µm)",
+        ylabel="y (µm)",
+        title=(
+            f"{attrs.get('cell', '')}: {attrs.get('n_compartments', len(psp.compartment))} "
+            f"compartments, {attrs.get('total_dendritic_length_um', np.nan):.0f} µm of dendrite, "
+            f"R_in {attrs.get('soma_input_resistance_MOhm', np.nan):.0f} MΩ"
+        ),
+    )
+    ax.title.set_fontsize(9)
     save_figure(fig, path)
 
 

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .checks import require_finite
 from .dataset import config_hash
-from .errors import InputError
+from .errors import InputError, NotFiniteError
 from .protocols import trial_events
 
 KINDS = ("EI", "EE", "II")
@@ -436,3 +437,34 @@ def summary(ds: xr.Dataset) -> dict[str, float]:
             ratio = ds[f"rmse_bilinear{window}"].mean() / ds[f"rmse_linear{window}"].mean()
             out[f"bilinear_over_linear{window}"] = float(ratio)
     return out
+
+
+FIT_CAUSES = (
+    "V1*V2 is zero at the peak for every strength (a single PSP of zero amplitude), or the "
+    "traces were not finite"
+)
+
+
+def check_fit(ds: xr.Dataset, psp: xr.Dataset) -> None:
+    """Raise NotFiniteError unless kappa is finite for every simulated pair and the
+    timing fits and multi-input predictions are finite. (Pairs that were not simulated
+    are NaN by design; R^2 and CV may be NaN: undefined with a single strength pair.)"""
+    cell = psp.attrs.get("cell", "?")
+    table = _pair_table(psp, "pairs")
+    for kind in KINDS:
+        rows = table[table.kind == kind]
+        if rows.empty or f"kappa_{kind}" not in ds:
+            continue
+        values = ds[f"kappa_{kind}"].values[rows.a.to_numpy(), rows.b.to_numpy()]
+        bad = rows[~np.isfinite(values)]
+        if not bad.empty:
+            pairs = sorted({(int(a), int(b)) for a, b in zip(bad.a, bad.b, strict=True)})
+            raise NotFiniteError(
+                f"cell {cell}: kappa_{kind} is NaN or infinite for site pairs "
+                f"{', '.join(map(str, pairs[:8]))}{' ...' if len(pairs) > 8 else ''} "
+                f"(trials {', '.join(map(str, bad.trial.to_numpy()[:8]))}). "
+                f"Likely cause: {FIT_CAUSES}. Nothing was written."
+            )
+    for name in ("kappa_EI_timing", "multi_linear", "multi_bilinear"):
+        if name in ds:
+            require_finite(ds[name].values, f"{name} of cell {cell}", "", FIT_CAUSES)

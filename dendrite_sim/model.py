@@ -112,13 +112,13 @@ class CellModel:
             }
         return ns
 
-    def on_pre(self, receptor: str) -> str:
-        """Synapse code for a presynaptic event of type "E" or "I" with strength w."""
-        if receptor == "I":
-            return "aI_post += w*fI\nbI_post += w*fI"
-        code = "aE_post += w*fE\nbE_post += w*fE"
+    def on_pre(self) -> str:
+        """Synapse code for a presynaptic event with strength w; is_E is 1 for an
+        excitatory synapse and 0 for an inhibitory one."""
+        code = "aE_post += w*fE*is_E\nbE_post += w*fE*is_E"
+        code += "\naI_post += w*fI*(1 - is_E)\nbI_post += w*fI*(1 - is_E)"
         if self.nmda:
-            code += "\naN_post += w*fN\nbN_post += w*fN"
+            code += "\naN_post += w*fN*is_E\nbN_post += w*fN*is_E"
         return code
 
     def reset_code(self) -> str:

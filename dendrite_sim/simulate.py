@@ -3,8 +3,9 @@
 `simulate_trials` compiles one Brian2 network per call (cpp_standalone device) and runs
 all its trials back to back in that one binary: every `trial_ms` a regular operation
 returns the cell to rest, and each trial's inputs are spikes of a SpikeGeneratorGroup
-timed inside its own window. A rest trial (no inputs) runs first; its trace is
-subtracted from every trial, so each result is the PSP or SSP relative to rest.
+timed inside its own window, delivered by one Synapses object (E and I synapses told
+apart by a flag). A rest trial (no inputs) runs first; its trace is subtracted from
+every trial, so each result is the PSP or SSP relative to rest.
 
 `simulate_trials(..., device="runtime")` runs the same network in Brian2's runtime
 mode; `naive_loop` builds a fresh runtime network per trial (the slow baseline).
@@ -22,8 +23,6 @@ import numpy as np
 import xarray as xr
 
 from .model import CellModel
-
-RECEPTORS = ("E", "I")
 
 
 def _events(trials: xr.Dataset) -> list[list[tuple[int, str, float, float]]]:
@@ -62,7 +61,9 @@ def input_channels(events: list[list[tuple]], dt_ms: float) -> tuple[list[tuple]
 
 def _at_trial_start(reset_code: str, n_samples: int, record_dt_ms: float) -> str:
     """`reset_code` turned into code for every recording step that acts only when a
-    trial starts. Reset and recording share one clock, so the reset always comes first."""
+    trial starts. Reset and recording share one clock, so the reset always comes first
+    (a clock of its own, with dt = trial_ms, drifts against the recording clock's
+    time steps over thousands of trials)."""
     step = f"timestep(t, {record_dt_ms!r}*ms)"
     lines = [f"trial_start = int({step} % {n_samples} == 0)"]
     for statement in reset_code.splitlines():
@@ -137,24 +138,20 @@ def simulate_trials(
         objects = [neuron, reset]
         if channels:
             generator = b2.SpikeGeneratorGroup(len(channels), indices, spike_times * b2.ms)
-            objects.append(generator)
-            for receptor in RECEPTORS:
-                chosen = [k for k, c in enumerate(channels) if c[1] == receptor]
-                if not chosen:
-                    continue
-                synapses = b2.Synapses(
-                    generator,
-                    neuron,
-                    "w : siemens",
-                    on_pre=model.on_pre(receptor),
-                    namespace=namespace,
-                )
-                synapses.connect(
-                    i=np.array(chosen),
-                    j=np.array([sites_compartment[channels[k][0]] for k in chosen]),
-                )
-                synapses.w = np.array([channels[k][2] for k in chosen]) * b2.nS
-                objects.append(synapses)
+            synapses = b2.Synapses(
+                generator,
+                neuron,
+                "w : siemens\nis_E : 1 (constant)",
+                on_pre=model.on_pre(),
+                namespace=namespace,
+            )
+            synapses.connect(
+                i=np.arange(len(channels)),
+                j=np.array([sites_compartment[c[0]] for c in channels]),
+            )
+            synapses.w = np.array([c[2] for c in channels]) * b2.nS
+            synapses.is_E = np.array([float(c[1] == "E") for c in channels])
+            objects += [generator, synapses]
         monitor = b2.StateMonitor(neuron, "v", record=[0], clock=record_clock)
         network = b2.Network(*objects, monitor)
         network.run(n_trials * trial_ms * b2.ms, namespace={})

@@ -173,3 +173,184 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
         "threads": 1,
     }
     return config
+
+
+# ---------------------------------------------------------------- reconstructions
+SOMA_RADIUS_UM = 7.5
+SOMA_KINDS = ("one-point", "three-point", "multi-point", "outline")
+
+
+class _SwcWriter:
+    """Collects SWC rows (depth-first, ids from 1) for `write_reconstruction`."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, float, float, float, float, int]] = []
+
+    def add(self, kind: int, xyz: np.ndarray, radius: float, parent: int) -> int:
+        ident = len(self.rows) + 1
+        self.rows.append((ident, kind, *map(float, xyz), float(radius), parent))
+        return ident
+
+
+def _grow(
+    swc: _SwcWriter,
+    rng: np.random.Generator,
+    kind: int,
+    start: np.ndarray,
+    direction: np.ndarray,
+    parent: int,
+    radius: float,
+    length: float,
+    order: int,
+    max_order: int,
+    step: float,
+    taper: float,
+) -> None:
+    """One branch of `length` um in steps of about `step` um from `start` (not written:
+    it is the parent point), then two daughters until `max_order`."""
+    position, heading = start.astype(float), direction / np.linalg.norm(direction)
+    n = max(2, round(length / step))
+    r = radius
+    for _ in range(n):
+        heading = heading + rng.normal(0.0, 0.12, 3)
+        heading /= np.linalg.norm(heading)
+        position = position + heading * step * rng.uniform(0.7, 1.3)
+        r = max(0.12, r - taper * step)
+        parent = swc.add(kind, np.round(position, 3), round(r, 4), parent)
+    if order >= max_order:
+        return
+    for sign in (1.0, -1.0):
+        turn = rng.normal(0.0, 1.0, 3)
+        turn -= turn.dot(heading) * heading
+        daughter = heading + sign * 0.6 * turn / np.linalg.norm(turn)
+        _grow(
+            swc,
+            rng,
+            kind,
+            position,
+            daughter,
+            parent,
+            r * 0.79,
+            length * rng.uniform(0.7, 1.1),
+            order + 1,
+            max_order,
+            step,
+            taper,
+        )
+
+
+def _soma_points(swc: _SwcWriter, soma: str) -> dict[str, int]:
+    """The soma rows; returns the ids the basal stems and the apical trunk attach to."""
+    r = SOMA_RADIUS_UM
+    if soma == "one-point":
+        root = swc.add(1, np.zeros(3), r, -1)
+        return {"basal": root, "basal_side": root, "apical": root}
+    if soma == "three-point":  # NeuroMorpho's standard: root, then +-r along y
+        root = swc.add(1, np.zeros(3), r, -1)
+        swc.add(1, np.array([0.0, -r, 0.0]), r, root)
+        swc.add(1, np.array([0.0, r, 0.0]), r, root)
+        return {"basal": root, "basal_side": root, "apical": root}
+    if soma == "multi-point":  # a stack of cylinders along y, root at the bottom
+        ys, radii = [-8.0, -4.0, 0.0, 4.0, 8.0], [3.0, 6.5, 7.5, 6.5, 3.0]
+        ids, parent = [], -1
+        for y, radius in zip(ys, radii, strict=True):
+            parent = swc.add(1, np.array([0.0, y, 0.0]), radius, parent)
+            ids.append(parent)
+        return {"basal": ids[0], "basal_side": ids[2], "apical": ids[-1]}
+    if soma == "outline":  # a traced outline in the x-y plane, a chain of soma points
+        ids, parent = [], -1
+        for angle in np.linspace(-np.pi / 2, 1.5 * np.pi, 13)[:-1]:
+            xyz = np.array([8.0 * np.cos(angle), 9.0 * np.sin(angle), 0.0])
+            parent = swc.add(1, np.round(xyz, 3), 1.0, parent)
+            ids.append(parent)
+        return {"basal": ids[0], "basal_side": ids[3], "apical": ids[6]}
+    raise ValueError(f"unknown soma kind {soma!r}; choose from {SOMA_KINDS}")
+
+
+def write_reconstruction(
+    path: Path,
+    soma: str = "one-point",
+    duplicates: int = 18,
+    seed: int = 0,
+    step_um: float = 1.2,
+    scale: float = 1.0,
+) -> dict:
+    """A CA1-like pyramidal reconstruction as an SWC file, written at test time.
+
+    A soma (`soma`: one-point, NeuroMorpho three-point, a multi-point stack or a traced
+    outline), six basal stems (two of them 0.18 um thick at the soma, like the thin
+    stems of real reconstructions) branching to third order, an apical trunk tapering
+    from 3.2 to 1.2 um with six obliques and a two-level tuft; points every ~`step_um`
+    (about 9000 at scale 1), radii tapering with distance, coordinates rounded to 1 nm.
+    `duplicates` points repeat their parent's position (some with another radius), as
+    in real files: inside branches, at branch points and at the tips.
+    Returns a summary (points, duplicated ids).
+    """
+    rng = np.random.default_rng(seed)
+    swc = _SwcWriter()
+    attach = _soma_points(swc, soma)
+    r = SOMA_RADIUS_UM
+    stems = [
+        (-0.2, -1.0, 0.3),
+        (0.9, -0.8, -0.2),
+        (-0.9, -0.7, -0.3),
+        (0.3, -0.9, 0.9),
+        (1.0, 0.1, 0.2),
+        (-1.0, 0.2, -0.1),
+    ]
+    for k, direction in enumerate(stems):
+        direction = np.asarray(direction) / np.linalg.norm(direction)
+        radius = 0.09 if k in (1, 4) else 0.55
+        where = attach["basal_side"] if k >= 4 else attach["basal"]
+        start_xyz = direction * r
+        first = swc.add(3, np.round(start_xyz, 3), radius, where)
+        _grow(swc, rng, 3, start_xyz, direction, first, radius, 50 * scale, 1, 4, step_um, 0.001)
+    # apical trunk with obliques, then the tuft
+    up = np.array([0.0, 1.0, 0.0])
+    position = up * r
+    parent = swc.add(4, position, 1.6, attach["apical"])
+    radius = 1.6
+    for piece in range(7):
+        for _ in range(round(50 * scale / step_um)):
+            position = position + (up + rng.normal(0, 0.05, 3)) / 1.0 * step_um
+            radius = max(0.6, radius - 0.0017 * step_um)
+            parent = swc.add(4, np.round(position, 3), round(radius, 4), parent)
+        if piece < 6:
+            side = np.array([np.cos(piece * 2.1), 0.25, np.sin(piece * 2.1)])
+            _grow(swc, rng, 4, position, side, parent, 0.45, 120 * scale, 1, 2, step_um, 0.0005)
+    for side in ((1.0, 1.0, 0.2), (-1.0, 1.0, -0.2)):
+        _grow(
+            swc, rng, 4, position, np.asarray(side), parent, 0.8, 90 * scale, 1, 4, step_um, 0.0008
+        )
+    rows = _with_duplicates(swc.rows, duplicates, rng)
+    path.write_text(
+        f"# synthetic CA1-like reconstruction ({soma} soma), seed {seed}\n"
+        + "".join(
+            f"{i} {t} {x:.3f} {y:.3f} {z:.3f} {rad:.4f} {p}\n" for i, t, x, y, z, rad, p in rows
+        )
+    )
+    return {"points": len(rows), "duplicates": duplicates, "soma": soma}
+
+
+def _with_duplicates(rows: list, count: int, rng: np.random.Generator) -> list:
+    """Insert `count` points that repeat their parent's position, renumbering the rows."""
+    children: dict[int, list[int]] = {}
+    for ident, _, _, _, _, _, parent in rows:
+        children.setdefault(parent, []).append(ident)
+    dendritic = [row[0] for row in rows if row[1] != 1]
+    branch_points = [i for i in dendritic if len(children.get(i, [])) > 1]
+    tips = [i for i in dendritic if not children.get(i)]
+    n_branch, n_tip = min(count // 3, len(branch_points)), min(count // 6, len(tips))
+    picked = set(rng.choice(branch_points, n_branch, replace=False).tolist())
+    picked |= set(rng.choice(tips, n_tip, replace=False).tolist())
+    inside = [i for i in dendritic if i not in picked and len(children.get(i, [])) == 1]
+    picked |= set(rng.choice(inside, count - len(picked), replace=False).tolist())
+    out, new_id = [], {}
+    for ident, kind, x, y, z, radius, parent in rows:
+        new_id[ident] = len(out) + 1
+        out.append([len(out) + 1, kind, x, y, z, radius, new_id.get(parent, -1)])
+        if ident in picked:  # the duplicate takes over the point's children
+            step = radius * (0.8 if rng.random() < 0.3 else 1.0)
+            out.append([len(out) + 1, kind, x, y, z, step, len(out)])
+            new_id[ident] = len(out)
+    return [tuple(row) for row in out]

@@ -12,7 +12,7 @@ from snakemake.utils import validate
 from dendrite_sim import stages
 from dendrite_sim.dataset import write_atomic
 from dendrite_sim.errors import InputError
-from dendrite_sim.morphology import compartment_table, load_morphology
+from dendrite_sim.morphology import compartment_table, load_cell, load_morphology
 from dendrite_sim.protocols import plan_trials
 from dendrite_sim.sites import explicit_sites
 from dendrite_sim.swc import read_swc
@@ -57,13 +57,15 @@ def test_missing_or_empty_swc(tmp_path):
         read_swc(tmp_path / "empty.swc")
 
 
-def test_good_swc_loads_with_its_compartments(tmp_path):
+def test_good_swc_loads_with_its_compartments(tmp_path, small_dendrite):
     path = tmp_path / "cell.swc"
     path.write_text(GOOD_SWC)
-    table = compartment_table(load_morphology(str(path)))
-    assert table.branch.iloc[0] == "soma"
-    assert len(table) == 4  # the soma and three dendritic segments
-    assert table.distance_um.tolist() == pytest.approx([0.0, 5.0, 35.0, 85.0])  # midpoints
+    table = load_cell(str(path), small_dendrite).compartments()
+    assert table.branch.tolist() == ["soma"] + ["dend[0]"] * 5
+    # the dendrite starts at its first point, on the soma's surface (Import3d's wire),
+    # 100 um long: d_lambda asks for 3 compartments, max_compartment_um (20) for 5
+    assert table.distance_um.tolist() == pytest.approx([0.0, 10.0, 30.0, 50.0, 70.0, 90.0])
+    assert table.y_um.tolist() == pytest.approx([0.0, 20.0, 40.0, 60.0, 80.0, 100.0])
 
 
 @pytest.fixture(scope="module")

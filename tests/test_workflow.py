@@ -43,6 +43,7 @@ def test_tiny_run_produces_every_stage(tiny_run):
         "dendrite/pyramidal/psp.nc",
         "dendrite/pyramidal/kappa.nc",
         "dendrite/pyramidal/figures/kappa_heatmaps.png",
+        "dendrite/pyramidal/figures/morphology.png",
         "priors/dit_resnet20/bio/seed0.pt",
         "train/fashion_mnist/resnet20/none/seed0/metrics.json",
         "train/fashion_mnist/dit_resnet20/zero/seed0/metrics.json",
@@ -69,6 +70,8 @@ def test_tiny_run_produces_every_stage(tiny_run):
         assert summary[column].notna().all() or column.endswith("std"), column
     assert (summary.best_top1_mean >= summary.top1_mean).all()
     assert (results / "theory/fewshot_lr_sweep.csv").is_file()
+    cell = (results / "report/dendrite_pyramidal.html").read_text()
+    assert "morphology.png" in cell and "soma input resistance" in cell
 
 
 @pytest.mark.skipif(

@@ -4,7 +4,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from dendrite_sim.errors import InputError
-from dendrite_sim.swc import read_swc
+from dendrite_sim.swc import read_cell
 
 RESULTS = config["results_dir"]
 
@@ -17,7 +17,14 @@ def check_morphologies(cells):
             raise InputError(
                 f"config key dendrite.cells.{name}: morphology file '{spec}' does not exist."
             )
-        read_swc(spec)
+        read_cell(spec)  # the file's rows, its tree and its sections
+
+
+def morphology_file(cell):
+    """The SWC file of a cell as a list (empty for built-in cells): an input of the rules
+    that build the cell, so that editing the file reruns them."""
+    spec = config["dendrite"]["cells"][cell]
+    return [] if spec.startswith("builtin:") else [spec]
 
 
 try:

@@ -3,6 +3,8 @@ N_CHUNKS = config["dendrite"]["chunks"]
 
 
 rule plan_trials:
+    input:
+        morphology=lambda wildcards: morphology_file(wildcards.cell),
     output:
         f"{RESULTS}/dendrite/{{cell}}/trials.nc",
     log:
@@ -15,7 +17,8 @@ rule plan_trials:
 
 rule simulate_chunk:
     input:
-        f"{RESULTS}/dendrite/{{cell}}/trials.nc",
+        trials=f"{RESULTS}/dendrite/{{cell}}/trials.nc",
+        morphology=lambda wildcards: morphology_file(wildcards.cell),
     output:
         temp(f"{RESULTS}/dendrite/{{cell}}/chunks/psp_{{chunk}}.nc"),
     log:
@@ -44,6 +47,22 @@ rule gather_psp:
         dendrite=config["dendrite"],
     script:
         "../scripts/gather_psp.py"
+
+
+rule morphology_figure:
+    input:
+        f"{RESULTS}/dendrite/{{cell}}/psp.nc",
+    output:
+        report(
+            f"{RESULTS}/dendrite/{{cell}}/figures/morphology.png",
+            caption="../report/morphology.rst",
+            category="Dendrite",
+            subcategory="{cell}",
+        ),
+    log:
+        f"{RESULTS}/logs/morphology_figure/{{cell}}.log",
+    script:
+        "../scripts/morphology_figure.py"
 
 
 # Stage 2: fit the bilinear coefficients and check the rule (dendrite_sim.kappa).

@@ -32,8 +32,9 @@ rule summarise_dataset:
 
 
 def dendrite_inputs(cell):
-    figures = {name: f"{RESULTS}/dendrite/{cell}/figures/{name}.png" for name in KAPPA_FIGURES}
-    return {"kappa": f"{RESULTS}/dendrite/{cell}/kappa.nc", "figures": figures}
+    folder = f"{RESULTS}/dendrite/{cell}"
+    figures = {name: f"{folder}/figures/{name}.png" for name in KAPPA_FIGURES + ["morphology"]}
+    return {"kappa": f"{folder}/kappa.nc", "psp": f"{folder}/psp.nc", "figures": figures}
 
 
 def dataset_inputs(dataset):

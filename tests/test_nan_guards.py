@@ -1,0 +1,137 @@
+"""No NaN passes a stage: simulation, gather, fit and figures each stop with a message
+that names the cell, the trials and the likely cause, and write nothing."""
+
+import copy
+
+import brian2 as b2
+import numpy as np
+import pytest
+import xarray as xr
+from test_kappa import planted_psp
+
+from dendrite_sim import stages
+from dendrite_sim.dataset import chunk_dataset, write_atomic
+from dendrite_sim.errors import NotFiniteError
+from dendrite_sim.figures import FIGURES
+from dendrite_sim.kappa import check_fit, fit_kappa
+from dendrite_sim.morphology import Cell, load_cell
+
+KAPPA = {"window_ms": [12.0, 60.0], "response_ms": 20.0}
+
+
+@pytest.fixture
+def planned(tmp_path, small_dendrite):
+    dendrite = copy.deepcopy(small_dendrite)
+    stages.plan("pyramidal", dendrite, tmp_path / "trials.nc")
+    return dendrite, tmp_path
+
+
+def test_simulation_with_nan_traces_writes_nothing(planned, monkeypatch):
+    dendrite, folder = planned
+
+    def broken(morphology, sites, trials, model, protocol):
+        v = np.zeros((trials.sizes["trial"], 10))
+        v[[1, 3], 4:] = np.nan
+        return v
+
+    monkeypatch.setattr(stages, "simulate_trials", broken)
+    with pytest.raises(NotFiniteError) as err:
+        stages.simulate_chunk(folder / "trials.nc", "pyramidal", 0, dendrite, folder / "c0.nc")
+    message = str(err.value)
+    for text in ("cell pyramidal, chunk 0", "2 of", "trials 1, 3", "sample 4", "zero length"):
+        assert text in message
+    assert not (folder / "c0.nc").exists()
+
+
+SWC_WITH_A_DUPLICATE = """1 1 0 0 0 5 -1
+2 3 0 5 0 0.5 1
+3 3 0 25 0 0.5 2
+4 3 0 25 0 0.5 3
+5 3 0 45 0 0.5 4
+"""
+
+
+def test_brian2s_own_reading_of_a_duplicate_point_is_caught(planned, monkeypatch):
+    """The defect of the issue: Brian2's reader turns a point at its parent's position into
+    a compartment of zero length, and the compiled simulation silently gives NaN (numpy's
+    runtime mode would raise instead); the stage stops."""
+    dendrite, folder = planned
+    swc = folder / "dup.swc"
+    swc.write_text(SWC_WITH_A_DUPLICATE)
+    dendrite["cells"] = {"dup": str(swc)}
+    dendrite["sites"] = {"n_sites": 1, "explicit": [{"compartment": 3}]}
+    dendrite["protocol"]["kinds"] = ["single"]
+    ours = load_cell(str(swc), dendrite)
+    assert ours.merged_points == 1 and ours.compartments().length_um[1:].min() > 0
+    stages.plan("dup", dendrite, folder / "dup.nc")
+    with xr.open_dataset(folder / "dup.nc") as plan:
+        trials = plan.load()
+    del trials.attrs["n_compartments"]  # planned on our cell, simulated on Brian2's
+    write_atomic(trials, folder / "dup.nc")
+    brian = b2.Morphology.from_file(str(swc))
+    monkeypatch.setattr(
+        stages,
+        "load_cell",
+        lambda spec, config: Cell(spec, brian, "path", ours.segmentation, "Brian2's"),
+    )
+    with pytest.raises(NotFiniteError, match="cell dup, chunk 0: 4 of 4 trials .*NaN"):
+        stages.simulate_chunk(
+            folder / "dup.nc", "dup", 0, {**dendrite, "chunks": 1}, folder / "c.nc"
+        )
+    assert not (folder / "c.nc").exists()
+
+
+def test_gather_refuses_a_chunk_with_nan(planned):
+    dendrite, folder = planned
+    with xr.open_dataset(folder / "trials.nc") as plan:
+        trials = plan.load()
+    halves = np.array_split(np.arange(trials.sizes["trial"]), 2)
+    paths = []
+    for k, rows in enumerate(halves):
+        v = np.zeros((len(rows), 5))
+        if k == 1:
+            v[2, 1] = np.inf
+        paths.append(folder / f"c{k}.nc")
+        write_atomic(chunk_dataset(trials.isel(trial=rows), v, 0.1), paths[-1])
+    with pytest.raises(NotFiniteError) as err:
+        stages.gather(folder / "trials.nc", paths, "pyramidal", dendrite, folder / "psp.nc")
+    assert f"chunk file {paths[1]}" in str(err.value)
+    assert f"trials {halves[1][2]}" in str(err.value)
+    assert not (folder / "psp.nc").exists()
+
+
+def test_fit_refuses_nan_traces(tmp_path):
+    psp, _ = planted_psp(np.random.default_rng(7))
+    psp.attrs["cell"] = "planted"
+    psp.v[5, 100:] = np.nan
+    write_atomic(psp, tmp_path / "psp.nc")
+    with pytest.raises(NotFiniteError, match=r"cell planted: .*psp.nc: 1 of \d+ trials.*trials 5"):
+        stages.fit(tmp_path / "psp.nc", KAPPA, tmp_path / "kappa.nc")
+    assert not (tmp_path / "kappa.nc").exists()
+
+
+def test_fit_refuses_a_nan_kappa(tmp_path):
+    """A single PSP of zero amplitude makes V1*V2 = 0 at every strength: kappa = 0/0."""
+    psp, _ = planted_psp(np.random.default_rng(7))
+    psp.attrs["cell"] = "planted"
+    silent = ((psp.kind == "E") & (psp.event_site[:, 0] == 1)).values
+    psp.v[silent] = 0.0
+    ds = fit_kappa(psp, KAPPA)
+    with pytest.raises(NotFiniteError, match=r"cell planted: kappa_EI is NaN .*\(1, 0\)"):
+        check_fit(ds, psp)
+    write_atomic(psp, tmp_path / "psp.nc")
+    with pytest.raises(NotFiniteError):
+        stages.fit(tmp_path / "psp.nc", KAPPA, tmp_path / "kappa.nc")
+    assert not (tmp_path / "kappa.nc").exists()
+
+
+def test_figures_refuse_a_kappa_file_without_finite_values(tmp_path):
+    psp, _ = planted_psp(np.random.default_rng(7))
+    ds = fit_kappa(psp, KAPPA)
+    ds.attrs["cell"] = "planted"
+    ds["kappa_EI"][:] = np.nan
+    write_atomic(ds, tmp_path / "kappa.nc")
+    outputs = {name: tmp_path / f"{name}.png" for name in FIGURES}
+    with pytest.raises(NotFiniteError, match="cell planted: .*kappa.nc holds no finite kappa_EI"):
+        stages.figures(tmp_path / "kappa.nc", outputs)
+    assert not any(path.exists() for path in outputs.values())
