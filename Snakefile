@@ -1,5 +1,5 @@
 # From the biophysics of dendrites to Dit-CNNs. Run everything: snakemake --cores all
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("8.20")
 
@@ -7,10 +7,7 @@ min_version("8.20")
 configfile: workflow.source_path("config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
-include: "workflow/rules/common.smk"
+include: "workflow/rules/common.smk"  # checks and validates the config first
 include: "workflow/rules/dendrite.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"

@@ -88,14 +88,22 @@ def load_kappa(path: str | Path) -> KappaTables:
     path = Path(path)
     if not path.is_file():
         raise PriorError(f"kappa file '{path}' does not exist; run the fit_kappa rule first.")
-    with xr.open_dataset(path) as ds:
-        missing = [f"kappa_{k}" for k in KAPPA_KINDS if f"kappa_{k}" not in ds] + (
-            [] if "psp_peak" in ds else ["psp_peak"]
-        )
-        if missing:
-            raise PriorError(f"kappa file '{path}' lacks {missing}; rerun the fit_kappa rule.")
-        tables = {k: _filled(ds[f"kappa_{k}"].values, path, k) for k in KAPPA_KINDS}
-        scale = float(np.nanmedian(np.abs(ds.psp_peak.values)))
+    try:
+        with xr.open_dataset(path) as opened:
+            ds = opened.load()
+    except (OSError, ValueError) as err:
+        raise PriorError(
+            f"kappa file '{path}' cannot be read ({type(err).__name__}: {str(err)[:160]}): it "
+            f"is damaged or truncated. Delete it and run the workflow again (rm {path}; "
+            "snakemake --cores all), which rebuilds it."
+        ) from None
+    missing = [f"kappa_{k}" for k in KAPPA_KINDS if f"kappa_{k}" not in ds] + (
+        [] if "psp_peak" in ds else ["psp_peak"]
+    )
+    if missing:
+        raise PriorError(f"kappa file '{path}' lacks {missing}; rerun the fit_kappa rule.")
+    tables = {k: _filled(ds[f"kappa_{k}"].values, path, k) for k in KAPPA_KINDS}
+    scale = float(np.nanmedian(np.abs(ds.psp_peak.values)))
     return KappaTables(**tables, psp_scale_mV=scale, source=str(path))
 
 

@@ -11,7 +11,11 @@ from dataclasses import dataclass, fields
 import yaml
 
 
-class RecipeError(ValueError):
+class ConfigError(ValueError):
+    """A config file, key or value that does not exist or does not fit."""
+
+
+class RecipeError(ConfigError):
     """A recipe key or value that does not exist or does not fit."""
 
 

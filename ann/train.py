@@ -20,6 +20,7 @@ checkpoint and ends with the metrics of an uninterrupted run.
 """
 
 import argparse
+import copy
 import hashlib
 import json
 import logging
@@ -52,7 +53,14 @@ from .flops import count_macs
 from .io import git_commit, save_csv, save_json, save_torch
 from .models import create_model, dit_parameters, quadratic_layers
 from .priors import PriorError, apply_prior, load_kappa, prior_weights
-from .recipes import Recipe, RecipeError, parse_overrides, resolve_recipe
+from .recipes import (
+    ConfigError,
+    Recipe,
+    RecipeError,
+    parse_overrides,
+    recipe_name,
+    resolve_recipe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -792,6 +800,36 @@ def run_from_config(
     )
 
 
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def read_config(path: str | Path, dataset: str, overrides: Mapping, device: str) -> dict:
+    """config.yaml, checked against the workflow's schema (the one Snakemake validates with)
+    with the --set overrides applied to the recipe the run uses."""
+    import jsonschema
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file '{path}' cannot be read: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file '{path}' does not hold a mapping of config keys.")
+    checked = copy.deepcopy(config)
+    if overrides and dataset in checked.get("datasets", {}):
+        name = recipe_name(checked, dataset, device_type(device))
+        checked["recipes"][name] = {**checked["recipes"][name], **overrides}
+    schema = yaml.safe_load(SCHEMA.read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(checked)
+    )
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        from_cli = key.startswith("recipes.") and key.split(".")[-1] in overrides
+        where = f"--set {key.split('.')[-1]}" if from_cli else f"{path}: config key {key}"
+        raise ConfigError(f"{where}: {error.message}")
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ann.train", description=__doc__.split("\n\n")[0]
@@ -823,7 +861,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if main_process else logging.WARNING, format="%(asctime)s %(message)s"
     )
     try:
-        config = yaml.safe_load(Path(args.config).read_text())
+        overrides = parse_overrides(args.set)
+        config = read_config(args.config, args.dataset, overrides, args.device or "auto")
         run = run_from_config(
             config,
             args.dataset,
@@ -831,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
             args.prior,
             args.seed,
             args.out,
-            parse_overrides(args.set),
+            overrides,
             kappa=args.kappa,
             prior_file=args.prior_file,
             threads=args.threads,
@@ -840,7 +879,7 @@ def main(argv: list[str] | None = None) -> int:
             compile={"auto": "auto", "true": True, "false": False, None: None}[args.compile],
         )
         summary = train(run)
-    except (TrainingError, DatasetError, PriorError, RecipeError, FileNotFoundError) as err:
+    except (TrainingError, DatasetError, PriorError, ConfigError, FileNotFoundError) as err:
         log.error("error: %s", err)
         return 1
     log.info(

@@ -12,6 +12,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from .errors import InputError
 from .model import CellModel
 
 
@@ -41,6 +42,29 @@ def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
         if var.dtype.kind in "fiu" and var.ndim >= 2
     }
     atomic_file(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
+
+
+# Keys of the dendrite section that change how the simulation runs, not what it computes.
+RUN_SETTINGS = ("chunks",)
+
+
+def simulation_settings(dendrite: Mapping) -> dict:
+    """The dendrite section without RUN_SETTINGS: what psp.nc depends on."""
+    return {key: value for key, value in dendrite.items() if key not in RUN_SETTINGS}
+
+
+def read_dataset(path: str | Path) -> xr.Dataset:
+    """The dataset in a NetCDF file, loaded; an InputError naming the file and how to rebuild it
+    when it cannot be read (truncated by a crash, or not NetCDF)."""
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.load()
+    except (OSError, ValueError) as err:
+        raise InputError(
+            f"{path} cannot be read ({type(err).__name__}: {str(err)[:160]}): it is damaged or "
+            f"truncated. Delete it and run the workflow again (rm {path}; snakemake --cores "
+            "all), which rebuilds it."
+        ) from None
 
 
 def config_hash(section: Mapping) -> str:
@@ -98,8 +122,8 @@ def psp_dataset(
         "dt": f"{protocol['dt_ms']} ms",
         "record_dt": f"{protocol['record_dt_ms']} ms",
         "trial_duration": f"{protocol['trial_ms']} ms",
-        "config_hash": config_hash(dendrite),
-        "config_yaml": yaml.safe_dump(dict(dendrite), sort_keys=True),
+        "config_hash": config_hash(simulation_settings(dendrite)),
+        "config_yaml": yaml.safe_dump(simulation_settings(dendrite), sort_keys=True),
         **model.attrs(),
     }
     return ds

@@ -12,7 +12,7 @@ Protocols:
 """
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -78,23 +78,37 @@ def _multi(n_sites: int, strengths: Mapping, onset: float, record_dt: float, con
         yield "multi", "multi", events
 
 
+def _trials(n_sites: int, protocol: Mapping, kind: str) -> Iterator[tuple[str, str, list]]:
+    strengths, onset = protocol["strengths_nS"], protocol["onset_ms"]
+    if kind == "single":
+        return _single(n_sites, strengths, onset)
+    if kind == "pairs":
+        return _pairs(n_sites, strengths, onset, protocol["pairs"])
+    if kind == "timing":
+        return _timing(n_sites, strengths, onset, protocol["timing"])
+    if kind == "multi":
+        return _multi(n_sites, strengths, onset, protocol["record_dt_ms"], protocol["multi"])
+    raise InputError(
+        f"dendrite.protocol.kinds: unknown protocol kind {kind!r}; choose from {PROTOCOLS}."
+    )
+
+
 def plan_trials(sites: pd.DataFrame, protocol: Mapping) -> xr.Dataset:
     """The trial table for `protocol` (the `dendrite.protocol` config section)."""
-    unknown = [k for k in protocol["kinds"] if k not in PROTOCOLS]
-    if unknown:
-        raise InputError(
-            f"dendrite.protocol.kinds: unknown protocol kind(s) {unknown}; choose from {PROTOCOLS}."
-        )
     check_timing(protocol)
-    n, strengths, onset = len(sites), protocol["strengths_nS"], protocol["onset_ms"]
-    makers = {
-        "single": lambda: _single(n, strengths, onset),
-        "pairs": lambda: _pairs(n, strengths, onset, protocol["pairs"]),
-        "timing": lambda: _timing(n, strengths, onset, protocol["timing"]),
-        "multi": lambda: _multi(n, strengths, onset, protocol["record_dt_ms"], protocol["multi"]),
-    }
-    trials = [t for kind in protocol["kinds"] for t in makers[kind]()]
+    trials = [t for kind in protocol["kinds"] for t in _trials(len(sites), protocol, kind)]
     return _trial_dataset(trials, sites)
+
+
+def trial_counts(n_sites: int, protocol: Mapping) -> dict[str, int]:
+    """How many trials `plan_trials` makes of each protocol kind for n_sites sites (the
+    random multi-input trials are counted, not drawn)."""
+    return {
+        kind: protocol["multi"]["n_trials"]
+        if kind == "multi"
+        else sum(1 for _ in _trials(n_sites, protocol, kind))
+        for kind in protocol["kinds"]
+    }
 
 
 def check_timing(protocol: Mapping) -> None:
@@ -187,8 +201,3 @@ def site_coords(sites: pd.DataFrame) -> dict:
         attrs = {"units": units[column]} if column in units else {}
         coords[name] = ("site", values, attrs)
     return coords
-
-
-def chunk_of(n_trials: int, n_chunks: int, chunk: int) -> np.ndarray:
-    """The trial indices of chunk `chunk` (0-based) when n_trials are split n_chunks ways."""
-    return np.array_split(np.arange(n_trials), n_chunks)[chunk]

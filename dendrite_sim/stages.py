@@ -5,20 +5,29 @@ the Snakemake scripts in workflow/scripts call these and nothing else.
 """
 
 import logging
+import multiprocessing
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .checks import SIMULATION_CAUSES, require_finite_traces
-from .dataset import chunk_dataset, compartment_coords, psp_dataset, write_atomic
+from .dataset import (
+    chunk_dataset,
+    compartment_coords,
+    psp_dataset,
+    read_dataset,
+    write_atomic,
+)
 from .errors import InputError
 from .figures import FIGURES, check_kappa_dataset, morphology_figure
 from .kappa import check_fit, fit_kappa
 from .model import CellModel
 from .morphology import load_cell
-from .protocols import chunk_of, plan_trials
+from .protocols import plan_trials
 from .simulate import simulate_trials
 from .sites import select_sites
 
@@ -40,14 +49,13 @@ def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
     write_atomic(trials, out)
 
 
-def simulate_chunk(
-    trials_path: str | Path, cell: str, chunk: int, dendrite: Mapping, out: str | Path
+def simulate(
+    trials_path: str | Path, cell: str, dendrite: Mapping, out: str | Path, processes: int = 1
 ) -> None:
-    """Simulate chunk `chunk` of the planned trials and write its somatic traces; no file
-    if any trace is NaN or infinite."""
-    with xr.open_dataset(trials_path) as plan_ds:
-        trials = plan_ds.load()
-    chosen = trials.isel(trial=chunk_of(trials.sizes["trial"], dendrite["chunks"], chunk))
+    """Simulate every planned trial of `cell` and write its psp dataset. The trials are split
+    into `processes` pieces simulated side by side, each by one compiled Brian2 program; the
+    traces do not depend on the split. No file if any trace is NaN or infinite."""
+    trials = read_dataset(trials_path)
     built = load_cell(dendrite["cells"][cell], dendrite)
     planned = trials.attrs.get("n_compartments")
     if planned is not None and int(planned) != built.morphology.total_compartments:
@@ -56,58 +64,48 @@ def simulate_chunk(
             f"the morphology now has {built.morphology.total_compartments}; plan again "
             "(snakemake --forcerun plan_trials)."
         )
-    protocol = dendrite["protocol"]
+    pieces = [
+        trials.isel(trial=rows)
+        for rows in np.array_split(np.arange(trials.sizes["trial"]), max(1, processes))
+        if len(rows)
+    ]
     start = time.perf_counter()
-    traces = simulate_trials(
-        built.morphology,
-        trials.site_compartment.values,
-        chosen,
-        CellModel.from_config(dendrite),
-        protocol,
-    )
+    jobs = [(cell, dendrite, trials.site_compartment.values, piece) for piece in pieces]
+    if len(jobs) == 1:
+        traces = [_simulate_piece(jobs[0])]
+    else:
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
+            traces = list(pool.map(_simulate_piece, jobs))
     seconds = time.perf_counter() - start
-    require_finite_traces(traces, chosen, f"cell {cell}, chunk {chunk}", SIMULATION_CAUSES)
-    n = chosen.sizes["trial"]
+    record_dt = dendrite["protocol"]["record_dt_ms"]
+    for piece, v in zip(pieces, traces, strict=True):
+        require_finite_traces(v, piece, f"cell {cell}", SIMULATION_CAUSES)
     log.info(
-        "chunk %d: %d trials in %.1f s (%.1f ms per trial, compile included)",
-        chunk,
-        n,
+        "cell %s: %d trials in %.1f s, %d processes (%.1f ms per trial, compile included)",
+        cell,
+        trials.sizes["trial"],
         seconds,
-        1e3 * seconds / max(n, 1),
+        len(jobs),
+        1e3 * seconds * len(jobs) / max(trials.sizes["trial"], 1),
     )
-    write_atomic(chunk_dataset(chosen, traces, protocol["record_dt_ms"]), out)
-
-
-def gather(
-    trials_path: str | Path,
-    chunk_paths: Sequence[str | Path],
-    cell: str,
-    dendrite: Mapping,
-    out: str | Path,
-) -> None:
-    """Join the chunks' traces with the trial plan into the cell's psp dataset."""
-    with xr.open_dataset(trials_path) as plan_ds:
-        trials = plan_ds.load()
-    chunks = []
-    for path in chunk_paths:
-        with xr.open_dataset(path) as chunk:
-            chunks.append(chunk.load())
-        require_finite_traces(
-            chunks[-1].v.values,
-            chunks[-1],
-            f"cell {cell}, chunk file {path}",
-            "the chunk was written by a run without these checks, or edited; "
-            "delete it and simulate again",
-        )
+    chunks = [chunk_dataset(piece, v, record_dt) for piece, v in zip(pieces, traces, strict=True)]
     ds = psp_dataset(trials, chunks, CellModel.from_config(dendrite), dendrite, cell)
     write_atomic(ds, out)
     log.info("wrote %s: %d trials x %d samples", out, ds.sizes["trial"], ds.sizes["time"])
 
 
+def _simulate_piece(job: tuple[str, Mapping, np.ndarray, xr.Dataset]) -> np.ndarray:
+    """The traces of one piece of the plan (run in a worker process when there are several)."""
+    cell, dendrite, site_compartments, piece = job
+    built = load_cell(dendrite["cells"][cell], dendrite)
+    model = CellModel.from_config(dendrite)
+    return simulate_trials(built.morphology, site_compartments, piece, model, dendrite["protocol"])
+
+
 def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
     """Fit kappa for every pair in the psp dataset and validate on the multi-input trials."""
-    with xr.open_dataset(psp_path) as psp_ds:
-        psp = psp_ds.load()
+    psp = read_dataset(psp_path)
     cell = psp.attrs.get("cell", "?")
     require_finite_traces(
         psp.v.values,
@@ -124,8 +122,7 @@ def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
 
 def figures(kappa_path: str | Path, outputs: Mapping[str, str | Path]) -> None:
     """Draw the named kappa figures (see dendrite_sim.figures.FIGURES) to their paths."""
-    with xr.open_dataset(kappa_path) as kappa_ds:
-        ds = kappa_ds.load()
+    ds = read_dataset(kappa_path)
     check_kappa_dataset(ds, kappa_path)
     for name, path in outputs.items():
         FIGURES[name](ds, path)
@@ -134,7 +131,6 @@ def figures(kappa_path: str | Path, outputs: Mapping[str, str | Path]) -> None:
 
 def morphology(psp_path: str | Path, out: str | Path) -> None:
     """Draw the cell in 2-D projection with its sites (from psp.nc)."""
-    with xr.open_dataset(psp_path) as psp_ds:
-        psp = psp_ds.load()
+    psp = read_dataset(psp_path)
     morphology_figure(psp, out)
     log.info("wrote %s", out)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+from conftest import run_snakemake
 from snakemake.utils import validate
 
 from dendrite_sim import stages
@@ -205,3 +206,27 @@ def test_interrupted_write_leaves_nothing(tmp_path):
     with pytest.raises(TypeError):
         write_atomic(ds, tmp_path / "psp.nc")
     assert list(tmp_path.iterdir()) == []
+
+
+# Each of these stops `snakemake -n` at plan time with one line naming the key.
+PLAN_TIME_ERRORS = [
+    ("train.experiments.fashion_mnist.seeds", [0, 0], "non-unique"),
+    ("priors.cell", "../elsewhere", "config key priors.cell"),
+    ("datasets.cifar10.root", "/no/such/cifar", "config key datasets.cifar10.root"),
+    ("kappa.response_ms", "2e1", "config key kappa.response_ms: '2e1' is text to YAML"),
+    ("dendrite.chunks", 100000, "config key dendrite.chunks: 100000 processes for 2590"),
+    ("dendrite.protocol.multi.n_trials", 10**8, "more than 80% of this machine's"),
+    ("datasets.fashion_mnist.recipe", "fmnist_typo", "no recipe named 'fmnist_typo'"),
+    ("dendrite.synapses.I.tau_decay_ms", 1.0, "config keys dendrite.synapses.I.tau_rise_ms"),
+]
+
+
+@pytest.mark.parametrize(
+    "key, value, message", PLAN_TIME_ERRORS, ids=[e[0] for e in PLAN_TIME_ERRORS]
+)
+def test_plan_time_errors_name_the_key(tmp_path, config, key, value, message):
+    run = run_snakemake(tmp_path, _set(config, key, value), "-n")
+    assert run.returncode != 0
+    assert message in run.stdout, run.stdout[-2000:]
+    assert "Traceback (most recent call last)" not in run.stdout
+    assert "Job stats" not in run.stdout  # no job was planned

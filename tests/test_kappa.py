@@ -153,10 +153,7 @@ POINT_CELL = {
 def test_simulate_then_fit_recovers_the_point_neuron_theory(tmp_path):
     dendrite = copy.deepcopy(POINT_CELL)
     stages.plan("point", dendrite, tmp_path / "trials.nc")
-    stages.simulate_chunk(tmp_path / "trials.nc", "point", 0, dendrite, tmp_path / "c0.nc")
-    stages.gather(
-        tmp_path / "trials.nc", [tmp_path / "c0.nc"], "point", dendrite, tmp_path / "psp.nc"
-    )
+    stages.simulate(tmp_path / "trials.nc", "point", dendrite, tmp_path / "psp.nc")
     stages.fit(
         tmp_path / "psp.nc",
         {"window_ms": [10.0, 140.0], "response_ms": 20.0},
@@ -171,14 +168,10 @@ def test_simulate_then_fit_recovers_the_point_neuron_theory(tmp_path):
 
 @pytest.fixture(scope="module")
 def default_cell_kappa(tmp_path_factory, default_config):
-    """The shipped dendrite and kappa config, end to end, in two chunks."""
+    """The shipped dendrite and kappa config, end to end, in two processes."""
     dendrite, out = default_config["dendrite"], tmp_path_factory.mktemp("default")
     stages.plan("pyramidal", dendrite, out / "trials.nc")
-    chunks = [out / f"c{c}.nc" for c in range(2)]
-    two_chunks = {**dendrite, "chunks": 2}
-    for c, path in enumerate(chunks):
-        stages.simulate_chunk(out / "trials.nc", "pyramidal", c, two_chunks, path)
-    stages.gather(out / "trials.nc", chunks, "pyramidal", dendrite, out / "psp.nc")
+    stages.simulate(out / "trials.nc", "pyramidal", dendrite, out / "psp.nc", processes=2)
     stages.fit(out / "psp.nc", default_config["kappa"], out / "kappa.nc")
     with xr.open_dataset(out / "kappa.nc") as ds:
         return ds.load()

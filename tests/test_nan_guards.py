@@ -1,4 +1,4 @@
-"""No NaN passes a stage: simulation, gather, fit and figures each stop with a message
+"""No NaN passes a stage: simulation, fit and figures each stop with a message
 that names the cell, the trials and the likely cause, and write nothing."""
 
 import copy
@@ -10,7 +10,7 @@ import xarray as xr
 from test_kappa import planted_psp
 
 from dendrite_sim import stages
-from dendrite_sim.dataset import chunk_dataset, write_atomic
+from dendrite_sim.dataset import write_atomic
 from dendrite_sim.errors import NotFiniteError
 from dendrite_sim.figures import FIGURES
 from dendrite_sim.kappa import check_fit, fit_kappa
@@ -36,11 +36,11 @@ def test_simulation_with_nan_traces_writes_nothing(planned, monkeypatch):
 
     monkeypatch.setattr(stages, "simulate_trials", broken)
     with pytest.raises(NotFiniteError) as err:
-        stages.simulate_chunk(folder / "trials.nc", "pyramidal", 0, dendrite, folder / "c0.nc")
+        stages.simulate(folder / "trials.nc", "pyramidal", dendrite, folder / "psp.nc")
     message = str(err.value)
-    for text in ("cell pyramidal, chunk 0", "2 of", "trials 1, 3", "sample 4", "zero length"):
+    for text in ("cell pyramidal", "2 of", "trials 1, 3", "sample 4", "zero length"):
         assert text in message
-    assert not (folder / "c0.nc").exists()
+    assert not (folder / "psp.nc").exists()
 
 
 SWC_WITH_A_DUPLICATE = """1 1 0 0 0 5 -1
@@ -74,29 +74,8 @@ def test_brian2s_own_reading_of_a_duplicate_point_is_caught(planned, monkeypatch
         "load_cell",
         lambda spec, config: Cell(spec, brian, "path", ours.segmentation, "Brian2's"),
     )
-    with pytest.raises(NotFiniteError, match="cell dup, chunk 0: 4 of 4 trials .*NaN"):
-        stages.simulate_chunk(
-            folder / "dup.nc", "dup", 0, {**dendrite, "chunks": 1}, folder / "c.nc"
-        )
-    assert not (folder / "c.nc").exists()
-
-
-def test_gather_refuses_a_chunk_with_nan(planned):
-    dendrite, folder = planned
-    with xr.open_dataset(folder / "trials.nc") as plan:
-        trials = plan.load()
-    halves = np.array_split(np.arange(trials.sizes["trial"]), 2)
-    paths = []
-    for k, rows in enumerate(halves):
-        v = np.zeros((len(rows), 5))
-        if k == 1:
-            v[2, 1] = np.inf
-        paths.append(folder / f"c{k}.nc")
-        write_atomic(chunk_dataset(trials.isel(trial=rows), v, 0.1), paths[-1])
-    with pytest.raises(NotFiniteError) as err:
-        stages.gather(folder / "trials.nc", paths, "pyramidal", dendrite, folder / "psp.nc")
-    assert f"chunk file {paths[1]}" in str(err.value)
-    assert f"trials {halves[1][2]}" in str(err.value)
+    with pytest.raises(NotFiniteError, match="cell dup: 4 of 4 trials .*NaN"):
+        stages.simulate(folder / "dup.nc", "dup", dendrite, folder / "psp.nc")
     assert not (folder / "psp.nc").exists()
 
 

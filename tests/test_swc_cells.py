@@ -232,8 +232,7 @@ def realistic_run(reconstructions, small_dendrite, tmp_path_factory):
     dendrite["protocol"]["pairs"]["max_pairs_per_kind"] = 100
     kappa = {"window_ms": [10.0, 50.0], "response_ms": 20.0}
     stages.plan("ca1", dendrite, folder / "trials.nc")
-    stages.simulate_chunk(folder / "trials.nc", "ca1", 0, dendrite, folder / "c0.nc")
-    stages.gather(folder / "trials.nc", [folder / "c0.nc"], "ca1", dendrite, folder / "psp.nc")
+    stages.simulate(folder / "trials.nc", "ca1", dendrite, folder / "psp.nc")
     stages.fit(folder / "psp.nc", kappa, folder / "kappa.nc")
     figures = {name: folder / f"{name}.png" for name in FIGURES}
     stages.figures(folder / "kappa.nc", figures)

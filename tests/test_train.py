@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 from fixtures import write_cifar10, write_fashion_mnist, write_imagenet
 
 from ann.recipes import RecipeError, parse_overrides, recipe_name, resolve_recipe
@@ -50,7 +51,7 @@ def tiny_config(default_config: dict, root: Path, dataset: str = "fashion_mnist"
 
 
 def run_cli(config: dict, out: Path, *extra: str, tmp: Path) -> list[str]:
-    (tmp / "config.yaml").write_text(json.dumps(config))
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))  # JSON 1e-05 is text to YAML
     return [
         sys.executable,
         "-m",
@@ -198,6 +199,32 @@ def test_cli_reports_errors_in_one_line(default_config, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "change, extra, message",
+    [
+        (("train", "device", "gpu"), (), "config key train.device: 'gpu' is not one of"),
+        ((), ("--set", "epochs=abc"), "--set epochs: 'abc' is not of type 'integer'"),
+        ((), ("--set", "optimiser=adam"), "config key recipes.fmnist_short: Additional"),
+    ],
+)
+def test_cli_checks_config_and_overrides_against_the_schema(
+    default_config, fmnist_root, tmp_path, change, extra, message
+):
+    config = tiny_config(default_config, fmnist_root)
+    if change:
+        config[change[0]][change[1]] = change[2]
+    result = subprocess.run(
+        run_cli(config, tmp_path / "out", *extra, tmp=tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_two_processes_match_one_process(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=1)
     single, ddp = tmp_path / "single", tmp_path / "ddp"
@@ -288,7 +315,7 @@ def test_imagenet_fixture_trains_through_the_cli_with_the_gpu_pipeline(default_c
         mixup=0.8,
         cutmix=1.0,
     )
-    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
     command = [sys.executable, "-m", "ann.train", "--config", str(tmp_path / "config.yaml")]
     command += ["--dataset", "imagenet", "--model", "dit_convnext_tiny", "--prior", "zero"]

@@ -127,8 +127,32 @@ def test_single_stage_reruns(tiny_run):
     forced = snakemake(workdir, config, "--forcerun", "fit_kappa", "-n")
     jobs = planned_jobs(forced.stdout)
     assert {"fit_kappa", "kappa_figures", "build_prior", "report"} <= set(jobs)
-    assert not {"simulate_chunk", "plan_trials", "theory_gaussian", "theory_fewshot"} & set(jobs)
+    assert not {"simulate_psp", "plan_trials", "theory_gaussian", "theory_fewshot"} & set(jobs)
     assert jobs["train"] == 1  # only the run that uses the bio prior
+
+
+def reversed_keys(value):
+    """The config with the keys of every mapping in reverse order."""
+    if isinstance(value, dict):
+        return {key: reversed_keys(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("change", ["keys in reverse order", "dendrite.chunks"])
+def test_settings_that_change_no_result_rerun_nothing(tiny_run, change):
+    """The same config written in another key order, or with another number of simulation
+    processes, plans no job (params are compared with sorted keys; chunks is a thread count)."""
+    workdir, config = tiny_run
+    if change == "dendrite.chunks":
+        edited = {**config, "dendrite": {**config["dendrite"], "chunks": 1}}
+    else:
+        edited = reversed_keys(config)
+        assert list(edited) != list(config)
+    run = snakemake(workdir, edited, "-n")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "Nothing to be done" in run.stdout, run.stdout[-3000:]
 
 
 KAPPA_DEPENDENTS = {"fit_kappa", "kappa_figures", "build_prior", "train", "summarise_dataset"}

@@ -1,23 +1,64 @@
-# Shared by every rule file: the results root and checks the schema cannot express.
+# Shared by every rule file: the checks the schema cannot express, the results root and the
+# input functions. Every check runs when the workflow is read, before any job starts, and
+# stops it in one line that names the config key.
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import validate
 
+from dendrite_sim.dataset import simulation_settings
 from dendrite_sim.errors import InputError
-from dendrite_sim.swc import read_cell
+from dendrite_sim.morphology import load_cell
+from dendrite_sim.plan_checks import check_budget, check_config, plan_budget
+from dendrite_sim.sites import select_sites
+
+YAML_TEXT_NUMBER = re.compile(r"[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+")
+
+
+def check_yaml_numbers(node, key=""):
+    """YAML reads 2e1 (an exponent without a decimal point) as text; say so, naming the key."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            check_yaml_numbers(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_yaml_numbers(value, f"{key}[{index}]")
+    elif isinstance(node, str) and YAML_TEXT_NUMBER.fullmatch(node) and "." not in node:
+        mantissa, exponent = re.split("[eE]", node)
+        raise WorkflowError(
+            f"config key {key}: '{node}' is text to YAML, which reads an exponent as a number "
+            f"only with a decimal point; write {mantissa}.0e{exponent}."
+        )
+
+
+check_yaml_numbers(config)
+validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+
+def canonical(value):
+    """The value with the keys of every mapping sorted: params that compare equal however the
+    config file orders its keys (Snakemake compares params by their text)."""
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
 
 RESULTS = config["results_dir"]
+# What psp.nc depends on: the dendrite section without its run settings (dendrite.chunks).
+SIMULATION_SETTINGS = canonical(simulation_settings(config["dendrite"]))
+CELLS = list(config["dendrite"]["cells"])
 
 
-def check_morphologies(cells):
-    for name, spec in cells.items():
-        if spec.startswith("builtin:"):
-            continue
-        if not Path(spec).is_file():
-            raise InputError(
-                f"config key dendrite.cells.{name}: morphology file '{spec}' does not exist."
-            )
-        read_cell(spec)  # the file's rows, its tree and its sections
+wildcard_constraints:
+    cell="|".join(re.escape(name) for name in CELLS),
+    dataset="fashion_mnist|cifar10|cifar100|imagenet",
+    model=r"[a-z][a-z0-9_]*",
+    prior="none|zero|bio|shuffled",
+    seed=r"\d+",
 
 
 def morphology_file(cell):
@@ -27,8 +68,34 @@ def morphology_file(cell):
     return [] if spec.startswith("builtin:") else [spec]
 
 
+def cell_budget(name):
+    """Build the cell (reading, repairing and segmenting an SWC file), choose its sites and
+    estimate its simulation; refuse what cannot fit this machine."""
+    spec = config["dendrite"]["cells"][name]
+    if not spec.startswith("builtin:") and not Path(spec).is_file():
+        raise InputError(
+            f"config key dendrite.cells.{name}: morphology file '{spec}' does not exist."
+        )
+    built = load_cell(spec, config["dendrite"])
+    sites = select_sites(built.compartments(), config["dendrite"]["sites"])
+    budget = plan_budget(name, config["dendrite"], len(sites), built.morphology.total_compartments)
+    check_budget(budget)
+    logger.info(budget.describe())
+    return budget
+
+
+def check_plan():
+    check_config(config["dendrite"], config["kappa"])
+    if config["priors"]["cell"] not in CELLS:
+        raise InputError(
+            f"config key priors.cell: '{config['priors']['cell']}' is not one of the cells "
+            f"under dendrite.cells ({', '.join(CELLS)})."
+        )
+    return {name: cell_budget(name) for name in CELLS}
+
+
 try:
-    check_morphologies(config["dendrite"]["cells"])
+    PLAN_BUDGETS = check_plan()
 except InputError as err:
     raise WorkflowError(str(err)) from None
 
@@ -52,26 +119,50 @@ def check_recipes():
 check_recipes()
 
 
-def dataset_present(name):
-    """Whether a dataset's files are where the config says (or may be downloaded)."""
+DATASET_FILES = {
+    "fashion_mnist": ["train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
+    "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
+    "cifar100": ["cifar-100-python/train", "train"],
+    "imagenet": ["train/", "val/"],
+}
+
+
+def dataset_status(name):
+    """Whether the dataset's runs are planned, and why: skipped while its root is not set; an
+    error when the root is set but does not hold the data (unless it may be downloaded)."""
     source = config["datasets"][name]
-    if source.get("download") and name != "imagenet":
-        return True
-    root = Path(source["root"]) if source.get("root") else None
-    if root is None:
-        return False
-    expected = {
-        "fashion_mnist": [
-            "train-images-idx3-ubyte.gz",
-            "FashionMNIST/raw/train-images-idx3-ubyte.gz",
-        ],
-        "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
-        "cifar100": ["cifar-100-python/train", "train"],
-        "imagenet": ["train", "val"],
-    }[name]
+    if not config["train"]["experiments"].get(name):
+        return False, f"no train.experiments.{name} entry"
+    downloads = source.get("download") and name != "imagenet"
+    if not source.get("root"):
+        if downloads:
+            return True, "downloaded when missing"
+        return False, f"datasets.{name}.root is not set"
+    root = Path(source["root"])
+    expected = DATASET_FILES[name]
     if name == "imagenet":
-        return all((root / folder).is_dir() for folder in expected)
-    return any((root / candidate).is_file() for candidate in expected)
+        found = all((root / folder).is_dir() for folder in expected)
+    else:
+        found = any((root / candidate).is_file() for candidate in expected)
+    if found:
+        return True, f"from {root}"
+    if downloads:
+        return True, f"downloaded into {root}"
+    raise WorkflowError(
+        f"config key datasets.{name}.root: '{root}' does not hold {' or '.join(expected)}; "
+        f"fix the path, set datasets.{name}.download: true, or set root: null to skip {name}."
+    )
+
+
+DATASET_STATUS = {name: dataset_status(name) for name in config["datasets"]}
+TRAINED_DATASETS = [name for name, (enabled, _) in DATASET_STATUS.items() if enabled]
+logger.info(
+    "datasets: "
+    + "; ".join(
+        f"{name} {'trained' if enabled else 'skipped'} ({why})"
+        for name, (enabled, why) in DATASET_STATUS.items()
+    )
+)
 
 
 def experiment_runs(dataset):
@@ -92,6 +183,3 @@ def run_metrics(dataset):
         f"{RESULTS}/train/{dataset}/{model}/{prior}/seed{seed}/metrics.json"
         for model, prior, seed in experiment_runs(dataset)
     ]
-
-
-TRAINED_DATASETS = [d for d in config["train"]["experiments"] if dataset_present(d)]

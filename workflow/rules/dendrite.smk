@@ -1,5 +1,6 @@
 # Stage 1: simulate PSPs on the dendritic cell (dendrite_sim).
-N_CHUNKS = config["dendrite"]["chunks"]
+# The trials are split over dendrite.chunks processes inside one job: the split changes how
+# fast, not what is computed, so it is a thread count and no param (changing it reruns nothing).
 
 
 rule plan_trials:
@@ -10,43 +11,27 @@ rule plan_trials:
     log:
         f"{RESULTS}/logs/plan_trials/{{cell}}.log",
     params:
-        dendrite=config["dendrite"],
+        dendrite=SIMULATION_SETTINGS,
     script:
         "../scripts/plan_trials.py"
 
 
-rule simulate_chunk:
+rule simulate_psp:
     input:
         trials=f"{RESULTS}/dendrite/{{cell}}/trials.nc",
         morphology=lambda wildcards: morphology_file(wildcards.cell),
     output:
-        temp(f"{RESULTS}/dendrite/{{cell}}/chunks/psp_{{chunk}}.nc"),
-    log:
-        f"{RESULTS}/logs/simulate_chunk/{{cell}}_{{chunk}}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    params:
-        dendrite=config["dendrite"],
-    script:
-        "../scripts/simulate_chunk.py"
-
-
-rule gather_psp:
-    input:
-        trials=f"{RESULTS}/dendrite/{{cell}}/trials.nc",
-        chunks=expand(
-            f"{RESULTS}/dendrite/{{{{cell}}}}/chunks/psp_{{chunk}}.nc", chunk=range(N_CHUNKS)
-        ),
-    output:
         f"{RESULTS}/dendrite/{{cell}}/psp.nc",
     log:
-        f"{RESULTS}/logs/gather_psp/{{cell}}.log",
+        f"{RESULTS}/logs/simulate_psp/{{cell}}.log",
+    threads: config["dendrite"]["chunks"]
+    resources:
+        mem_mb=lambda wildcards: PLAN_BUDGETS[wildcards.cell].mem_mb,
+        runtime=lambda wildcards: max(30, round(PLAN_BUDGETS[wildcards.cell].cpu_seconds / 30)),
     params:
-        dendrite=config["dendrite"],
+        dendrite=SIMULATION_SETTINGS,
     script:
-        "../scripts/gather_psp.py"
+        "../scripts/simulate_psp.py"
 
 
 rule morphology_figure:
@@ -83,7 +68,7 @@ rule fit_kappa:
     log:
         f"{RESULTS}/logs/fit_kappa/{{cell}}.log",
     params:
-        kappa=config["kappa"],
+        kappa=canonical(config["kappa"]),
     script:
         "../scripts/fit_kappa.py"
 

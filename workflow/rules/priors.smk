@@ -12,6 +12,6 @@ rule build_prior:
     wildcard_constraints:
         prior="bio|shuffled",
     params:
-        priors=config["priors"],
+        priors=canonical(config["priors"]),
     script:
         "../scripts/build_prior.py"

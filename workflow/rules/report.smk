@@ -83,7 +83,7 @@ rule report:
     log:
         f"{RESULTS}/logs/report.log",
     params:
-        config=config,
+        config=canonical(config),
         cells=REPORT_CELLS,
         datasets=REPORT_DATASETS,
         theory=REPORT_THEORY,

@@ -22,7 +22,7 @@ rule theory_gaussian:
         f"{RESULTS}/logs/theory_gaussian.log",
     threads: 1
     params:
-        gaussian=config["theory"]["gaussian"],
+        gaussian=canonical(config["theory"]["gaussian"]),
     script:
         "../scripts/theory_gaussian.py"
 
@@ -45,7 +45,7 @@ rule theory_fewshot:
         f"{RESULTS}/logs/theory_fewshot.log",
     threads: 1
     params:
-        fewshot=config["theory"]["fewshot"],
+        fewshot=canonical(config["theory"]["fewshot"]),
         root=config["datasets"]["fashion_mnist"]["root"],
     script:
         "../scripts/theory_fewshot.py"
