@@ -1,6 +1,6 @@
 """The report as a reader sees it: every page of a report folder in Debian's chromium at a
-laptop's width, with a screenshot of each, its links, its images and whether anything is
-wider than the page.
+laptop's width, with a screenshot of each, its links, its images (loaded? shown at their
+size?) and whether anything is wider than the page.
 
 `read_report(index, screenshots)` follows the links from `index` to every local page and
 returns one `PageView` per page. A table "fits" when it is no wider than the block that
@@ -98,6 +98,16 @@ class PageView:
 
     def missing_images(self) -> list[str]:
         return [f"image {i['src']} did not load" for i in self.images if not i["loaded"]]
+
+    def shrunk_images(self, dpi: float) -> list[str]:
+        """Figures (PNGs of `dpi` pixels per inch) shown smaller than their size at 96 CSS
+        px per inch: the page shrinks them, and with them the text in them."""
+        out = []
+        for i in self.images:
+            size = i["natural"] * 96 / dpi
+            if i["loaded"] and i["shown"] < 0.98 * size:
+                out.append(f"image {i['src']} shown {i['shown']} px wide, its size is {size:.0f}")
+        return out
 
 
 def read_report(index: Path, screenshots: Path, width: int = WIDTH) -> list[PageView]:

@@ -110,6 +110,16 @@ def test_report_fits_a_1280px_window(report_views):
     assert sum(len(v.tables) for v in report_views) >= 10
 
 
+@needs_chromium
+def test_report_shows_figures_at_their_size(report_views):
+    """No figure is shrunk to fit the page: each is at most as wide as the column at 96 px
+    per inch, so the text in it reads at its point size (the κ heatmaps were at half)."""
+    from dendrite_sim.figures import DPI
+
+    problems = [f"{v.path.name}: {p}" for v in report_views for p in v.shrunk_images(DPI)]
+    assert not problems, problems
+
+
 def test_single_stage_reruns(tiny_run):
     workdir, config = tiny_run
     again = snakemake(workdir, config, f"{config['results_dir']}/dendrite/pyramidal/kappa.nc")
