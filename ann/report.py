@@ -583,7 +583,9 @@ def hardware(datasets: Mapping[str, Sequence[str | Path]]) -> Table:
                 "processes": ", ".join(
                     str(w) for w in sorted({m.get("world_size", 1) for m in runs})
                 ),
-                "torch_version": ", ".join(sorted({str(m.get("torch_version")) for m in runs})),
+                "torch_version": ", ".join(
+                    sorted({str(m.get("torch_version") or "unknown") for m in runs})
+                ),
                 "total_time_s": sum(float(m["wall_time_s"]) for m in runs),
                 "longest_s": max(float(m["wall_time_s"]) for m in runs),
             }
