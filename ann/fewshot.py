@@ -70,7 +70,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
-from ann.io import write_atomic
 from ann.models import count_parameters, parameters_of
 from ann.quadratic import DitQuadratic
 
@@ -520,9 +519,9 @@ def plot_fewshot(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     axes.set_title("Few-shot Fashion-MNIST (mean ± std over seeds)")
     axes.grid(alpha=0.3)
     axes.legend()
-    fmt = path.suffix.lstrip(".") or "png"
+    from dendrite_sim.figures import save_figure
 
-    write_atomic(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight"))
+    save_figure(figure, path)
     return path
 
 

@@ -204,11 +204,8 @@ def build_report(
             report, cell, inputs["kappa"], inputs["figures"], psp_path=inputs.get("psp")
         )
     kappa = cells[config["priors"]["cell"]]["kappa"]
-    trained = {}
     for dataset in pages.DATASETS:
         inputs = datasets.get(dataset)
-        if inputs:
-            trained[dataset] = len(inputs["metrics"])
         pages.dataset_page(
             report,
             dataset,
@@ -219,5 +216,6 @@ def build_report(
             kappa,
         )
     pages.theory_page(report, theory["tables"], theory["figures"])
-    pages.index_page(report, trained)
+    trained = {name: datasets[name] for name in pages.DATASETS if datasets.get(name)}
+    pages.index_page(report, {cell: inputs["kappa"] for cell, inputs in cells.items()}, trained)
     log.info("report written to %s", Path(out_dir) / "index.html")

@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .io import write_atomic  # noqa: E402
+from dendrite_sim.figures import MAX_WIDTH_IN, save_figure  # noqa: E402
+
 from .paper import protocol, published  # noqa: E402
 
 
@@ -89,11 +90,6 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _save(fig: plt.Figure, path: str | Path) -> None:
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
-
-
 def _label(model: str, prior: str) -> str:
     return model if prior == "none" else f"{model} ({prior})"
 
@@ -105,27 +101,30 @@ def plot_training_curves(runs: pd.DataFrame, path: str | Path) -> None:
         curve = pd.read_csv(Path(run.run_dir) / "metrics.csv")
         label = f"{_label(run.model, run.prior)} s{run.seed}"
         loss_ax.plot(curve.epoch, curve.train_loss, marker=".", label=label)
-        acc_ax.plot(curve.epoch, curve.test_top1, marker=".", label=label)
+        acc_ax.plot(curve.epoch, 100 * curve.test_top1, marker=".", label=label)
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log")
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    acc_ax.set(xlabel="epoch", ylabel="test top-1")
-    acc_ax.legend(fontsize=7, ncol=2)
-    _save(fig, path)
+    acc_ax.set(xlabel="epoch", ylabel="test top-1 (%)")
+    acc_ax.legend(fontsize=8, ncol=2)
+    save_figure(fig, path)
 
 
 def plot_prior_ablation(summary: pd.DataFrame, path: str | Path) -> None:
     """Test top-1 (mean +- std over seeds) of every (model, prior)."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(summary)), 4))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(5, 1.2 * len(summary))), 4))
     x = np.arange(len(summary))
-    ax.bar(x, summary.top1_mean, yerr=summary.top1_std.fillna(0), capsize=4, color="#6a8caf")
+    mean, std = 100 * summary.top1_mean, 100 * summary.top1_std.fillna(0)
+    ax.bar(x, mean, yerr=std, capsize=4, color="#6a8caf")
     ax.set_xticks(
         x,
         [_label(m, p) for m, p in zip(summary.model, summary.prior, strict=True)],
         rotation=30,
         ha="right",
     )
-    low = float((summary.top1_mean - summary.top1_std.fillna(0)).min())
-    ax.set_ylim(max(0.0, low - 0.05), min(1.0, float(summary.top1_mean.max()) + 0.05))
-    ax.set(ylabel="test top-1 (mean ± std over seeds)", title="Models and quadratic priors")
-    _save(fig, path)
+    low = float((mean - std).min())
+    ax.set_ylim(max(0.0, low - 5), min(100.0, float(mean.max()) + 5))
+    ax.set(
+        ylabel="final test top-1 (%, mean ± std over seeds)", title="Models and quadratic priors"
+    )
+    save_figure(fig, path)

@@ -118,8 +118,6 @@ import pandas as pd
 import torch
 from scipy import integrate, special
 
-from .io import write_atomic
-
 DEFAULTS: dict[str, Any] = {
     "n_train": 1000,
     "n_test": 100_000,
@@ -832,12 +830,9 @@ def _gaussian_experiment(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
 
 def _save_atomically(fig: Any, path: str | os.PathLike[str]) -> Path:
-    import matplotlib.pyplot as plt
+    from dendrite_sim.figures import save_figure
 
-    try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
     return Path(path)
 
 

@@ -17,38 +17,80 @@ from .errors import NotFiniteError  # noqa: E402
 KIND_TITLES = {"EI": "E-I", "EE": "E-E", "II": "I-I"}
 
 
+# Every figure of the project is a PNG at this resolution, at most MAX_WIDTH_IN wide: the
+# report shows figures at their size (96 CSS px per inch) in a 1120 px column, so text in a
+# figure reads at its point size there (10 pt is 13 px).
+DPI = 150
+MAX_WIDTH_IN = 11.5
+
+
 def save_figure(fig: plt.Figure, path: str | Path) -> None:
-    """Save atomically (a temporary file beside `path`, then a rename) and close."""
+    """Save atomically (a temporary file beside `path`, then a rename) at DPI in the format
+    of the suffix (PNG without one), and close the figure."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
     try:
-        atomic_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+        atomic_file(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight"))
     finally:
         plt.close(fig)
 
 
 def _site_labels(ds: xr.Dataset) -> list[str]:
     return [
-        f"{s} {b.split('.')[-1]} {d:.0f}µm"
-        for s, b, d in zip(
-            ds.site.values, ds.site_branch.values, ds.site_distance.values, strict=True
-        )
+        f"{s} ({d:.0f} µm)" for s, d in zip(ds.site.values, ds.site_distance.values, strict=True)
     ]
 
 
+ANNOTATE_MAX_SITES = 12  # κ written in every cell of a heatmap up to this many sites
+
+
 def kappa_heatmaps(ds: xr.Dataset, path: str | Path) -> None:
-    """kappa over (site, site) for E-I, E-E and I-I pairs."""
+    """kappa over (site, site) for E-I, E-E and I-I pairs: one panel per kind, as many per
+    row as fit MAX_WIDTH_IN, a colour scale centred on zero (red: κ > 0, blue: κ < 0) and
+    the value in every cell when there are few sites. Ticks: site index and path distance."""
     kinds = [k for k in KIND_TITLES if f"kappa_{k}" in ds]
-    fig, axes = plt.subplots(
-        1, len(kinds), figsize=(6.2 * len(kinds), 5.0), squeeze=False, layout="constrained"
-    )
     labels = _site_labels(ds)
-    for ax, kind in zip(axes[0], kinds, strict=True):
+    n = len(labels)
+    annotate = n <= ANNOTATE_MAX_SITES
+    matrix = max(2.4, n * (0.62 if annotate else 0.3))  # inches of the heatmap itself
+    panel_w, panel_h = matrix + 2.9, matrix + 1.6  # tick labels, axis labels, colour bar
+    ncols = max(1, min(len(kinds), int(MAX_WIDTH_IN // panel_w)))
+    nrows = -(-len(kinds) // ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(panel_w * ncols, panel_h * nrows),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat[len(kinds) :]:
+        ax.set_visible(False)
+    for ax, kind in zip(axes.flat, kinds, strict=False):
         values = ds[f"kappa_{kind}"].values
-        image = ax.imshow(values, cmap="viridis", origin="upper")
-        fig.colorbar(image, ax=ax, label="κ (1/mV)", shrink=0.8)
+        finite = values[np.isfinite(values)]
+        limit = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+        image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="upper")
+        bar = fig.colorbar(image, ax=ax, shrink=0.9)
+        bar.set_label(f"κ_{kind} (1/mV)", fontsize=10)
+        bar.ax.tick_params(labelsize=9)
         first, second = ("E site", "I site") if kind == "EI" else ("site", "site")
-        ax.set(title=f"κ {KIND_TITLES[kind]}", xlabel=second, ylabel=first)
-        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_title(f"κ {KIND_TITLES[kind]} at the PSP peak", fontsize=11)
+        ax.set_xlabel(second, fontsize=10)
+        ax.set_ylabel(first, fontsize=10)
+        ax.set_xticks(range(n), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=9)
+        ax.set_yticks(range(n), labels, fontsize=9)
+        if annotate:
+            for (row, col), value in np.ndenumerate(values):
+                if np.isfinite(value):
+                    dark = abs(value) > 0.6 * limit
+                    ax.text(
+                        col,
+                        row,
+                        f"{value:.3g}",
+                        ha="center",
+                        va="center",
+                        fontsize=9,
+                        color="white" if dark else "black",
+                    )
     save_figure(fig, path)
 
 
@@ -84,7 +126,8 @@ def _example_pairs(ds: xr.Dataset, n: int) -> list[tuple[int, int]]:
 
 def shunting_fits(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
     """SC against V_E * V_I at the EPSP peak, with the fitted line, for a few E-I pairs."""
-    fig, axes = plt.subplots(1, n_pairs, figsize=(3.4 * n_pairs, 3.3), squeeze=False)
+    width = min(3.4 * n_pairs, MAX_WIDTH_IN)
+    fig, axes = plt.subplots(1, n_pairs, figsize=(width, 3.3), squeeze=False, layout="constrained")
     for ax, (e, i) in zip(axes[0], _example_pairs(ds, n_pairs), strict=True):
         p = ds.p_EI.sel(e_site=e, i_site=i).values
         sc = ds.sc_EI.sel(e_site=e, i_site=i).values
@@ -128,7 +171,8 @@ def kappa_over_time(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
 
 def multi_input_validation(ds: xr.Dataset, path: str | Path, n_examples: int = 2) -> None:
     """Simulated SSPs of the multi-input trials against the linear and bilinear predictions."""
-    fig, axes = plt.subplots(1, n_examples + 1, figsize=(4.6 * (n_examples + 1), 3.8))
+    width = min(4.6 * (n_examples + 1), MAX_WIDTH_IN)
+    fig, axes = plt.subplots(1, n_examples + 1, figsize=(width, 3.8), layout="constrained")
     t = ds.time_full.values
     for ax, k in zip(axes[:n_examples], range(n_examples), strict=True):
         ax.plot(t, ds.multi_v[k], "k", lw=1.5, label="simulated")

@@ -2,11 +2,13 @@
 the protocol behind them, and the table of deliberate differences."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from browser import CHROMIUM
 
 from ann import paper, report
 from ann.stages import summarise_dataset
@@ -110,30 +112,68 @@ def test_every_published_cifar_and_imagenet_row_has_a_protocol():
     assert paper.protocol("fashion_mnist", "resnet20") is None
 
 
-def test_cifar_page_shows_both_accuracies_provenance_and_deviations(cifar_summary, tmp_path):
+def cifar_page(cifar_summary, tmp_path: Path) -> tuple[report.Report, Path]:
+    """The CIFAR-10 page of the fixture's runs."""
     _, outputs = cifar_summary
     pages = report.Report(tmp_path / "report", TEMPLATES, {"dendrite": {"cells": {}}})
     kappa = tmp_path / "kappa.nc"
     kappa.write_text("")
     figures = {"curves": outputs["curves"], "ablation": outputs["ablation"]}
-    html = report.dataset_page(
+    page = report.dataset_page(
         pages, "cifar10", {"root": "x"}, outputs["summary"], outputs["runs"], figures, kappa
-    ).read_text()
+    )
+    return pages, page
+
+
+def test_cifar_page_shows_both_accuracies_provenance_and_deviations(cifar_summary, tmp_path):
+    pages, page = cifar_page(cifar_summary, tmp_path)
+    kappa = tmp_path / "kappa.nc"
+    html = page.read_text()
     for text in (
-        "top1_best_of_epochs",
-        "top1_final",
+        "best-of-epochs top-1 (%)",
+        "final top-1 (%)",
         "selects on the test set",
-        "ours_as_published",
+        "ours, same selection (%)",
+        "published top-1 (%)",
         "He et al. 2016",
         "dit_resnet*_transposed",
         "ReLinear",
     ):
         assert text in html, text
     assert "bf16" not in html  # the ImageNet recipe's rows live on the ImageNet page
-    assert "<td>None</td>" not in html
+    assert "<td>None</td>" not in html and "top1_mean" not in html
+    assert not re.search(r"\d\.\d{5,}", html)  # no 15-digit numbers
+    # our accuracy beside the published one, under its protocol (best of epochs), in per cent
+    row = table_row(html, "dit_resnet20")
+    best = [max(curve) for curve in CURVES[("dit_resnet20", "zero")]]
+    mean, std = 100 * np.mean(best), 100 * np.std(best, ddof=1)
+    assert f"{mean:.2f} ± {std:.2f}" in row  # best of epochs
+    assert "92.66" in row and "best" in row  # published, and how it was selected
+    assert f"{mean - 92.66:+.2f}" in row  # ours - published (pp)
     empty = report.dataset_page(pages, "imagenet", {"root": None}, None, None, {}, kappa)
     html = empty.read_text()
     assert "No runs" in html and "bf16" in html and "train.py" in html
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
+def test_trained_cifar_page_fits_a_1280px_window(cifar_summary, tmp_path):
+    """The widest tables (ours beside the published numbers, their sources) at 1280 px."""
+    from browser import read_report
+
+    from dendrite_sim.figures import DPI
+
+    _, page = cifar_page(cifar_summary, tmp_path)
+    views = {v.path: v for v in read_report(page, tmp_path / "screenshots")}
+    view = views[page]
+    assert len(view.tables) == 6 and len(view.images) == 2
+    assert not view.overflows() + view.missing_images() + view.shrunk_images(DPI)
+
+
+def table_row(html: str, first_cell: str) -> str:
+    """The first table row of `html` whose first cell is `first_cell`."""
+    match = re.search(rf"<tr><td>{re.escape(first_cell)}</td>.*?</tr>", html, re.S)
+    assert match, first_cell
+    return match.group(0)
 
 
 def test_readme_lists_every_deviation_and_its_switch():

@@ -5,9 +5,9 @@ import json
 import re
 import subprocess
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
+from browser import CHROMIUM
 from conftest import run_snakemake
 from fixtures import (
     write_cifar10,
@@ -16,7 +16,6 @@ from fixtures import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
@@ -74,49 +73,50 @@ def test_tiny_run_produces_every_stage(tiny_run):
     assert "morphology.png" in cell and "soma input resistance" in cell
 
 
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (make test installs it)"
 )
-def test_report_links_resolve_and_images_load_in_chromium(tiny_run):
-    from playwright.sync_api import sync_playwright
 
-    report = tiny_run[0] / "results" / "report"
-    pages, seen, problems = [report / "index.html"], set(), []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        page = browser.new_page()
-        while pages:
-            current = pages.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            page.goto(current.as_uri())
-            images = page.evaluate(
-                "Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0])"
-            )
-            problems += [f"{current.name}: image {src}" for src, ok in images if not ok]
-            for href in page.evaluate("Array.from(document.links).map(a => a.href)"):
-                url = urlparse(href)
-                if url.scheme != "file":
-                    problems.append(f"{current.name}: non-local link {href}")
-                    continue
-                target = Path(unquote(url.path))
-                if not target.exists():
-                    problems.append(f"{current.name}: broken link {href}")
-                elif target.suffix == ".html":
-                    pages.append(target)
-        browser.close()
-    assert len(seen) == 7  # index, the cell, four datasets, theory
+
+@pytest.fixture(scope="module")
+def report_views(tiny_run, tmp_path_factory):
+    """Every page of the tiny run's report read in chromium at 1280 px, with screenshots."""
+    from browser import read_report
+
+    index = tiny_run[0] / "results" / "report" / "index.html"
+    return read_report(index, tmp_path_factory.mktemp("screenshots"))
+
+
+@needs_chromium
+def test_report_links_resolve_and_images_load_in_chromium(report_views):
+    assert len(report_views) == 7  # index, the cell, four datasets, theory
+    problems = [f"{v.path.name}: {p}" for v in report_views for p in v.broken + v.missing_images()]
+    assert not problems, problems
+    assert sum(len(v.images) for v in report_views) >= 12
+
+
+@needs_chromium
+def test_report_fits_a_1280px_window(report_views):
+    """No page is wider than a 1280 px window: every table fits its column or scrolls in
+    its own box; the screenshot of every page is the window's width."""
+    from browser import WIDTH, png_size
+
+    problems = [f"{v.path.name}: {p}" for v in report_views for p in v.overflows()]
+    assert not problems, problems
+    for view in report_views:
+        assert view.viewport == WIDTH
+        width, height = png_size(view.screenshot)
+        assert width == WIDTH and height >= 400, (view.path.name, width, height)
+    assert sum(len(v.tables) for v in report_views) >= 10
+
+
+@needs_chromium
+def test_report_shows_figures_at_their_size(report_views):
+    """No figure is shrunk to fit the page: each is at most as wide as the column at 96 px
+    per inch, so the text in it reads at its point size (the κ heatmaps were at half)."""
+    from dendrite_sim.figures import DPI
+
+    problems = [f"{v.path.name}: {p}" for v in report_views for p in v.shrunk_images(DPI)]
     assert not problems, problems
 
 
