@@ -9,6 +9,8 @@ rule plan_trials:
         f"{RESULTS}/dendrite/{{cell}}/trials.nc",
     log:
         f"{RESULTS}/logs/plan_trials/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     params:
         dendrite=config["dendrite"],
     script:
@@ -23,6 +25,8 @@ rule simulate_chunk:
         temp(f"{RESULTS}/dendrite/{{cell}}/chunks/psp_{{chunk}}.nc"),
     log:
         f"{RESULTS}/logs/simulate_chunk/{{cell}}_{{chunk}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -43,6 +47,8 @@ rule gather_psp:
         f"{RESULTS}/dendrite/{{cell}}/psp.nc",
     log:
         f"{RESULTS}/logs/gather_psp/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     params:
         dendrite=config["dendrite"],
     script:
@@ -61,6 +67,8 @@ rule morphology_figure:
         ),
     log:
         f"{RESULTS}/logs/morphology_figure/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     script:
         "../scripts/morphology_figure.py"
 
@@ -82,6 +90,8 @@ rule fit_kappa:
         f"{RESULTS}/dendrite/{{cell}}/kappa.nc",
     log:
         f"{RESULTS}/logs/fit_kappa/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     params:
         kappa=config["kappa"],
     script:
@@ -103,5 +113,7 @@ rule kappa_figures:
         },
     log:
         f"{RESULTS}/logs/kappa_figures/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     script:
         "../scripts/kappa_figures.py"
