@@ -1,5 +1,6 @@
 # Before the jobs: what the conda environments and the results folder need from the workflow.
 import os
+from pathlib import Path
 
 # `--sdm conda`: workflow/envs/*.post-deploy.sh install this project into each new
 # environment from here, the checkout beside the Snakefile (set for them, not read).
