@@ -13,6 +13,7 @@ include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/setup.smk"
 
 
 rule all:

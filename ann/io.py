@@ -1,11 +1,13 @@
 """Atomic writes: a result appears whole or not at all."""
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -30,9 +32,24 @@ def _umask() -> int:
     return mask
 
 
+def json_safe(value: object) -> object:
+    """`value` with every NaN or infinite float (Python or NumPy) replaced by None: JSON has
+    no NaN, and Python's json module would write one that other readers refuse."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def save_json(data: dict, path: str | Path) -> None:
+    """`data` as JSON (NaN and infinities as null), written atomically."""
+    text = json.dumps(json_safe(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+
     def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        Path(tmp).write_text(text + "\n")
 
     write_atomic(path, write)
 

@@ -24,6 +24,11 @@ from dendrite_sim.figures import MAX_WIDTH_IN, save_figure  # noqa: E402
 from .paper import protocol, published  # noqa: E402
 
 
+def _number(value: float | None) -> float:
+    """A metric from metrics.json: null there (undefined, e.g. top-5 of ten classes) is NaN."""
+    return np.nan if value is None else value
+
+
 def load_runs(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
     """One row per run from its metrics.json (and the folder holding its metrics.csv)."""
     rows = []
@@ -35,15 +40,15 @@ def load_runs(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
                 "model": m["model"],
                 "prior": m["prior"],
                 "seed": m["seed"],
-                "test_top1": m["final"]["test_top1"],
-                "test_top5": m["final"]["test_top5"],
-                "best_top1": m["best"]["test_top1"],
+                "test_top1": _number(m["final"]["test_top1"]),
+                "test_top5": _number(m["final"]["test_top5"]),
+                "best_top1": _number(m["best"]["test_top1"]),
                 "best_epoch": m["best"]["epoch"],
                 "epochs": m["epochs"],
                 "parameters": m["parameters"],
                 "macs_per_image": m["macs_per_image"],
-                "images_per_s": m["images_per_s"],
-                "wall_time_s": m["wall_time_s"],
+                "images_per_s": _number(m["images_per_s"]),
+                "wall_time_s": _number(m["wall_time_s"]),
                 "device": m["device"],
                 "kappa_sha256": m.get("kappa_sha256"),
                 "commit": m.get("commit", "unknown"),

@@ -20,6 +20,7 @@ checkpoint and ends with the metrics of an uninterrupted run.
 """
 
 import argparse
+import contextlib
 import copy
 import hashlib
 import json
@@ -51,6 +52,7 @@ from .data import (
 )
 from .flops import count_macs
 from .io import git_commit, save_csv, save_json, save_torch
+from .lock import LockError, RunLock
 from .models import create_model, dit_parameters, quadratic_layers
 from .priors import PriorError, apply_prior, load_kappa, prior_weights
 from .recipes import (
@@ -606,10 +608,15 @@ def train_epoch(
         if (step + 1) % check_every == 0 and bad_step.item() >= 0:
             break
     if bad_step.item() >= 0:
+        checkpoint = run.out / CHECKPOINT
+        kept = (
+            f"the last good checkpoint is kept in '{checkpoint}'"
+            if checkpoint.exists()
+            else "there is no checkpoint yet"
+        )
         raise TrainingError(
-            f"the loss became non-finite in epoch {epoch + 1}, step "
-            f"{bad_step.item() + 1}; the last good checkpoint is kept in "
-            f"'{run.out / CHECKPOINT}'. Lower the learning rate or check the data."
+            f"the loss became non-finite in epoch {epoch + 1}, step {bad_step.item() + 1}; "
+            f"{kept}. Lower the learning rate or check the data."
         )
     if ctx.world_size > 1:
         dist.all_reduce(sums)
@@ -625,8 +632,37 @@ def train_epoch(
 
 
 def train(run: Run) -> dict:
-    """Train the run to its last epoch (resuming if a checkpoint exists); return metrics.json."""
+    """Train the run to its last epoch (resuming if a checkpoint exists); return metrics.json.
+    The run holds the lock of its output folder (ann.lock) throughout: a second run on the
+    same folder stops with a TrainingError that names the first."""
     ctx = distributed_context(run.device)
+    with _output_lock(run, ctx):
+        return _train(run, ctx)
+
+
+@contextlib.contextmanager
+def _output_lock(run: Run, ctx: Context) -> Iterator[None]:
+    """Rank 0 holds run.out's lock; under torchrun the other ranks learn whether it got it."""
+    lock, error = RunLock(run.out) if ctx.main else None, None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except LockError as err:
+            error = str(err)
+    if ctx.world_size > 1:
+        shared = [error]
+        dist.broadcast_object_list(shared, src=0)
+        error = shared[0]
+    if error is not None:
+        raise TrainingError(error)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(run: Run, ctx: Context) -> dict:
     if ctx.device.type == "cpu" and run.threads:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)

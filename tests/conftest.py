@@ -52,12 +52,14 @@ def small_dendrite(default_config) -> dict:
 
 
 def snakemake_command(workdir: Path, config: dict, profile: Path | None = None) -> list[str]:
-    """snakemake on the project's Snakefile with `config` (written to workdir), in `workdir`."""
+    """snakemake on the project's Snakefile with `config` (written to workdir), in `workdir`:
+    with profiles/default (Snakemake finds it beside the Snakefile) and two cores, or with
+    `profile` as the workflow profile in its place, as the README runs profiles/slurm."""
     config_file = workdir / "config.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile")]
     command += ["-d", str(workdir), "--configfile", str(config_file)]
-    return command + (["--profile", str(profile)] if profile else ["--cores", "2"])
+    return command + (["--workflow-profile", str(profile)] if profile else ["--cores", "2"])
 
 
 def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:

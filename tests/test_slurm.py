@@ -18,9 +18,9 @@ TRAIN_RUNS = ("resnet20/none", "dit_resnet20/zero", "dit_resnet20/bio")
 
 
 def profile_for_test_cluster(path: Path) -> Path:
-    """workflow/profiles/slurm pointed at the test cluster: its one partition, no account,
+    """profiles/slurm pointed at the test cluster: its one partition, no account,
     no GPUs, two CPU processes (torchrun, gloo) per training job, quick status checks."""
-    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     profile["default-resources"] |= {"slurm_partition": "debug", "mem_mb": 1500}
     profile["default-resources"].pop("slurm_account", None)
     for resources in profile["set-resources"].values():
@@ -112,6 +112,8 @@ def submitted(log: str) -> dict[str, str]:
 
 def test_jobs_went_through_the_scheduler(slurm_run):
     assert slurm_run["code"] == 0, slurm_run["log"][-5000:]
+    profile = slurm_run["workdir"] / "profile"  # in place of profiles/default, as documented
+    assert f"Using workflow specific profile {profile} for setting" in slurm_run["log"]
     job_ids = submitted(slurm_run["log"])
     history = slurm_run["cluster"].completed_jobs()
     print(f"SLURM job ids: {sorted(job_ids, key=int)}; states: {history}")

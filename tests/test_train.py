@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,6 +75,10 @@ def run_cli(config: dict, out: Path, *extra: str, tmp: Path) -> list[str]:
     ]
 
 
+def not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def test_a_run_learns_and_leaves_its_outputs(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=3, lr=0.05)
     run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path, threads=1)
@@ -92,7 +97,9 @@ def test_a_run_learns_and_leaves_its_outputs(default_config, fmnist_root, tmp_pa
     ):
         assert column in curve
     assert curve.train_loss.iloc[-1] < curve.train_loss.iloc[0]
-    saved = json.loads((tmp_path / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=not_json)
+    assert saved["final"]["test_top5"] is None  # top-5 of ten classes: undefined, null
+    assert not (tmp_path / "train.lock").exists()  # released at the end
     for key in (
         "final",
         "best",
@@ -146,6 +153,8 @@ def test_killed_run_resumes_to_the_same_result(default_config, fmnist_root, tmp_
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    owner = json.loads((killed / "train.lock").read_text())  # left behind by the kill
+    assert owner["pid"] == process.pid and owner["host"] == socket.gethostname()
     epochs_done = torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"]
     assert 1 <= epochs_done < 4
     assert not (killed / "metrics.json").exists()
@@ -154,6 +163,10 @@ def test_killed_run_resumes_to_the_same_result(default_config, fmnist_root, tmp_
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {killed / 'checkpoint.pt'} from epoch {epochs_done}" in resumed.stderr
+    assert f"taking over the lock of a run that ended without releasing it (pid {process.pid}" in (
+        resumed.stderr
+    )
+    assert not (killed / "train.lock").exists()
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
     assert a["final"] == b["final"] and a["best"] == b["best"]
@@ -169,10 +182,24 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_the_checkpoint(
 ):
     config = tiny_config(default_config, fmnist_root, epochs=3, milestones=[1], gamma=1.0e12)
     run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path, threads=1)
-    with pytest.raises(TrainingError, match=r"non-finite in epoch 2, step \d+"):
+    with pytest.raises(TrainingError, match=r"non-finite in epoch 2, step \d+") as raised:
         train(run)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert f"the last good checkpoint is kept in '{tmp_path / 'checkpoint.pt'}'" in str(
+        raised.value
+    )
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_divergence_in_the_first_epoch_names_no_checkpoint(default_config, fmnist_root, tmp_path):
+    config = tiny_config(default_config, fmnist_root, epochs=2, lr=1.0e12)
+    run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path, threads=1)
+    with pytest.raises(TrainingError, match=r"non-finite in epoch 1, step \d+") as raised:
+        train(run)
+    assert "there is no checkpoint yet" in str(raised.value)
+    assert "checkpoint.pt" not in str(raised.value)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert not (tmp_path / "train.lock").exists()  # released on the way out
 
 
 def test_bad_checkpoints_are_refused_clearly(default_config, fmnist_root, tmp_path):
@@ -256,6 +283,7 @@ def test_two_processes_match_one_process(default_config, fmnist_root, tmp_path):
             torch.testing.assert_close(value, b["model"][name], rtol=1e-4, atol=1e-6, msg=name)
     assert a["history"][0]["train_loss"] == pytest.approx(b["history"][0]["train_loss"], rel=1e-5)
     assert json.loads((ddp / "metrics.json").read_text())["world_size"] == 2
+    assert not (ddp / "train.lock").exists()  # rank 0 took it and gave it back
 
 
 def test_cifar_fixture_trains_through_the_real_loader(default_config, tmp_path):

@@ -10,6 +10,8 @@ rule plan_trials:
         f"{RESULTS}/dendrite/{{cell}}/trials.nc",
     log:
         f"{RESULTS}/logs/plan_trials/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     params:
         dendrite=SIMULATION_SETTINGS,
     script:
@@ -24,6 +26,8 @@ rule simulate_psp:
         f"{RESULTS}/dendrite/{{cell}}/psp.nc",
     log:
         f"{RESULTS}/logs/simulate_psp/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     threads: config["dendrite"]["chunks"]
     resources:
         mem_mb=lambda wildcards: PLAN_BUDGETS[wildcards.cell].mem_mb,
@@ -46,6 +50,8 @@ rule morphology_figure:
         ),
     log:
         f"{RESULTS}/logs/morphology_figure/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     script:
         "../scripts/morphology_figure.py"
 
@@ -67,6 +73,8 @@ rule fit_kappa:
         f"{RESULTS}/dendrite/{{cell}}/kappa.nc",
     log:
         f"{RESULTS}/logs/fit_kappa/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     params:
         kappa=canonical(config["kappa"]),
     script:
@@ -88,5 +96,7 @@ rule kappa_figures:
         },
     log:
         f"{RESULTS}/logs/kappa_figures/{{cell}}.log",
+    conda:
+        "../envs/dendrite.yaml"
     script:
         "../scripts/kappa_figures.py"

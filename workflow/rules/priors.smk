@@ -11,6 +11,8 @@ rule build_prior:
         f"{RESULTS}/logs/build_prior/{{model}}_{{prior}}_{{seed}}.log",
     wildcard_constraints:
         prior="bio|shuffled",
+    conda:
+        "../envs/ann.yaml"
     params:
         priors=canonical(config["priors"]),
     script:

@@ -27,6 +27,8 @@ rule summarise_dataset:
         ),
     log:
         f"{RESULTS}/logs/summarise_dataset/{{dataset}}.log",
+    conda:
+        "../envs/ann.yaml"
     script:
         "../scripts/summarise_dataset.py"
 
@@ -82,6 +84,8 @@ rule report:
         figures=directory(f"{RESULTS}/report/figures"),
     log:
         f"{RESULTS}/logs/report.log",
+    conda:
+        "../envs/ann.yaml"
     params:
         config=canonical(config),
         cells=REPORT_CELLS,

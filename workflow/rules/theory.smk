@@ -20,6 +20,8 @@ rule theory_gaussian:
         },
     log:
         f"{RESULTS}/logs/theory_gaussian.log",
+    conda:
+        "../envs/ann.yaml"
     threads: 1
     params:
         gaussian=canonical(config["theory"]["gaussian"]),
@@ -43,6 +45,8 @@ rule theory_fewshot:
         ),
     log:
         f"{RESULTS}/logs/theory_fewshot.log",
+    conda:
+        "../envs/ann.yaml"
     threads: 1
     params:
         fewshot=canonical(config["theory"]["fewshot"]),

@@ -34,6 +34,8 @@ rule train:
         curve=f"{TRAIN_DIR}/metrics.csv",
     log:
         f"{RESULTS}/logs/train/{{dataset}}_{{model}}_{{prior}}_{{seed}}.log",
+    conda:
+        "../envs/ann.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=1,
