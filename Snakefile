@@ -8,6 +8,16 @@ configfile: workflow.source_path("config.yaml")
 
 
 include: "workflow/rules/common.smk"  # checks and validates the config first
+
+
+wildcard_constraints:
+    cell="|".join(re.escape(name) for name in CELLS),
+    dataset="fashion_mnist|cifar10|cifar100|imagenet",
+    model=r"[a-z][a-z0-9_]*",
+    prior="none|zero|bio|shuffled",
+    seed=r"\d+",
+
+
 include: "workflow/rules/dendrite.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"

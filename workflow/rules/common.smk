@@ -1,4 +1,4 @@
-# Shared by every rule file: the checks the schema cannot express, the results root and the
+# Shared by all rule files - the checks the schema cannot express, the results root and the
 # input functions. Every check runs when the workflow is read, before any job starts, and
 # stops it in one line that names the config key.
 import re
@@ -51,14 +51,6 @@ RESULTS = config["results_dir"]
 # What psp.nc depends on: the dendrite section without its run settings (dendrite.chunks).
 SIMULATION_SETTINGS = canonical(simulation_settings(config["dendrite"]))
 CELLS = list(config["dendrite"]["cells"])
-
-
-wildcard_constraints:
-    cell="|".join(re.escape(name) for name in CELLS),
-    dataset="fashion_mnist|cifar10|cifar100|imagenet",
-    model=r"[a-z][a-z0-9_]*",
-    prior="none|zero|bio|shuffled",
-    seed=r"\d+",
 
 
 def morphology_file(cell):
@@ -183,3 +175,56 @@ def run_metrics(dataset):
         f"{RESULTS}/train/{dataset}/{model}/{prior}/seed{seed}/metrics.json"
         for model, prior, seed in experiment_runs(dataset)
     ]
+
+
+# Input functions of the training rule (workflow/rules/train.smk).
+def prior_file(wildcards):
+    if wildcards.prior in ("bio", "shuffled"):
+        return {
+            "prior": f"{RESULTS}/priors/{wildcards.model}/{wildcards.prior}/seed{wildcards.seed}.pt"
+        }
+    return {}
+
+
+def training_config(wildcards):
+    """Only the config keys this run depends on, so that editing one reruns exactly its runs."""
+    dataset, model = wildcards.dataset, wildcards.model
+    return canonical(
+        {
+            "datasets": {dataset: config["datasets"][dataset]},
+            "recipes": {name: config["recipes"][name] for name in dataset_recipes(dataset)},
+            "recipe_overrides": {
+                dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}
+            },
+            "priors": config["priors"] if wildcards.prior in ("bio", "shuffled") else {},
+            "train": {k: v for k, v in config["train"].items() if k != "experiments"},
+        }
+    )
+
+
+# Input functions of the report rules (workflow/rules/report.smk).
+def dendrite_inputs(cell):
+    folder = f"{RESULTS}/dendrite/{cell}"
+    figures = {name: f"{folder}/figures/{name}.png" for name in KAPPA_FIGURES + ["morphology"]}
+    return {"kappa": f"{folder}/kappa.nc", "psp": f"{folder}/psp.nc", "figures": figures}
+
+
+def dataset_inputs(dataset):
+    folder = f"{RESULTS}/train/{dataset}"
+    return {
+        "metrics": run_metrics(dataset),
+        "summary": f"{folder}/summary.csv",
+        "runs": f"{folder}/runs.csv",
+        "figures": {
+            "curves": f"{folder}/figures/training_curves.png",
+            "ablation": f"{folder}/figures/prior_ablation.png",
+        },
+    }
+
+
+def flat_paths(nested):
+    if isinstance(nested, dict):
+        return [p for value in nested.values() for p in flat_paths(value)]
+    if isinstance(nested, list):
+        return [p for value in nested for p in flat_paths(value)]
+    return [nested]

@@ -33,25 +33,6 @@ rule summarise_dataset:
         "../scripts/summarise_dataset.py"
 
 
-def dendrite_inputs(cell):
-    folder = f"{RESULTS}/dendrite/{cell}"
-    figures = {name: f"{folder}/figures/{name}.png" for name in KAPPA_FIGURES + ["morphology"]}
-    return {"kappa": f"{folder}/kappa.nc", "psp": f"{folder}/psp.nc", "figures": figures}
-
-
-def dataset_inputs(dataset):
-    folder = f"{RESULTS}/train/{dataset}"
-    return {
-        "metrics": run_metrics(dataset),
-        "summary": f"{folder}/summary.csv",
-        "runs": f"{folder}/runs.csv",
-        "figures": {
-            "curves": f"{folder}/figures/training_curves.png",
-            "ablation": f"{folder}/figures/prior_ablation.png",
-        },
-    }
-
-
 REPORT_CELLS = {cell: dendrite_inputs(cell) for cell in config["dendrite"]["cells"]}
 REPORT_DATASETS = {dataset: dataset_inputs(dataset) for dataset in TRAINED_DATASETS}
 REPORT_THEORY = {
@@ -63,14 +44,6 @@ REPORT_THEORY = {
     "figures": {key: f"{RESULTS}/theory/figures/{name}.png" for key, name in THEORY_FIGURES.items()}
     | {"fewshot_png": f"{RESULTS}/theory/figures/fewshot.png"},
 }
-
-
-def flat_paths(nested):
-    if isinstance(nested, dict):
-        return [p for value in nested.values() for p in flat_paths(value)]
-    if isinstance(nested, list):
-        return [p for value in nested for p in flat_paths(value)]
-    return [nested]
 
 
 rule report:

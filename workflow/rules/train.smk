@@ -2,30 +2,6 @@
 TRAIN_DIR = f"{RESULTS}/train/{{dataset}}/{{model}}/{{prior}}/seed{{seed}}"
 
 
-def prior_file(wildcards):
-    if wildcards.prior in ("bio", "shuffled"):
-        return {
-            "prior": f"{RESULTS}/priors/{wildcards.model}/{wildcards.prior}/seed{wildcards.seed}.pt"
-        }
-    return {}
-
-
-def training_config(wildcards):
-    """Only the config keys this run depends on, so that editing one reruns exactly its runs."""
-    dataset, model = wildcards.dataset, wildcards.model
-    return canonical(
-        {
-            "datasets": {dataset: config["datasets"][dataset]},
-            "recipes": {name: config["recipes"][name] for name in dataset_recipes(dataset)},
-            "recipe_overrides": {
-                dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}
-            },
-            "priors": config["priors"] if wildcards.prior in ("bio", "shuffled") else {},
-            "train": {k: v for k, v in config["train"].items() if k != "experiments"},
-        }
-    )
-
-
 rule train:
     input:
         unpack(prior_file),
