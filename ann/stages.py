@@ -6,17 +6,22 @@ Snakemake scripts in workflow/scripts call these and nothing else.
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from .io import save_csv, save_torch
+from .io import replace_folder, save_csv, save_json, save_torch
 from .models import create_model
 from .priors import load_kappa, prior_weights
 from .train import TrainingError, file_sha256, run_from_config, train
+
+if TYPE_CHECKING:
+    from .report import Report
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +200,28 @@ def build_report(
     datasets: Mapping,
     theory: Mapping,
 ) -> None:
-    """The linked HTML pages of the whole run (see ann.report)."""
+    """The linked HTML pages of the whole run (see ann.report), built in a folder beside
+    out_dir that replaces it only when complete; manifest.json lists the pages."""
+    from .report import Report
+
+    out_dir = Path(out_dir)
+    staged = out_dir.with_name(f".{out_dir.name}.building")
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        _write_pages(Report(staged, templates, config), config, cells, datasets, theory)
+        written = sorted(path.relative_to(staged).as_posix() for path in staged.rglob("*.html"))
+        save_json({"pages": written}, staged / "manifest.json")
+        replace_folder(staged, out_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    log.info("report written to %s", out_dir / "index.html")
+
+
+def _write_pages(
+    report: "Report", config: Mapping, cells: Mapping, datasets: Mapping, theory: Mapping
+) -> None:
     from . import report as pages
 
-    report = pages.Report(out_dir, templates, config)
     for cell, inputs in cells.items():
         pages.dendrite_page(
             report, cell, inputs["kappa"], inputs["figures"], psp_path=inputs.get("psp")
@@ -218,4 +241,3 @@ def build_report(
     pages.theory_page(report, theory["tables"], theory["figures"])
     trained = {name: datasets[name] for name in pages.DATASETS if datasets.get(name)}
     pages.index_page(report, {cell: inputs["kappa"] for cell, inputs in cells.items()}, trained)
-    log.info("report written to %s", Path(out_dir) / "index.html")

@@ -203,3 +203,25 @@ def test_one_figure_saver():
         if ".savefig(" in path.read_text()
     }
     assert calls == {"dendrite_sim/figures.py"}
+
+
+def test_a_failed_report_build_keeps_the_previous_report(tmp_path, default_config):
+    """The pages are built beside the report folder; a build that fails leaves the old report
+    as it was and nothing half-written."""
+    from ann.stages import build_report
+
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "index.html").write_text("the previous report")
+    missing = {"kappa": tmp_path / "missing.nc", "figures": {}, "psp": None}
+    with pytest.raises(Exception):  # noqa: B017 (any failure of the build)
+        build_report(
+            default_config,
+            report,
+            ROOT / "workflow/report/templates",
+            {"pyramidal": missing},
+            {},
+            {"tables": {}, "figures": {}},
+        )
+    assert (report / "index.html").read_text() == "the previous report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]

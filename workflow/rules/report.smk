@@ -50,11 +50,9 @@ rule report:
     input:
         flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY]),
     output:
-        index=f"{RESULTS}/report/index.html",
-        pages=[f"{RESULTS}/report/dendrite_{cell}.html" for cell in config["dendrite"]["cells"]]
-        + [f"{RESULTS}/report/{page}.html" for page in DATASET_PAGES + ["theory"]],
-        config=f"{RESULTS}/report/config.yaml",
-        figures=directory(f"{RESULTS}/report/figures"),
+        # The pages are built beside the report folder and replace it whole when complete, so
+        # a failed or forced run never leaves a half-written report; the manifest lists them.
+        manifest=f"{RESULTS}/report/manifest.json",
     log:
         f"{RESULTS}/logs/report.log",
     conda:

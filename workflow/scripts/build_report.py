@@ -8,7 +8,7 @@ run_stage(
     build_report,
     snakemake.log[0],
     config=snakemake.params.config,
-    out_dir=Path(snakemake.output.index).parent,
+    out_dir=Path(snakemake.output.manifest).parent,
     templates=snakemake.params.templates,
     cells=snakemake.params.cells,
     datasets=snakemake.params.datasets,
