@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
+from ann.io import save_figure
 from ann.models import count_parameters, parameters_of
 from ann.quadratic import DitQuadratic
 
@@ -519,8 +520,6 @@ def plot_fewshot(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     axes.set_title("Few-shot Fashion-MNIST (mean ± std over seeds)")
     axes.grid(alpha=0.3)
     axes.legend()
-    from dendrite_sim.figures import save_figure
-
     save_figure(figure, path)
     return path
 

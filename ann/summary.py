@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from dendrite_sim.figures import MAX_WIDTH_IN, save_figure  # noqa: E402
-
+from .io import FIGURE_MAX_WIDTH_IN as MAX_WIDTH_IN  # noqa: E402
+from .io import save_figure  # noqa: E402
 from .paper import protocol, published  # noqa: E402
 
 

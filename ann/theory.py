@@ -830,7 +830,7 @@ def _gaussian_experiment(cfg: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
 
 def _save_atomically(fig: Any, path: str | os.PathLike[str]) -> Path:
-    from dendrite_sim.figures import save_figure
+    from .io import save_figure
 
     save_figure(fig, path)
     return Path(path)

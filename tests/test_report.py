@@ -194,15 +194,20 @@ def test_kappa_heatmaps_are_readable(tmp_path, monkeypatch):
         assert image.size[0] <= figures.MAX_WIDTH_IN * figures.DPI
 
 
-def test_one_figure_saver():
-    """Every figure of the project is written by dendrite_sim.figures.save_figure."""
+def test_one_figure_saver_per_library():
+    """Every figure is written by dendrite_sim.figures.save_figure or ann.io.save_figure (one
+    per package, since neither imports the other), at the same resolution and width."""
+    from ann import io
+    from dendrite_sim import figures
+
+    assert (io.FIGURE_DPI, io.FIGURE_MAX_WIDTH_IN) == (figures.DPI, figures.MAX_WIDTH_IN)
     calls = {
         str(path.relative_to(ROOT))
         for folder in ("ann", "dendrite_sim", "benchmarks", "workflow")
         for path in (ROOT / folder).rglob("*.py")
         if ".savefig(" in path.read_text()
     }
-    assert calls == {"dendrite_sim/figures.py"}
+    assert calls == {"dendrite_sim/figures.py", "ann/io.py"}
 
 
 def test_a_failed_report_build_keeps_the_previous_report(tmp_path, default_config):

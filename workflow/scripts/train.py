@@ -5,7 +5,7 @@ from ann.stages import train_run
 run_stage(
     train_run,
     snakemake.log[0],
-    config=snakemake.params.config,
+    config=snakemake.config,  # params.config holds the keys the run depends on (reruns)
     dataset=snakemake.wildcards.dataset,
     model=snakemake.wildcards.model,
     prior=snakemake.wildcards.prior,
