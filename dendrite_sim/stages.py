@@ -74,8 +74,10 @@ def simulate(
     if len(jobs) == 1:
         traces = [_simulate_piece(jobs[0])]
     else:
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(len(jobs), mp_context=spawn) as pool:
+        # fork: a spawned worker would run the calling script again (a Snakemake script
+        # cannot be imported); the workers only build the cell and run Brian2's programs.
+        fork = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(len(jobs), mp_context=fork) as pool:
             traces = list(pool.map(_simulate_piece, jobs))
     seconds = time.perf_counter() - start
     record_dt = dendrite["protocol"]["record_dt_ms"]

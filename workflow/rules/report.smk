@@ -58,7 +58,7 @@ rule report:
     conda:
         "../envs/ann.yaml"
     params:
-        config=canonical(config),
+        config=canonical({**config, "dendrite": SIMULATION_SETTINGS}),
         cells=REPORT_CELLS,
         datasets=REPORT_DATASETS,
         theory=REPORT_THEORY,
