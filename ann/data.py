@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import DatasetError
+
 if TYPE_CHECKING:
     from timm.data import ImageDataset
     from torch.utils.data import DataLoader
@@ -86,10 +88,6 @@ _HOW_TO_GET = {
         "It cannot be downloaded automatically (https://image-net.org/download.php)."
     ),
 }
-
-
-class DatasetError(RuntimeError):
-    """A dataset is missing or damaged; the message names the paths and how to get the data."""
 
 
 @dataclass

@@ -17,14 +17,12 @@ import socket
 import time
 from pathlib import Path
 
+from .errors import LockError
+
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "train.lock"
 WAIT = "Wait for it to end, or stop it."
-
-
-class LockError(RuntimeError):
-    """Another process trains into the same output folder."""
 
 
 def _pid_alive(pid: int) -> bool:

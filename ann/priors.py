@@ -49,15 +49,12 @@ import torch
 import xarray as xr
 from torch import nn
 
+from .errors import PriorError
 from .quadratic import DitQuadratic
 
 PRIORS = ("zero", "bio", "shuffled")
 DIAGONALS = ("zero", "same_site")
 KAPPA_KINDS = ("EE", "EI", "II")
-
-
-class PriorError(ValueError):
-    """A prior cannot be built from the given inputs (unknown name, unusable kappa file)."""
 
 
 @dataclass(frozen=True)

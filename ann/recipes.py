@@ -10,13 +10,7 @@ from dataclasses import dataclass, fields
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config file, key or value that does not exist or does not fit."""
-
-
-class RecipeError(ConfigError):
-    """A recipe key or value that does not exist or does not fit."""
+from .errors import RecipeError
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ import yaml
 from torch import nn
 
 from .data import (
-    DatasetError,
     GpuAugment,
     ImageNetAugment,
     imagenet_loader,
@@ -50,15 +49,22 @@ from .data import (
     load_dataset,
     load_imagenet,
 )
+from .errors import (
+    AnnError,
+    ConfigError,
+    DatasetError,
+    LockError,
+    PriorError,
+    RecipeError,
+    TrainingError,
+)
 from .flops import count_macs
 from .io import git_commit, save_csv, save_json, save_torch
-from .lock import LockError, RunLock
+from .lock import RunLock
 from .models import create_model, dit_parameters, quadratic_layers
-from .priors import PriorError, apply_prior, load_kappa, prior_weights
+from .priors import apply_prior, load_kappa, prior_weights
 from .recipes import (
-    ConfigError,
     Recipe,
-    RecipeError,
     parse_overrides,
     recipe_name,
     resolve_recipe,
@@ -69,10 +75,6 @@ log = logging.getLogger(__name__)
 SMALL_DATASETS = ("fashion_mnist", "cifar10", "cifar100")
 DATA_PIPELINES = ("timm", "gpu")  # recipe key data_pipeline: where ImageNet batches are made
 CHECKPOINT = "checkpoint.pt"
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on: diverged loss, a checkpoint of another run, a damaged file."""
 
 
 @dataclass
@@ -915,7 +917,7 @@ def main(argv: list[str] | None = None) -> int:
             compile={"auto": "auto", "true": True, "false": False, None: None}[args.compile],
         )
         summary = train(run)
-    except (TrainingError, DatasetError, PriorError, ConfigError, FileNotFoundError) as err:
+    except (AnnError, FileNotFoundError) as err:
         log.error("error: %s", err)
         return 1
     log.info(

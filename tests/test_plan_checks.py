@@ -74,7 +74,8 @@ def test_more_processes_than_trials_is_refused(small_dendrite):
 
 
 def test_a_damaged_netcdf_file_is_named_with_how_to_rebuild_it(tmp_path):
-    from ann.priors import PriorError, load_kappa
+    from ann.errors import PriorError
+    from ann.priors import load_kappa
 
     truncated = tmp_path / "kappa.nc"
     truncated.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))

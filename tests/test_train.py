@@ -18,8 +18,9 @@ import torch
 import yaml
 from fixtures import write_cifar10, write_fashion_mnist, write_imagenet
 
-from ann.recipes import RecipeError, parse_overrides, recipe_name, resolve_recipe
-from ann.train import TrainingError, run_from_config, train
+from ann.errors import RecipeError, TrainingError
+from ann.recipes import parse_overrides, recipe_name, resolve_recipe
+from ann.train import run_from_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

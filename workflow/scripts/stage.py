@@ -1,10 +1,14 @@
 """Run one library step from a Snakemake script: log to stderr and the rule's log, and
-turn the projects' own error types (bad input, missing data, diverged training) into a
-one-line message instead of a traceback. Other exceptions are bugs and keep theirs."""
+turn the libraries' error bases (`ann.errors.AnnError`, `dendrite_sim.errors.DendriteError`:
+bad input, missing data, diverged training) into a one-line message instead of a
+traceback. Other exceptions are bugs and keep theirs."""
 
 import logging
 import sys
 from collections.abc import Callable
+
+from ann.errors import AnnError
+from dendrite_sim.errors import DendriteError
 
 OUR_PACKAGES = ("dendrite_sim", "ann")
 
@@ -23,8 +27,6 @@ def run_stage(step: Callable, log_path: str | None = None, **kwargs) -> None:
         logging.getLogger(package).setLevel(logging.INFO)
     try:
         step(**kwargs)
-    except Exception as err:
-        if type(err).__module__.split(".")[0] not in OUR_PACKAGES:
-            raise
+    except (AnnError, DendriteError) as err:
         logging.getLogger(step.__module__).error("error: %s", err)
         sys.exit(1)
