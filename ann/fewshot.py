@@ -60,7 +60,6 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
+from ann.engine import parameter_groups, torch_threads
 from ann.io import save_figure
 from ann.models import count_parameters, parameters_of
 from ann.quadratic import DitQuadratic
@@ -269,24 +269,6 @@ def quadratic_parameters(model: nn.Module) -> list[nn.Parameter]:
 # ----------------------------------------------------------------------------- training
 
 
-def parameter_groups(model: nn.Module, lr: float, config: dict[str, Any]) -> list[dict]:
-    """Four groups: {plain, quadratic} x {decayed (matrices, kernels), not (biases, norms)}."""
-    quadratic = {id(parameter) for parameter in quadratic_parameters(model)}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for module in model.modules():
-        for parameter in module.parameters(recurse=False):
-            decayed = parameter.ndim > 1 and not isinstance(module, nn.LayerNorm)
-            groups.setdefault((id(parameter) in quadratic, decayed), []).append(parameter)
-    return [
-        {
-            "params": params,
-            "lr": lr * (config["quadratic_lr_mult"] if is_quadratic else 1.0),
-            "weight_decay": config["weight_decay"] if decayed else 0.0,
-        }
-        for (is_quadratic, decayed), params in sorted(groups.items())
-    ]
-
-
 def is_cnn(name: str) -> bool:
     return name in ("cnn", "dit_cnn", "dit_cnn_sum")
 
@@ -312,7 +294,16 @@ def train_model(
     and shifts depend on (seed, N) only."""
     steps, size = training_steps(shots, config), batch_size(shots, config)
     lr = model_lr(name, config) if lr is None else lr
-    optimizer = torch.optim.AdamW(parameter_groups(model, lr, config))
+    optimizer = torch.optim.AdamW(
+        parameter_groups(
+            model,
+            quadratic_parameters(model),
+            weight_decay=config["weight_decay"],
+            quadratic_lr_mult=config["quadratic_lr_mult"],
+            decay_vectors=False,
+            lr=lr,
+        )
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))
     )
@@ -371,16 +362,6 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
     if merged["sweep_seed"] in merged["seeds"] and len(merged["lr_grid"]) > 1:
         raise ValueError("sweep_seed must differ from the evaluation seeds")
     return merged
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def test_images(test: DeviceDataset, config: dict[str, Any]) -> tuple[Tensor, Tensor]:

@@ -107,8 +107,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -117,6 +116,8 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import integrate, special
+
+from ann.engine import torch_threads
 
 DEFAULTS: dict[str, Any] = {
     "n_train": 1000,
@@ -639,20 +640,6 @@ def quadratic_similarity(params: QuadraticParams, classes: GaussianClasses) -> p
 
 
 # ----------------------------------------------------------------------------- experiments
-
-
-@contextmanager
-def torch_threads(n_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (None: leave it unchanged)."""
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from .data import (
     load_dataset,
     load_imagenet,
 )
+from .engine import parameter_groups
 from .errors import (
     AnnError,
     ConfigError,
@@ -201,26 +202,8 @@ def build_model(
     return model, file_sha256(run.kappa) if kappa is not None else None
 
 
-def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
-    """Weight-decayed and not (norms, biases: for AdamW), each plain and Dit (x dit_lr_mult)."""
-    dit = {id(p) for p in dit_parameters(model)}
-    groups: dict[tuple[bool, bool], list] = {}
-    for p in model.parameters():
-        if p.requires_grad:
-            no_decay = recipe.optimizer == "adamw" and p.ndim <= 1
-            groups.setdefault((id(p) in dit, no_decay), []).append(p)
-    return [
-        {
-            "params": params,
-            "lr_scale": recipe.dit_lr_mult if is_dit else 1.0,
-            "weight_decay": 0.0 if no_decay else recipe.weight_decay,
-        }
-        for (is_dit, no_decay), params in groups.items()
-    ]
-
-
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """timm's optimizer over `param_groups`; on CUDA torch's fused implementation (one kernel
+    """timm's optimizer over `parameter_groups`; on CUDA torch's fused implementation (one kernel
     per step instead of several per parameter)."""
     from timm.optim import create_optimizer_v2
 
@@ -230,7 +213,13 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     if next(model.parameters()).is_cuda:
         extra["fused"] = True
     return create_optimizer_v2(
-        param_groups(model, recipe),
+        parameter_groups(
+            model,
+            dit_parameters(model),
+            weight_decay=recipe.weight_decay,
+            quadratic_lr_mult=recipe.dit_lr_mult,
+            decay_vectors=recipe.optimizer != "adamw",
+        ),
         opt=recipe.optimizer,
         lr=recipe.peak_lr(),
         weight_decay=recipe.weight_decay,
@@ -666,7 +655,7 @@ def _output_lock(run: Run, ctx: Context) -> Iterator[None]:
 
 def _train(run: Run, ctx: Context) -> dict:
     if ctx.device.type == "cpu" and run.threads:
-        torch.set_num_threads(run.threads)
+        torch.set_num_threads(run.threads)  # for the whole process: a training job trains one run
     torch.manual_seed(run.seed)
     np.random.seed(run.seed)
     generators = {

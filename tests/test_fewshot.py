@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from ann import fewshot
 from ann.data import FASHION_MNIST_ROOT
+from ann.engine import parameter_groups
 
 needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST_ROOT / "t10k-images-idx3-ubyte.gz").exists(),
@@ -188,13 +189,22 @@ def test_dit_cnn_shares_the_cnn_layout_and_initial_weights():
 def test_quadratic_parameters_get_the_larger_learning_rate():
     config = fewshot.resolve_config(None)
     model = fewshot.build_model("dit_cnn", config)
-    groups = fewshot.parameter_groups(model, 1.0, config)
     quadratic = {id(p) for p in fewshot.quadratic_parameters(model)}
+    groups = parameter_groups(
+        model,
+        fewshot.quadratic_parameters(model),
+        weight_decay=0.5,
+        quadratic_lr_mult=config["quadratic_lr_mult"],
+        decay_vectors=False,
+        lr=1.0,
+    )
     assert len(quadratic) == 3  # LN weight, LN bias, Q weight
     for group in groups:
         kinds = {id(p) in quadratic for p in group["params"]}
         assert len(kinds) == 1
         assert group["lr"] == (config["quadratic_lr_mult"] if kinds.pop() else 1.0)
+        dims = {p.ndim > 1 for p in group["params"]}
+        assert dims == {group["weight_decay"] == 0.5}  # matrices decayed, vectors not
     grouped = sum(len(group["params"]) for group in groups)
     assert grouped == len(list(model.parameters()))
 
