@@ -71,8 +71,8 @@ from torch import Tensor, nn
 from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
 from ann.engine import parameter_groups, torch_threads
 from ann.io import save_figure
+from ann.layers import DitQuadratic
 from ann.models import count_parameters, parameters_of
-from ann.quadratic import DitQuadratic
 
 MODEL_NAMES = ("linear", "linear_quadratic", "cnn", "dit_cnn", "dit_cnn_sum")
 NUM_CLASSES = 10

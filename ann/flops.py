@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
-from ann.quadratic import DitQuadratic, pair_count
+from ann.layers import DitQuadratic
+from ann.layers.dit_chunked import pair_count
 
 __all__ = [
     "MacCount",

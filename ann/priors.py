@@ -50,7 +50,7 @@ import xarray as xr
 from torch import nn
 
 from .errors import PriorError
-from .quadratic import DitQuadratic
+from .layers import DitQuadratic
 
 PRIORS = ("zero", "bio", "shuffled")
 DIAGONALS = ("zero", "same_site")

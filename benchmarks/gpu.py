@@ -21,7 +21,7 @@ Sections:
 
 With --tune, section 1 is followed by a sweep of the Triton kernels' tile sizes at
 (96, 56^2, 128) bf16 (forward and backward timed apart), printing the fastest settings beside
-those `ann.quadratic_triton.tile_config` chooses, for whoever tunes that function next.
+those `ann.layers.dit_triton.tile_config` chooses, for whoever tunes that function next.
 
 Exits with status 2 and a message when no CUDA device is present (unless --smoke).
 """
@@ -41,8 +41,9 @@ import numpy as np
 import torch
 import yaml
 
+from ann.layers import DitQuadratic
+from ann.layers.dit_chunked import naive_quadratic_rows, pair_count
 from ann.models import create_model, quadratic_layers
-from ann.quadratic import DitQuadratic, naive_quadratic_rows, pair_count
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_SHAPES = [(96, 56, 128), (128, 56, 64), (64, 32, 128), (32, 16, 128)]
@@ -176,7 +177,7 @@ def layer_section(device: torch.device, shapes: list, reps: int) -> None:
 def tune_section(device: torch.device, reps: int) -> None:
     import itertools
 
-    from ann.quadratic_triton import (
+    from ann.layers.dit_triton import (
         TileConfig,
         quadratic_backward,
         quadratic_forward,

@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from ann.quadratic import DitQuadratic, naive_quadratic_rows
+from ann.layers import DitQuadratic
+from ann.layers.dit_chunked import naive_quadratic_rows
 
 SHAPES = [(32, 16, 128), (96, 56, 8)]  # (channels, height = width, batch)
 TARGET_SHAPE = (96, 56, 8)

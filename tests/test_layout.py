@@ -16,7 +16,7 @@ ANN_MODULES = [
     "ann.fewshot",
     "ann.priors",
     "ann.imagenet_gpu",
-    "ann.quadratic_triton",
+    "ann.layers.dit_triton",
 ]
 DENDRITE_MODULES = ["dendrite_sim.stages", "dendrite_sim.figures", "dendrite_sim.plan_checks"]
 

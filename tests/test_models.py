@@ -13,6 +13,7 @@ from ann.flops import (
     quadratic_macs,
     reference_quadratic_macs,
 )
+from ann.layers import DitBranch, DitQuadratic, FanQuadraticConv2d, QuadraConv2d
 from ann.models import (
     CIFAR_MODEL_NAMES,
     CIFAR_VARIANT_NAMES,
@@ -25,8 +26,6 @@ from ann.models import (
     dit_parameters,
     quadratic_layers,
 )
-from ann.models.cifar_resnet import DitBranch, FanQuadraticConv2d, QuadraConv2d
-from ann.quadratic import DitQuadratic
 
 # Seed talk, CIFAR table: model -> (# param. CIFAR-10, # param. CIFAR-100), millions.
 SEED_CIFAR_PARAMS = {

@@ -6,6 +6,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from ann.layers import DitQuadratic
 from ann.priors import (
     KappaTables,
     PriorError,
@@ -16,7 +17,6 @@ from ann.priors import (
     quadratic_rms,
     shuffled,
 )
-from ann.quadratic import DitQuadratic
 
 N_SITES = 5
 

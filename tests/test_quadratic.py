@@ -1,18 +1,13 @@
 import pytest
 import torch
 
-import ann.quadratic as quadratic
-from ann.quadratic import (
-    DitQuadratic,
-    naive_quadratic_rows,
-    packed_coefficients,
-    pair_indices,
-    quadratic_rows,
-)
+import ann.layers.dit_chunked as quadratic
+from ann.layers import DitQuadratic, quadratic_rows
+from ann.layers.dit_chunked import naive_quadratic_rows, packed_coefficients, pair_indices
 
 
 def einsum_reference(x, weight, channel_dim):
-    """y_o = sum_ij K_o,ij x_i x_j, written independently of ann.quadratic."""
+    """y_o = sum_ij K_o,ij x_i x_j, written independently of ann.layers."""
     channels = x.shape[channel_dim]
     kernel = weight.reshape(weight.shape[0], channels, channels)
     moved = x.movedim(channel_dim, -1)

@@ -8,9 +8,9 @@ exact); tests marked `gpu` run the compiled kernels at real sizes where CUDA is 
 import pytest
 import torch
 
+from ann.layers import DitQuadratic, dit_quadratic
+from ann.layers.dit_triton import quadratic_backward, quadratic_forward, tile_config
 from ann.models import create_model, quadratic_layers
-from ann.quadratic import DitQuadratic, dit_quadratic
-from ann.quadratic_triton import quadratic_backward, quadratic_forward, tile_config
 
 KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 gpu = pytest.mark.gpu
@@ -80,7 +80,7 @@ def test_output_keeps_the_input_layout():
 
 def test_weight_gradient_is_split_over_row_ranges(monkeypatch):
     """The deterministic split-sum of the weight gradient is exercised, not only one range."""
-    import ann.quadratic_triton as kernels
+    import ann.layers.dit_triton as kernels
 
     splits = []
     original = kernels._splits

@@ -12,9 +12,9 @@ from typing import Any
 import timm
 from torch import nn
 
-from ann.models.cifar_resnet import CifarResNet, DitBranch
-from ann.models.dit_convnext import DitDepthwiseConv
-from ann.quadratic import DitQuadratic
+from ann.layers import DitBranch, DitDepthwiseConv, DitQuadratic
+from ann.models.cifar_resnet import CifarResNet
+from ann.models.dit_convnext import add_dit_terms
 
 __all__ = [
     "CIFAR_MODEL_NAMES",
@@ -24,6 +24,7 @@ __all__ = [
     "CifarResNet",
     "DitBranch",
     "DitDepthwiseConv",
+    "add_dit_terms",
     "count_parameters",
     "create_model",
     "dit_parameters",

@@ -47,15 +47,12 @@ from functools import partial
 from timm.models import register_model
 from torch import Tensor, nn
 
-from ann.quadratic import DitQuadratic
+from ann.layers import DitBranch, FanQuadraticConv2d, QuadraConv2d
 
 __all__ = [
     "BasicBlock",
     "CifarResNet",
     "CONV_INITS",
-    "DitBranch",
-    "FanQuadraticConv2d",
-    "QuadraConv2d",
     "DIT_RESNET_BLOCKS",
 ]
 
@@ -67,86 +64,6 @@ TIMM_ONLY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 ConvLayer = Callable[..., nn.Module]
 linear_conv3x3: ConvLayer = partial(nn.Conv2d, kernel_size=3, padding=1, bias=False)
-
-
-class FanQuadraticConv2d(nn.Module):
-    """Fan et al.'s quadratic neuron: (W_r * x + b_r) . (W_g * x + b_g) + W_b * (x . x) + c.
-
-    Starts linear (ReLinear): W_g = 0, b_g = 1, W_b = 0, c = 0, so the output is W_r * x + b_r
-    until training moves the quadratic parameters; `reset_quadratic` restores that state."""
-
-    def __init__(
-        self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, padding: int = 1
-    ) -> None:
-        super().__init__()
-        self.conv_r = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
-        self.conv_g = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
-        self.conv_b = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
-        self.reset_quadratic()
-
-    def reset_quadratic(self) -> None:
-        nn.init.zeros_(self.conv_g.weight)
-        nn.init.ones_(self.conv_g.bias)
-        nn.init.zeros_(self.conv_b.weight)
-        nn.init.zeros_(self.conv_b.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv_r(x) * self.conv_g(x) + self.conv_b(x * x)
-
-
-class QuadraConv2d(nn.Module):
-    """QuadraLib's neuron: BN(W_1 * x + b_1) . BN(W_2 * x + b_2) + BN(W_3 * x + b_3)."""
-
-    def __init__(
-        self, in_chs: int, out_chs: int, kernel_size: int = 3, stride: int = 1, padding: int = 1
-    ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
-        self.bn1 = nn.BatchNorm2d(out_chs)
-        self.conv2 = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
-        self.bn2 = nn.BatchNorm2d(out_chs)
-        self.conv3 = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, bias=True)
-        self.bn3 = nn.BatchNorm2d(out_chs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.bn1(self.conv1(x)) * self.bn2(self.conv2(x)) + self.bn3(self.conv3(x))
-
-
-def chunk_option(chunk_bytes: int | None) -> dict[str, int]:
-    """DitQuadratic keyword for a scratch size; None keeps the layer's default."""
-    return {} if chunk_bytes is None else {"chunk_bytes": chunk_bytes}
-
-
-class DitBranch(nn.Module):
-    """Q(LN(h)): the Dit quadratic term of a block, LN normalising every channel over its map.
-
-    With transpose=True the result is laid out as the official CIFAR layer lays it out: the
-    pixels are read in (width, height) order and written back in (height, width) order, which
-    on a square map is the spatial transpose of Q(LN(h))."""
-
-    def __init__(
-        self,
-        channels: int,
-        height: int,
-        width: int,
-        chunk_bytes: int | None = None,
-        transpose: bool = False,
-    ) -> None:
-        super().__init__()
-        self.transpose = transpose
-        self.norm = nn.LayerNorm((height, width))
-        self.quadratic = DitQuadratic(channels, channels, **chunk_option(chunk_bytes))
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.norm(x)
-        if not self.transpose:
-            return self.quadratic(z)
-        batch, channels, height, width = z.shape
-        rows = self.quadratic(z.permute(0, 3, 2, 1).reshape(-1, channels))
-        return rows.reshape(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
-
-    def extra_repr(self) -> str:
-        return f"transpose={self.transpose}"
 
 
 class BasicBlock(nn.Module):

@@ -13,33 +13,12 @@ from typing import Any
 import timm
 from timm.models import register_model
 from timm.models.convnext import ConvNeXt
-from torch import Tensor, nn
 
-from ann.models.cifar_resnet import chunk_option
-from ann.quadratic import DitQuadratic
+from ann.layers import DitDepthwiseConv
 
-__all__ = ["DitDepthwiseConv", "add_dit_terms", "DIT_CONVNEXT_BLOCKS"]
+__all__ = ["add_dit_terms", "DIT_CONVNEXT_BLOCKS"]
 
 DIT_CONVNEXT_BLOCKS = ((0, 2),)
-
-
-class DitDepthwiseConv(nn.Module):
-    """A depthwise convolution plus the Dit quadratic term of its input: conv(x) + Q(x)."""
-
-    def __init__(self, conv: nn.Conv2d, chunk_bytes: int | None = None) -> None:
-        super().__init__()
-        channels = conv.out_channels
-        if conv.in_channels != channels or conv.groups != channels:
-            raise ValueError(f"expected a depthwise convolution, got {conv}")
-        if tuple(conv.stride) != (1, 1):
-            raise ValueError(f"the quadratic term needs a stride-1 convolution, got {conv}")
-        self.conv = conv
-        self.quadratic = DitQuadratic(channels, channels, **chunk_option(chunk_bytes)).to(
-            device=conv.weight.device, dtype=conv.weight.dtype
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x) + self.quadratic(x)
 
 
 def add_dit_terms(

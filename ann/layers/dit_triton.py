@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ann.quadratic import output_like
+from ann.layers.dit_chunked import output_like
 
 __all__ = ["TileConfig", "quadratic_backward", "quadratic_forward", "tile_config"]
 

@@ -1,26 +1,21 @@
-"""Dit quadratic layer: y_o = sum_{i,j} K_{o,ij} x_i x_j over the input channels of every pixel.
+"""The Dit quadratic term y_o = sum_ij K_o,ij x_i x_j in plain torch, chunk by chunk (the CPU
+path, and float64 anywhere).
 
-The term is one PyTorch custom operator, `ann::dit_quadratic` (with `ann::dit_quadratic_backward`
-as its registered gradient and fake implementations for tracing), so `torch.compile(...,
-fullgraph=True)` captures it as one node and CUDA graphs can record it. It dispatches on the
-device:
+The reference forms the full outer product x x^T (P x C^2 for P pixels) and keeps it for
+backward. Since x^T K x only sees the symmetric part of K, the C(C+1)/2 products x_i x_j of
+unordered pairs {i, j} suffice, weighted by packed coefficients S_(ij) = K_ij + K_ji (i != j)
+and S_(ii) = K_ii: half the multiply-adds, the same outputs and the same gradients with
+respect to K. The products are recomputed in row chunks of bounded size in forward and
+backward, so backward keeps only the input and the coefficients: O(P*C) activation memory
+instead of O(P*C^2). Pairs are ordered by cyclic shift, (i, i + d mod C), which makes every
+chunk of products (and of their gradients) a few whole-tensor operations on strided views.
 
-- CUDA: Triton kernels (`ann.quadratic_triton`) that form the products x_i x_j tile by tile
-  in on-chip memory and feed them to tensor-core matrix products.
-- CPU (and float64 anywhere): the chunked torch path below. The reference forms the full outer
-  product x x^T (P x C^2 for P pixels) and keeps it for backward. Since x^T K x only sees the
-  symmetric part of K, the C(C+1)/2 products x_i x_j of unordered pairs {i, j} suffice,
-  weighted by packed coefficients S_(ij) = K_ij + K_ji (i != j) and S_(ii) = K_ii: half the
-  multiply-adds, the same outputs and the same gradients with respect to K. The products are
-  recomputed in row chunks of bounded size in forward and backward, so backward keeps only the
-  input and the coefficients: O(P*C) activation memory instead of O(P*C^2). Pairs are ordered
-  by cyclic shift, (i, i + d mod C), which makes every chunk of products (and of their
-  gradients) a few whole-tensor operations on strided views.
+`chunked_forward` and `chunked_backward` are what the operator `ann::dit_quadratic`
+(ann.layers.dit_op) runs off CUDA.
 """
 
 import torch
-from torch import Tensor, nn
-from torch.autograd.function import FunctionCtx
+from torch import Tensor
 
 # Scratch per chunk: cache-sized on the CPU (fastest there for C = 32 and 96, see the
 # benchmark), large on GPUs where each chunk is a kernel launch.
@@ -214,31 +209,9 @@ def _chunk_budget(chunk_bytes: int, device: torch.device) -> int:
     return chunk_bytes or default_chunk_bytes(device)
 
 
-KERNELS = ("packed", "full", "chunked")
-
-
-def checked_kernel(kernel: str) -> str:
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown Dit kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-    return kernel
-
-
-def _uses_triton(x: Tensor, kernel: str) -> bool:
-    checked_kernel(kernel)
-    return x.device.type == "cuda" and x.dtype != torch.float64 and kernel != "chunked"
-
-
-@torch.library.custom_op("ann::dit_quadratic", mutates_args=())
-def dit_quadratic(x: Tensor, weight: Tensor, chunk_bytes: int, kernel: str) -> Tensor:
-    """x (N, L, C_in) with any strides, weight (C_out, C_in^2) -> (N, L, C_out), computed in
-    x's dtype and laid out as x (`output_like`). `kernel` on CUDA: "packed" (Triton, the pairs
-    i <= j), "full" (Triton, all C^2 products) or "chunked" (torch); on the CPU, and for
-    float64 anywhere, always the chunked torch path (`chunk_bytes` of scratch per chunk, 0 for
-    the device's default)."""
-    if _uses_triton(x, kernel):
-        from ann.quadratic_triton import quadratic_forward
-
-        return quadratic_forward(x, weight, kernel == "packed")
+def chunked_forward(x: Tensor, weight: Tensor, chunk_bytes: int) -> Tensor:
+    """x (N, L, C_in), weight (C_out, C_in^2) -> (N, L, C_out) in x's dtype, laid out as x;
+    `chunk_bytes` of scratch per chunk (0: the device's default)."""
     in_channels = x.shape[2]
     budget = _chunk_budget(chunk_bytes, x.device)
     with torch.autocast(x.device.type, enabled=False):
@@ -250,30 +223,11 @@ def dit_quadratic(x: Tensor, weight: Tensor, chunk_bytes: int, kernel: str) -> T
     return out
 
 
-@dit_quadratic.register_fake
-def _(x: Tensor, weight: Tensor, chunk_bytes: int, kernel: str) -> Tensor:
-    return output_like(x, weight.shape[0])
-
-
-@torch.library.custom_op("ann::dit_quadratic_backward", mutates_args=())
-def dit_quadratic_backward(
-    grad: Tensor,
-    x: Tensor,
-    weight: Tensor,
-    chunk_bytes: int,
-    kernel: str,
-    input_grad: bool,
-    weight_grad: bool,
+def chunked_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, chunk_bytes: int, input_grad: bool, weight_grad: bool
 ) -> tuple[Tensor, Tensor]:
-    """Gradients of dit_quadratic with respect to x (laid out as x) and weight (its dtype); an
-    empty tensor in place of one that is not asked for."""
-    if _uses_triton(x, kernel):
-        from ann.quadratic_triton import quadratic_backward
-
-        grad_x, grad_weight = quadratic_backward(grad, x, weight, kernel == "packed")
-        return (grad_x if input_grad else x.new_empty(0)), (
-            grad_weight if weight_grad else weight.new_empty(0)
-        )
+    """Gradients of `chunked_forward` with respect to x (laid out as x) and weight (its dtype);
+    an empty tensor in place of one that is not asked for."""
     in_channels = x.shape[2]
     budget = _chunk_budget(chunk_bytes, x.device)
     with torch.autocast(x.device.type, enabled=False):
@@ -294,104 +248,3 @@ def dit_quadratic_backward(
     if grad_packed is not None:
         grad_weight = unpacked_gradient(grad_packed, in_channels).to(weight.dtype)
     return grad_x, grad_weight
-
-
-@dit_quadratic_backward.register_fake
-def _(
-    grad: Tensor,
-    x: Tensor,
-    weight: Tensor,
-    chunk_bytes: int,
-    kernel: str,
-    input_grad: bool,
-    weight_grad: bool,
-) -> tuple[Tensor, Tensor]:
-    grad_x = torch.empty_like(x) if input_grad else x.new_empty(0)
-    return grad_x, (torch.empty_like(weight) if weight_grad else weight.new_empty(0))
-
-
-def _setup_context(ctx: FunctionCtx, inputs: tuple, output: Tensor) -> None:
-    x, weight, chunk_bytes, kernel = inputs
-    ctx.save_for_backward(x, weight)
-    ctx.options = (chunk_bytes, kernel)
-
-
-def _backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-    x, weight = ctx.saved_tensors
-    input_grad, weight_grad = ctx.needs_input_grad[:2]
-    grad_x, grad_weight = dit_quadratic_backward(
-        grad, x, weight, *ctx.options, input_grad, weight_grad
-    )
-    return (grad_x if input_grad else None), (grad_weight if weight_grad else None), None, None
-
-
-dit_quadratic.register_autograd(_backward, setup_context=_setup_context)
-
-
-def _compute_dtype(x: Tensor, weight: Tensor) -> torch.dtype:
-    device_type = x.device.type
-    dtype = torch.promote_types(x.dtype, weight.dtype)
-    if dtype != torch.float64 and torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return dtype
-
-
-def quadratic_images(
-    x: Tensor, weight: Tensor, chunk_bytes: int | None = None, kernel: str = "packed"
-) -> Tensor:
-    """x (N, L, C_in) -> (N, L, C_out): y_o = sum_ij K_o,ij x_i x_j at each of the N*L rows,
-    in the autocast dtype when autocast is on; the weight's gradient keeps the weight's dtype."""
-    in_channels = x.shape[2]
-    if weight.shape[1] != in_channels * in_channels:
-        raise ValueError(f"weight {tuple(weight.shape)} does not match {in_channels} channels")
-    return dit_quadratic(x.to(_compute_dtype(x, weight)), weight, chunk_bytes or 0, kernel)
-
-
-def quadratic_rows(rows: Tensor, weight: Tensor, chunk_bytes: int | None = None) -> Tensor:
-    """rows (P, C_in), weight (C_out, C_in^2) -> (P, C_out): y_o = sum_ij K_o,ij x_i x_j."""
-    return quadratic_images(rows.unsqueeze(0), weight, chunk_bytes)[0]
-
-
-class DitQuadratic(nn.Module):
-    """Quadratic (dendritic bilinear) term of a Dit-CNN layer, applied at every pixel.
-
-    Input (N, C, H, W) (any memory format; the output keeps it), (N, H, W, C) with
-    channels_last=True, or rows (P, C). `kernel` chooses the CUDA implementation ("packed":
-    Triton on the pairs i <= j, the default; "full": Triton on all C^2 products; "chunked":
-    the torch path that the CPU always uses)."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        channels_last: bool = False,
-        chunk_bytes: int | None = None,
-        kernel: str = "packed",
-    ) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.channels_last = channels_last
-        self.chunk_bytes = chunk_bytes
-        self.kernel = checked_kernel(kernel)
-        self.weight = nn.Parameter(torch.zeros(out_channels, in_channels * in_channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        channel_dim = -1 if x.dim() == 2 or self.channels_last else 1
-        if x.dim() not in (2, 4) or x.shape[channel_dim] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} channels, got input {tuple(x.shape)}")
-        if x.dim() == 2:
-            return self._quadratic(x.unsqueeze(0))[0]
-        if self.channels_last:
-            return self._quadratic(x.flatten(1, 2)).unflatten(1, x.shape[1:3])
-        return (
-            self._quadratic(x.flatten(2).transpose(1, 2)).transpose(1, 2).unflatten(2, x.shape[2:])
-        )
-
-    def _quadratic(self, x: Tensor) -> Tensor:
-        return quadratic_images(x, self.weight, self.chunk_bytes, self.kernel)
-
-    def extra_repr(self) -> str:
-        channels = f"in_channels={self.in_channels}, out_channels={self.out_channels}"
-        return f"{channels}, channels_last={self.channels_last}, kernel={self.kernel}"
