@@ -38,9 +38,9 @@ class DitBranch(nn.Module):
         z = self.norm(x)
         if not self.transpose:
             return self.quadratic(z)
-        batch, channels, height, width = z.shape
-        rows = self.quadratic(z.permute(0, 3, 2, 1).reshape(-1, channels))
-        return rows.reshape(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
+        rows = self.quadratic(z.permute(0, 3, 2, 1).reshape(-1, z.shape[1]))
+        out = rows.reshape(z.shape[0], z.shape[2], z.shape[3], -1)
+        return out.permute(0, 3, 1, 2).contiguous()
 
     def extra_repr(self) -> str:
         return f"transpose={self.transpose}"

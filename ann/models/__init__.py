@@ -4,7 +4,9 @@ CIFAR: resnet, dit_resnet, qresnet, quadraresnet at depths 20/32/56/110, the pap
 (ann.models.cifar_resnet, whose docstring names the paper and equation of each), and
 dit_resnet*_transposed, the Dit-ResNets with the official CIFAR layer's transposed quadratic map.
 ImageNet: timm's convnext_tiny/small/base and dit_convnext_tiny/small/base
-(ann.models.dit_convnext).
+(ann.models.dit_convnext). Each is built by timm's build_model_with_cfg with a default cfg and
+keeps timm's model contract (features_only, forward_intermediates, fx tracing); the layers
+they are made of are in ann.layers. The few-shot models are in ann.fewshot.
 """
 
 from typing import Any
@@ -12,9 +14,10 @@ from typing import Any
 import timm
 from torch import nn
 
+from ann.errors import ConfigError
 from ann.layers import DitBranch, DitDepthwiseConv, DitQuadratic
-from ann.models.cifar_resnet import CifarResNet
-from ann.models.dit_convnext import add_dit_terms
+from ann.models.cifar_resnet import CIFAR_DEPTHS, CifarResNet
+from ann.models.dit_convnext import DitConvNeXt, add_dit_terms
 
 __all__ = [
     "CIFAR_MODEL_NAMES",
@@ -22,6 +25,7 @@ __all__ = [
     "IMAGENET_MODEL_NAMES",
     "MODEL_NAMES",
     "CifarResNet",
+    "DitConvNeXt",
     "DitBranch",
     "DitDepthwiseConv",
     "add_dit_terms",
@@ -32,7 +36,6 @@ __all__ = [
     "quadratic_layers",
 ]
 
-CIFAR_DEPTHS = (20, 32, 56, 110)
 CIFAR_FAMILIES = ("resnet", "dit_resnet", "qresnet", "quadraresnet")
 CONVNEXT_SIZES = ("tiny", "small", "base")
 
@@ -49,7 +52,7 @@ def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
     img_size, dit_blocks, conv_init, dit_transpose for the CIFAR models; drop_path_rate,
     dit_blocks, ... for ConvNeXt)."""
     if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     return timm.create_model(name, num_classes=num_classes, **kwargs)
 
 

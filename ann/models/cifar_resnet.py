@@ -44,23 +44,21 @@ import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import Tensor, nn
 
+from ann.data import MEAN, NUM_CLASSES, STD
+from ann.errors import ConfigError
 from ann.layers import DitBranch, FanQuadraticConv2d, QuadraConv2d
 
-__all__ = [
-    "BasicBlock",
-    "CifarResNet",
-    "CONV_INITS",
-    "DIT_RESNET_BLOCKS",
-]
+__all__ = ["BasicBlock", "CifarResNet", "CIFAR_DEPTHS", "CONV_INITS", "DIT_RESNET_BLOCKS"]
 
+CIFAR_DEPTHS = (20, 32, 56, 110)
 STAGE_WIDTHS = (16, 32, 64)
 POOL_SIZE = 4
 DIT_RESNET_BLOCKS = ((1, 0),)
 CONV_INITS = ("pytorch", "kaiming_normal")
-TIMM_ONLY_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 ConvLayer = Callable[..., nn.Module]
 linear_conv3x3: ConvLayer = partial(nn.Conv2d, kernel_size=3, padding=1, bias=False)
@@ -108,7 +106,7 @@ class BasicBlock(nn.Module):
 
 def blocks_per_stage(depth: int) -> int:
     if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}")
+        raise ConfigError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}")
     return (depth - 2) // 6
 
 
@@ -119,13 +117,18 @@ def halved(size: int, times: int) -> int:
 
 
 class CifarResNet(nn.Module):
-    """ResNet-depth for small images.
+    """ResNet-depth for small images, with timm's model interface (forward_features /
+    forward_head, features_only, forward_intermediates, reset_classifier).
 
     dit_blocks lists the (stage, block) pairs, 0-based, whose second convolution gets the Dit
     quadratic term (dit_transpose: the official CIFAR layer's transposed map); conv_layer builds
     the 3x3 convolutions of the blocks and, unless stem_layer is given, of the stem;
     conv_init is "pytorch" (the official code's) or "kaiming_normal"; dit_chunk_bytes sets the
-    quadratic layers' scratch size (None: the layer's default)."""
+    quadratic layers' scratch size (None: the layer's default).
+
+    num_features is the width of the last map (64), head_hidden_size that of the pooled feature
+    the classifier reads (64 x 2 x 2 for 32 x 32 images); global_pool "avg" is the official
+    4 x 4 average pool (not a global one), "" none."""
 
     def __init__(
         self,
@@ -139,10 +142,11 @@ class CifarResNet(nn.Module):
         conv_init: str = "pytorch",
         dit_chunk_bytes: int | None = None,
         dit_transpose: bool = False,
+        global_pool: str = "avg",
     ) -> None:
         super().__init__()
         if conv_init not in CONV_INITS:
-            raise ValueError(f"conv_init must be one of {CONV_INITS}, got {conv_init!r}")
+            raise ConfigError(f"conv_init must be one of {CONV_INITS}, got {conv_init!r}")
         depth_per_stage = blocks_per_stage(depth)
         dit_blocks = {tuple(place) for place in dit_blocks}
         outside = {
@@ -151,7 +155,7 @@ class CifarResNet(nn.Module):
             if not (0 <= s < len(STAGE_WIDTHS) and 0 <= b < depth_per_stage)
         }
         if outside:
-            raise ValueError(f"dit_blocks {sorted(outside)} outside the {depth}-layer network")
+            raise ConfigError(f"dit_blocks {sorted(outside)} outside the {depth}-layer network")
         self.num_classes = num_classes
         self.conv_init = conv_init
         self.stem = nn.Sequential(
@@ -159,6 +163,8 @@ class CifarResNet(nn.Module):
             nn.BatchNorm2d(STAGE_WIDTHS[0]),
             nn.ReLU(inplace=True),
         )
+        # stem.2: the stem's last module, as timm's feature wrapper sees it (flattened)
+        self.feature_info = [dict(num_chs=STAGE_WIDTHS[0], reduction=1, module="stem.2")]
         stages, in_chs = [], STAGE_WIDTHS[0]
         for stage, width in enumerate(STAGE_WIDTHS):
             map_size = halved(img_size, stage)
@@ -179,13 +185,17 @@ class CifarResNet(nn.Module):
                 )
                 in_chs = width
             stages.append(nn.Sequential(*blocks))
+            self.feature_info.append(
+                dict(num_chs=width, reduction=2**stage, module=f"stages.{stage}")
+            )
         self.stages = nn.Sequential(*stages)
         pooled = halved(img_size, len(STAGE_WIDTHS) - 1) // POOL_SIZE
         if pooled < 1:
-            raise ValueError(f"img_size {img_size} too small for the {POOL_SIZE}x{POOL_SIZE} pool")
-        self.pool = nn.AvgPool2d(POOL_SIZE)
-        self.num_features = STAGE_WIDTHS[-1] * pooled * pooled
-        self.fc = nn.Linear(self.num_features, num_classes)
+            raise ConfigError(f"img_size {img_size} too small for the {POOL_SIZE}x{POOL_SIZE} pool")
+        self.num_features = STAGE_WIDTHS[-1]
+        self.head_hidden_size = STAGE_WIDTHS[-1] * pooled * pooled
+        self.global_pool, self.pool = _pool(global_pool)
+        self.fc = _classifier(self.head_hidden_size, num_classes)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -202,133 +212,221 @@ class CifarResNet(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
+        if global_pool is not None:
+            self.global_pool, self.pool = _pool(global_pool)
+        self.fc = _classifier(self.head_hidden_size, num_classes)
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """The maps of the stem and the three stages that `indices` selects (timm's meaning:
+        the last n if an int, all if None), and unless intermediates_only the last map."""
+        if output_fmt != "NCHW":
+            raise ConfigError(f"output_fmt must be NCHW, got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        x = self.stem(x)
+        intermediates = [x] if 0 in take_indices else []
+        stages = self.stages[:max_index] if stop_early else self.stages
+        for index, stage in enumerate(stages, start=1):
+            x = stage(x)
+            if index in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of `indices` (and the head); the kept indices."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        prune_end = max_index < len(self.stages)
+        self.stages = self.stages[:max_index]
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem(x))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.pool(x).flatten(1)
+        x = self.pool(x)
+        if self.global_pool:
+            x = x.flatten(1)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
 
-def _create_cifar_resnet(
-    depth: int, pretrained: bool, model_args: dict[str, object], **kwargs: object
-) -> CifarResNet:
+def _pool(global_pool: str) -> tuple[str, nn.Module]:
+    if global_pool not in ("avg", ""):
+        raise ConfigError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+    return global_pool, nn.AvgPool2d(POOL_SIZE) if global_pool else nn.Identity()
+
+
+def _classifier(width: int, num_classes: int) -> nn.Module:
+    return nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
+
+
+FAMILY_ARGS: dict[str, dict[str, object]] = {
+    "resnet": {},
+    "dit_resnet": {"dit_blocks": DIT_RESNET_BLOCKS},
+    "dit_resnet_transposed": {"dit_blocks": DIT_RESNET_BLOCKS, "dit_transpose": True},
+    "qresnet": {"conv_layer": FanQuadraticConv2d},
+    "quadraresnet": {"conv_layer": QuadraConv2d, "stem_layer": linear_conv3x3},
+}
+FIRST_CONV = {"qresnet": ("stem.0.conv_r", "stem.0.conv_g", "stem.0.conv_b")}
+
+
+def _variant(family: str, depth: int) -> str:
+    if family.endswith("_transposed"):
+        return f"{family.removesuffix('_transposed')}{depth}_transposed"
+    return f"{family}{depth}"
+
+
+CIFAR_FAMILY_DEPTHS = {_variant(f, d): (f, d) for f in FAMILY_ARGS for d in CIFAR_DEPTHS}
+
+
+def _cfg(family: str) -> dict[str, object]:
+    """timm's pretrained_cfg of an untrained CIFAR-10 model: input, normalisation, names."""
+    return {
+        "url": "",
+        "num_classes": NUM_CLASSES["cifar10"],
+        "input_size": (3, 32, 32),
+        "pool_size": (8, 8),
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": MEAN["cifar10"],
+        "std": STD["cifar10"],
+        "first_conv": FIRST_CONV.get(family, "stem.0"),
+        "classifier": "fc",
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {variant: _cfg(family) for variant, (family, _) in CIFAR_FAMILY_DEPTHS.items()}
+)
+
+
+def _create_cifar_resnet(variant: str, pretrained: bool = False, **kwargs: object) -> CifarResNet:
     if pretrained:
-        raise ValueError("no pretrained weights exist for the CIFAR ResNets")
-    for key in TIMM_ONLY_KWARGS:
-        kwargs.pop(key, None)
-    return CifarResNet(depth=depth, **{**model_args, **kwargs})
-
-
-RESNET_ARGS: dict[str, object] = {}
-DIT_RESNET_ARGS: dict[str, object] = {"dit_blocks": DIT_RESNET_BLOCKS}
-DIT_RESNET_TRANSPOSED_ARGS: dict[str, object] = {**DIT_RESNET_ARGS, "dit_transpose": True}
-QRESNET_ARGS: dict[str, object] = {"conv_layer": FanQuadraticConv2d}
-QUADRARESNET_ARGS: dict[str, object] = {"conv_layer": QuadraConv2d, "stem_layer": linear_conv3x3}
+        raise ConfigError(f"no pretrained weights exist for {variant}")
+    family, depth = CIFAR_FAMILY_DEPTHS[variant]
+    return build_model_with_cfg(
+        CifarResNet,
+        variant,
+        pretrained,
+        feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),
+        **{"depth": depth, **FAMILY_ARGS[family], **kwargs},
+    )
 
 
 @register_model
 def resnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(20, pretrained, RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("resnet20", pretrained, **kwargs)
 
 
 @register_model
 def resnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(32, pretrained, RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("resnet32", pretrained, **kwargs)
 
 
 @register_model
 def resnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(56, pretrained, RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("resnet56", pretrained, **kwargs)
 
 
 @register_model
 def resnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(110, pretrained, RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("resnet110", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(20, pretrained, DIT_RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet20", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(32, pretrained, DIT_RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet32", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(56, pretrained, DIT_RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet56", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(110, pretrained, DIT_RESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet110", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet20_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(20, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet20_transposed", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet32_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(32, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet32_transposed", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet56_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(56, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet56_transposed", pretrained, **kwargs)
 
 
 @register_model
 def dit_resnet110_transposed(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(110, pretrained, DIT_RESNET_TRANSPOSED_ARGS, **kwargs)
+    return _create_cifar_resnet("dit_resnet110_transposed", pretrained, **kwargs)
 
 
 @register_model
 def qresnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(20, pretrained, QRESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("qresnet20", pretrained, **kwargs)
 
 
 @register_model
 def qresnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(32, pretrained, QRESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("qresnet32", pretrained, **kwargs)
 
 
 @register_model
 def qresnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(56, pretrained, QRESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("qresnet56", pretrained, **kwargs)
 
 
 @register_model
 def qresnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(110, pretrained, QRESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("qresnet110", pretrained, **kwargs)
 
 
 @register_model
 def quadraresnet20(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(20, pretrained, QUADRARESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("quadraresnet20", pretrained, **kwargs)
 
 
 @register_model
 def quadraresnet32(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(32, pretrained, QUADRARESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("quadraresnet32", pretrained, **kwargs)
 
 
 @register_model
 def quadraresnet56(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(56, pretrained, QUADRARESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("quadraresnet56", pretrained, **kwargs)
 
 
 @register_model
 def quadraresnet110(pretrained: bool = False, **kwargs: object) -> CifarResNet:
-    return _create_cifar_resnet(110, pretrained, QUADRARESNET_ARGS, **kwargs)
+    return _create_cifar_resnet("quadraresnet110", pretrained, **kwargs)
