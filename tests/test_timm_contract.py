@@ -1,0 +1,156 @@
+"""Every model this project registers in timm keeps timm's model contract, checked through
+timm's public API as timm's own model tests check it: forward, backward, default cfg,
+forward_features / forward_head, reset_classifier, features_only, forward_intermediates with
+prune_intermediate_layers, and torch.fx feature extraction. Inputs are tiny (32 x 32 for the
+CIFAR models, 64 x 64 for ConvNeXt) to keep each test to a few seconds."""
+
+import math
+
+import pytest
+import timm
+import torch
+from timm.models import FeatureInfo, create_feature_extractor, get_graph_node_names
+
+import ann  # noqa: F401  (registers the models)
+from ann.models import CIFAR_MODEL_NAMES, CIFAR_VARIANT_NAMES
+
+OURS = (
+    CIFAR_MODEL_NAMES
+    + CIFAR_VARIANT_NAMES
+    + tuple(f"dit_convnext_{size}" for size in ("tiny", "small", "base"))
+)
+BATCH = 2
+
+
+def tiny_input(name, batch=BATCH):
+    size = 64 if "convnext" in name else 32
+    torch.manual_seed(0)
+    return torch.randn(batch, 3, size, size)
+
+
+def build(name, **kwargs):
+    torch.manual_seed(0)
+    model = timm.create_model(name, **kwargs)
+    if "convnext" in name:  # the Dit terms start at zero; make them count
+        with torch.no_grad():
+            for layer in ann.models.quadratic_layers(model):
+                layer.weight.normal_(0, 0.01)
+    return model.eval()
+
+
+def test_every_model_of_ours_is_registered():
+    assert set(OURS) <= set(timm.list_models())
+    assert set(OURS) <= set(ann.MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_default_cfg(name):
+    model = build(name)
+    cfg = model.pretrained_cfg
+    assert cfg is model.default_cfg
+    assert timm.models.get_pretrained_cfg(name) is not None
+    assert not cfg.get("url") and not cfg.get("hf_hub_id")
+    for key in ("num_classes", "input_size", "mean", "std", "first_conv", "classifier"):
+        assert cfg.get(key) is not None, key
+    assert model.num_classes == cfg["num_classes"]
+    assert len(cfg["mean"]) == len(cfg["std"]) == cfg["input_size"][0]
+    state = model.state_dict()
+    for key in ("classifier", "first_conv"):
+        names = cfg[key] if isinstance(cfg[key], tuple | list) else (cfg[key],)
+        assert all(f"{n}.weight" in state for n in names), (key, names)
+    assert model.get_classifier() is model.get_submodule(cfg["classifier"])
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_forward_features_head_and_reset_classifier(name):
+    model = build(name, num_classes=7)
+    x = tiny_input(name)
+    cfg = model.pretrained_cfg
+    reduction = cfg["input_size"][-1] // cfg["pool_size"][-1]
+    with torch.no_grad():
+        logits = model(x)
+        features = model.forward_features(x)
+        pre_logits = model.forward_head(features, pre_logits=True)
+        assert torch.equal(model.forward_head(features), logits)
+    assert logits.shape == (BATCH, 7)
+    assert features.shape[1] == model.num_features
+    assert features.shape[2:] == (x.shape[2] // reduction, x.shape[3] // reduction)
+    assert pre_logits.shape == (BATCH, model.head_hidden_size)
+    model.reset_classifier(0)
+    assert model.num_classes == 0
+    with torch.no_grad():
+        assert torch.equal(model(x), pre_logits)
+    model.reset_classifier(0, "")
+    with torch.no_grad():
+        assert model(x).dim() == 4
+    model.reset_classifier(5, "avg")
+    with torch.no_grad():
+        assert model(x).shape == (BATCH, 5)
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_backward_reaches_every_parameter(name):
+    model = build(name, num_classes=3).train()
+    model(tiny_input(name)).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_features_only_matches_feature_info(name):
+    model = build(name, features_only=True)
+    x = tiny_input(name)
+    with torch.no_grad():
+        outputs = model(x)
+    channels, reductions = model.feature_info.channels(), model.feature_info.reduction()
+    assert len(outputs) == len(channels) >= 3
+    for out, width, reduction in zip(outputs, channels, reductions, strict=True):
+        assert out.shape == (BATCH, width, x.shape[2] // reduction, x.shape[3] // reduction)
+    picked = build(name, features_only=True, out_indices=(1, 2))
+    with torch.no_grad():
+        chosen = picked(x)
+    assert [o.shape[1] for o in chosen] == channels[1:3]
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_forward_intermediates_and_pruning(name):
+    model = build(name)
+    x = tiny_input(name)
+    info = FeatureInfo(model.feature_info, list(range(len(model.feature_info))))
+    with torch.no_grad():
+        final, intermediates = model.forward_intermediates(x)
+        assert torch.allclose(final, model.forward_features(x))
+        only = model.forward_intermediates(x, indices=[1], intermediates_only=True)
+        last_two = model.forward_intermediates(x, indices=2, intermediates_only=True)
+    assert len(intermediates) == len(info.channels())
+    for out, width, reduction in zip(intermediates, info.channels(), info.reduction(), strict=True):
+        assert out.shape[:2] == (BATCH, width)
+        assert out.shape[2] == math.ceil(x.shape[2] / reduction)
+    assert len(only) == 1 and torch.equal(only[0], intermediates[1])
+    assert [o.shape for o in last_two] == [o.shape for o in intermediates[-2:]]
+    kept = model.prune_intermediate_layers(indices=[1])
+    assert list(kept) == [1]
+    with torch.no_grad():
+        pruned = model.forward_intermediates(x, indices=[1], intermediates_only=True)
+        assert torch.equal(pruned[0], intermediates[1])
+        assert model(x).shape[1] == model.num_features == info.channels()[1]
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_fx_feature_extraction(name):
+    model = build(name)
+    x = tiny_input(name, batch=1)
+    train_nodes, eval_nodes = get_graph_node_names(model)
+    dit_inside = [n for n in eval_nodes if n.endswith(".quadratic") or ".quadratic." in n]
+    if ann.models.quadratic_layers(model):
+        # the Dit term is one leaf node, not traced through
+        assert dit_inside and all(n.endswith("quadratic") for n in dit_inside)
+    extractor = create_feature_extractor(model, return_nodes=[eval_nodes[-1]]).eval()
+    with torch.no_grad():
+        (traced,) = extractor(x).values()
+        assert torch.allclose(traced, model(x), atol=1e-6)
+    graph_features = build(name, features_only=True, feature_cls="fx")
+    with torch.no_grad():
+        outputs = graph_features(x)
+    assert [o.shape[1] for o in outputs] == graph_features.feature_info.channels()
