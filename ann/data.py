@@ -432,45 +432,6 @@ class GpuAugment:
             self.std = self.std.to(device)
 
 
-def shard_indices(
-    n: int,
-    *,
-    shuffle: bool,
-    generator: torch.Generator | None = None,
-    drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """This rank's equal share of one (shuffled) order of range(n).
-
-    All ranks must use identically seeded generators (a CPU generator is the safe choice; the
-    order is moved to the device once per epoch). The order is cut to a multiple of
-    world_size if drop_last, else padded by repeating it from the start; rank r takes every
-    world_size-th entry from position r.
-    """
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
-    if shuffle:
-        source = generator.device if generator is not None else torch.device(device)
-        order = torch.randperm(n, generator=generator, device=source).to(device)
-    else:
-        order = torch.arange(n, device=device)
-    per_rank = n // world_size if drop_last else -(-n // world_size)
-    total = per_rank * world_size
-    if total > n:
-        order = order.repeat(-(-total // n))
-    return order[:total][rank::world_size]
-
-
-def batches_per_epoch(
-    n: int, batch_size: int, *, drop_last: bool = False, world_size: int = 1
-) -> int:
-    """Number of batches `iterate_batches` yields per rank for a dataset of n items."""
-    per_rank = n // world_size if drop_last else -(-n // world_size)
-    return per_rank // batch_size if drop_last else -(-per_rank // batch_size)
-
-
 def iterate_batches(
     dataset: DeviceDataset,
     batch_size: int,
@@ -478,24 +439,21 @@ def iterate_batches(
     shuffle: bool,
     generator: torch.Generator | None = None,
     drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (uint8 images, labels) batches of this rank's shard, indexed on the device."""
+    """Yield (uint8 images, labels) batches of one (shuffled) order of the dataset, indexed on
+    the device. Under torchrun every rank draws the same batches (identically seeded CPU
+    generators) and the training loop keeps each rank's rows (ann.engine.batches)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    indices = shard_indices(
-        len(dataset),
-        shuffle=shuffle,
-        generator=generator,
-        drop_last=drop_last,
-        rank=rank,
-        world_size=world_size,
-        device=dataset.device,
-    )
-    stop = len(indices) - len(indices) % batch_size if drop_last else len(indices)
+    if shuffle:
+        source = generator.device if generator is not None else dataset.device
+        order = torch.randperm(len(dataset), generator=generator, device=source)
+        order = order.to(dataset.device)
+    else:
+        order = torch.arange(len(dataset), device=dataset.device)
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
     for start in range(0, stop, batch_size):
-        batch = indices[start : start + batch_size]
+        batch = order[start : start + batch_size]
         yield dataset.images[batch], dataset.labels[batch]
 
 

@@ -41,7 +41,7 @@ symmetry, and lowered the RMS response to 0.074 against 0.100 for bio.)
 Every draw comes from a numpy Generator seeded by (seed, layer index): deterministic.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,10 +51,37 @@ from torch import nn
 
 from .errors import PriorError
 from .layers import DitQuadratic
+from .sections import checked_choice, checked_keys
 
 PRIORS = ("zero", "bio", "shuffled")
 DIAGONALS = ("zero", "same_site")
 KAPPA_KINDS = ("EE", "EI", "II")
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """The `priors:` section of the config: whose kappa the bio and shuffled priors read and
+    the free choices of the mapping (module docstring). Its defaults are the schema's
+    (workflow/schemas/config.schema.yaml; a test checks they agree)."""
+
+    cell: str
+    fraction_inhibitory: float
+    init_ratio: float
+    diagonal: str = "zero"
+
+    @classmethod
+    def from_mapping(cls, values: object, where: str = "priors") -> "PriorSettings":
+        settings = cls(**checked_keys(cls, values, where, PriorError))
+        checked_choice(settings.diagonal, DIAGONALS, f"{where}.diagonal", PriorError)
+        if not 0 <= settings.fraction_inhibitory <= 1:
+            raise PriorError(f"{where}.fraction_inhibitory must be in [0, 1].")
+        if settings.init_ratio <= 0:
+            raise PriorError(f"{where}.init_ratio must be positive.")
+        return settings
+
+    def options(self) -> dict[str, float | str]:
+        """The keywords of `bio_prior` and `prior_weights` (all but the cell)."""
+        return {k: v for k, v in asdict(self).items() if k != "cell"}
 
 
 @dataclass(frozen=True)
@@ -133,12 +160,13 @@ def bio_prior(
     in_channels: int,
     out_channels: int,
     *,
-    fraction_inhibitory: float = 0.2,
-    init_ratio: float = 0.1,
-    diagonal: str = "zero",
+    fraction_inhibitory: float,
+    init_ratio: float,
+    diagonal: str,
     seed: int = 0,
 ) -> BioPrior:
-    """The bio coefficients for a DitQuadratic(in_channels, out_channels) layer."""
+    """The bio coefficients for a DitQuadratic(in_channels, out_channels) layer; the keywords
+    are those of PriorSettings (config key `priors:`)."""
     if diagonal not in DIAGONALS:
         raise PriorError(f"priors.diagonal must be one of {DIAGONALS}, got '{diagonal}'.")
     rng = np.random.default_rng(seed)
@@ -187,18 +215,27 @@ def prior_weights(
     prior: str,
     kappa: KappaTables | None = None,
     *,
-    fraction_inhibitory: float = 0.2,
-    init_ratio: float = 0.1,
-    diagonal: str = "zero",
+    fraction_inhibitory: float | None = None,
+    init_ratio: float | None = None,
+    diagonal: str | None = None,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Initial `weight` of every DitQuadratic in `model`, by module name."""
+    """Initial `weight` of every DitQuadratic in `model`, by module name. The bio and shuffled
+    priors need a kappa and the keywords of PriorSettings (config key `priors:`)."""
     if prior not in PRIORS:
         raise PriorError(f"unknown prior '{prior}'; choose one of {PRIORS}.")
     if prior != "zero" and kappa is None:
         raise PriorError(
             f"the '{prior}' prior needs a kappa file (kappa.nc from the fit_kappa rule)."
         )
+    options = {
+        "fraction_inhibitory": fraction_inhibitory,
+        "init_ratio": init_ratio,
+        "diagonal": diagonal,
+    }
+    missing = [f"priors.{k}" for k, v in options.items() if v is None]
+    if prior != "zero" and missing:
+        raise PriorError(f"the '{prior}' prior needs {', '.join(missing)}.")
     out = {}
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, DitQuadratic)]
     for index, (name, layer) in enumerate(layers):
@@ -207,15 +244,7 @@ def prior_weights(
             out[name] = torch.zeros_like(layer.weight)
             continue
         layer_seed = seed * 1000 + index
-        weight = bio_prior(
-            kappa,
-            c_in,
-            c_out,
-            fraction_inhibitory=fraction_inhibitory,
-            init_ratio=init_ratio,
-            diagonal=diagonal,
-            seed=layer_seed,
-        ).weight
+        weight = bio_prior(kappa, c_in, c_out, **options, seed=layer_seed).weight
         if prior == "shuffled":
             weight = shuffled(weight, c_in, layer_seed)
         out[name] = weight.to(layer.weight.dtype)

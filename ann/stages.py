@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from .engine import file_sha256, run_from_config, train
 from .errors import TrainingError
 from .io import replace_folder, save_csv, save_json, save_torch
 from .models import create_model
 from .priors import load_kappa, prior_weights
-from .train import file_sha256, run_from_config, train
 
 if TYPE_CHECKING:
     from .report import Report

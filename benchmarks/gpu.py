@@ -330,7 +330,7 @@ def synthetic_fashion_mnist(folder: Path, n_train: int, n_test: int) -> Path:
 
 
 def train_section(root: Path | None, device: str, overrides: dict, synthetic_size: tuple) -> None:
-    from ann.train import run_from_config, train
+    from ann.engine import run_from_config, train
 
     print("\n4. python -m ann.train on Fashion-MNIST: dit_resnet20, prior zero, fmnist_gpu recipe")
     config = yaml.safe_load((ROOT / "config.yaml").read_text())

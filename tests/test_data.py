@@ -22,13 +22,11 @@ from ann.data import (
     GpuAugment,
     ImageNetAugment,
     augment_batch,
-    batches_per_epoch,
     imagenet_loaders,
     iterate_batches,
     load_dataset,
     load_imagenet,
     normalize,
-    shard_indices,
 )
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -417,7 +415,7 @@ def test_augment_is_reproducible_for_a_seed():
     torch.testing.assert_close(augment.evaluate(ds.images), normalize(ds.images, ds.mean, ds.std))
 
 
-# --- batching, sharding, subsets -----------------------------------------------------------------
+# --- batching, subsets -----------------------------------------------------------------
 
 
 def test_unshuffled_batches_cover_the_dataset_in_order():
@@ -439,58 +437,6 @@ def test_shuffled_batches_are_seeded_permutations():
 
     assert torch.equal(epoch(1), epoch(1)) and not torch.equal(epoch(1), epoch(2))
     assert torch.equal(epoch(1).flatten(1).sort(0).values, ds.images.flatten(1).sort(0).values)
-
-
-def test_shards_are_disjoint_equal_and_cover_the_permutation():
-    shards = [
-        shard_indices(
-            24, shuffle=True, generator=torch.Generator().manual_seed(4), rank=rank, world_size=4
-        )
-        for rank in range(4)
-    ]
-    permutation = torch.randperm(24, generator=torch.Generator().manual_seed(4))
-    assert all(len(shard) == 6 for shard in shards)
-    assert sorted(torch.cat(shards).tolist()) == list(range(24))
-    assert set(torch.cat(shards).tolist()) == set(permutation.tolist())
-    assert torch.equal(torch.stack(shards, 1).flatten(), permutation)
-
-
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_uneven_shards_give_every_rank_the_same_batches(drop_last):
-    ds = make_dataset(n=23)
-    world = 3
-    per_rank = []
-    for rank in range(world):
-        batches = list(
-            iterate_batches(
-                ds,
-                3,
-                shuffle=True,
-                drop_last=drop_last,
-                rank=rank,
-                world_size=world,
-                generator=torch.Generator().manual_seed(0),
-            )
-        )
-        assert len(batches) == batches_per_epoch(23, 3, drop_last=drop_last, world_size=world)
-        per_rank.append([len(labels) for _, labels in batches])
-    assert per_rank[0] == per_rank[1] == per_rank[2]
-    shards = [
-        shard_indices(
-            23,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(0),
-            drop_last=drop_last,
-            rank=rank,
-            world_size=world,
-        )
-        for rank in range(3)
-    ]
-    covered = torch.cat(shards).tolist()
-    if drop_last:
-        assert len(covered) == len(set(covered)) == 21
-    else:
-        assert len(covered) == 24 and set(covered) == set(range(23))
 
 
 def test_subset_is_seeded_and_stratified():

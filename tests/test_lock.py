@@ -14,10 +14,10 @@ import pytest
 from fixtures import write_fashion_mnist
 from test_train import run_cli, tiny_config
 
+from ann.engine import run_from_config, train
 from ann.errors import LockError
 from ann.io import save_json
 from ann.lock import RunLock
-from ann.train import run_from_config, train
 
 HOLD = (
     "import sys, time\n"

@@ -19,6 +19,11 @@ from ann.priors import (
 )
 
 N_SITES = 5
+OPTIONS = {"fraction_inhibitory": 0.2, "init_ratio": 0.1, "diagonal": "zero"}
+
+
+def options(**changed):
+    return {**OPTIONS, **changed}
 
 
 def planted_tables() -> KappaTables:
@@ -60,18 +65,18 @@ def test_bio_prior_reproduces_the_planted_structure(diagonal):
                 )
         np.testing.assert_array_equal(k[o], k[o].T)
     with pytest.raises(PriorError, match="priors.diagonal"):
-        bio_prior(tables, 6, 4, diagonal="self")
+        bio_prior(tables, 6, 4, **options(diagonal="self"))
 
 
 def test_bio_prior_is_deterministic_and_seeded():
     tables = planted_tables()
-    one = bio_prior(tables, 8, 8, seed=1).weight
-    assert torch.equal(one, bio_prior(tables, 8, 8, seed=1).weight)
-    assert not torch.equal(one, bio_prior(tables, 8, 8, seed=2).weight)
+    one = bio_prior(tables, 8, 8, **OPTIONS, seed=1).weight
+    assert torch.equal(one, bio_prior(tables, 8, 8, **OPTIONS, seed=1).weight)
+    assert not torch.equal(one, bio_prior(tables, 8, 8, **OPTIONS, seed=2).weight)
 
 
 def test_bio_prior_starts_small():
-    prior = bio_prior(planted_tables(), 16, 8, init_ratio=0.1, seed=0)
+    prior = bio_prior(planted_tables(), 16, 8, **options(init_ratio=0.1), seed=0)
     assert prior.divisor > 1
     assert quadratic_rms(prior.weight, 16) == pytest.approx(0.1)
 
@@ -98,7 +103,7 @@ def monte_carlo_rms(weight: torch.Tensor, channels: int, x: torch.Tensor) -> flo
 @pytest.mark.parametrize("diagonal", ["zero", "same_site"])
 def test_shuffled_control_is_symmetric_with_the_bio_pairs_and_rms(diagonal):
     channels = 16
-    bio = bio_prior(planted_tables(), channels, 12, diagonal=diagonal, seed=0).weight
+    bio = bio_prior(planted_tables(), channels, 12, **options(diagonal=diagonal), seed=0).weight
     control = shuffled(bio, channels, seed=5)
     k = control.reshape(-1, channels, channels)
     assert control.shape == bio.shape and control.dtype == bio.dtype
@@ -122,7 +127,7 @@ def test_bio_and_shuffled_have_the_same_response_rms_on_gaussian_inputs():
     channels, generator = 16, torch.Generator().manual_seed(0)
     x = torch.randn(100_000, channels, generator=generator, dtype=torch.float64)
     for diagonal in ("zero", "same_site"):
-        bio = bio_prior(planted_tables(), channels, 8, diagonal=diagonal, seed=1).weight
+        bio = bio_prior(planted_tables(), channels, 8, **options(diagonal=diagonal), seed=1).weight
         control = shuffled(bio, channels, seed=2)
         bio_rms, control_rms = (monte_carlo_rms(w, channels, x) for w in (bio, control))
         assert control_rms == pytest.approx(bio_rms, rel=0.02), diagonal
@@ -140,8 +145,8 @@ def test_prior_weights_for_every_layer():
     model, tables = tiny_model(), planted_tables()
     zero = prior_weights(model, "zero")
     assert set(zero) == {"1", "3"} and all(w.abs().sum() == 0 for w in zero.values())
-    bio = prior_weights(model, "bio", tables, seed=0)
-    control = prior_weights(model, "shuffled", tables, seed=0)
+    bio = prior_weights(model, "bio", tables, **OPTIONS, seed=0)
+    control = prior_weights(model, "shuffled", tables, **OPTIONS, seed=0)
     for name, channels in (("1", 4), ("3", 4)):
         assert quadratic_rms(control[name], channels) == pytest.approx(
             quadratic_rms(bio[name], channels), rel=1e-5
@@ -150,7 +155,7 @@ def test_prior_weights_for_every_layer():
             upper_pairs(control[name], channels).sort().values,
             upper_pairs(bio[name], channels).sort().values,
         )
-    same_site = prior_weights(model, "bio", tables, seed=0, diagonal="same_site")
+    same_site = prior_weights(model, "bio", tables, **options(diagonal="same_site"), seed=0)
     assert not torch.equal(same_site["1"], bio["1"])
     assert not torch.equal(bio["1"], bio["3"][:, :16].repeat(2, 1))  # layers differ
     apply_prior(model, bio)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from fixtures import write_cifar10, write_imagenet
 
-import ann.train as engine
+import ann.engine.batches as engine
+from ann.engine import Context, build_optimizer, build_scheduler, run_from_config, train
 from ann.models import create_model, dit_parameters
 from ann.recipes import resolve_recipe
-from ann.train import build_optimizer, build_scheduler, run_from_config, train
 
 UPDATES = 7  # updates per epoch in the schedule tests
 WARMED_UP = ["dit_resnet56", "dit_resnet110", "dit_resnet56_transposed", "dit_resnet110_transposed"]
@@ -149,7 +149,7 @@ def test_imagenet_loaders_get_the_recipe_augmentation(default_config, tmp_path, 
         return loader
 
     monkeypatch.setattr(engine, "imagenet_loader", record)
-    engine.load_data(run, engine.Context(0, 1, torch.device("cpu")))
+    engine.load_data(run, Context(0, 1, torch.device("cpu")))
     train_loader, val_loader = seen["train"], seen["val"]
     steps = {type(t).__name__: t for t in train_loader.dataset.transform.transforms}
     assert steps["RandomErasing"].mode == "pixel" and steps["RandomErasing"].probability == 0.25
@@ -173,5 +173,5 @@ def test_cifar_inputs_are_normalised_as_in_the_official_scripts(
     original = engine.GpuAugment
     monkeypatch.setattr(engine, "GpuAugment", lambda *a, **k: seen.append(a) or original(*a, **k))
     run = run_from_config(config, "cifar10", "resnet20", "none", 0, tmp_path, {"batch_size": 5})
-    engine.load_data(run, engine.Context(0, 1, torch.device("cpu")))
+    engine.load_data(run, Context(0, 1, torch.device("cpu")))
     assert seen == [official]

@@ -18,9 +18,9 @@ import torch
 import yaml
 from fixtures import write_cifar10, write_fashion_mnist, write_imagenet
 
+from ann.engine import run_from_config, train
 from ann.errors import RecipeError, TrainingError
 from ann.recipes import parse_overrides, recipe_name, resolve_recipe
-from ann.train import run_from_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -124,8 +124,8 @@ def test_a_run_learns_and_leaves_its_outputs(default_config, fmnist_root, tmp_pa
 
 
 def test_dit_parameters_learn_ten_times_faster(default_config, fmnist_root, tmp_path):
+    from ann.engine import build_optimizer
     from ann.models import create_model
-    from ann.train import build_optimizer
 
     config = tiny_config(default_config, fmnist_root)
     run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path)
@@ -364,7 +364,7 @@ def test_imagenet_fixture_trains_through_the_cli_with_the_gpu_pipeline(default_c
 def test_a_checkpoint_resumes_under_either_data_pipeline(default_config):
     from dataclasses import replace
 
-    from ann.train import _setup
+    from ann.engine.checkpoint import checkpoint_setup as _setup
 
     run = run_from_config(default_config, "imagenet", "convnext_tiny", "none", 0, Path("x"))
     gpu = replace(run, recipe=replace(run.recipe, data_pipeline="gpu"))
@@ -433,7 +433,7 @@ def test_recipe_per_device(default_config):
 
 
 def test_compile_setting_per_device(default_config):
-    from ann.train import compile_mode
+    from ann.engine.loop import compile_mode
 
     run = run_from_config(default_config, "fashion_mnist", "resnet20", "none", 0, Path("x"))
     assert run.compile == "auto"
@@ -448,8 +448,9 @@ def test_compile_setting_per_device(default_config):
 
 def test_padded_evaluation_equals_plain(default_config, fmnist_root):
     from ann.data import GpuAugment, iterate_batches, load_dataset
+    from ann.engine import Context
+    from ann.engine.evaluate import evaluate as _evaluate
     from ann.models import create_model
-    from ann.train import Context, _evaluate
 
     test = load_dataset("fashion_mnist", fmnist_root, "test")  # 128 images: batches 50, 50, 28
     augment = GpuAugment.for_dataset(test)

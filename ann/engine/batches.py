@@ -1,0 +1,194 @@
+"""The batches of a run: its training batches per epoch and its evaluation, whatever the
+dataset. Fashion-MNIST and CIFAR live on the device as uint8 and are cropped, flipped and
+normalised there; every rank draws the same global batch and augmentation (identically seeded
+Generators) and keeps its own rows, so N ranks compute what one process computes with N
+micro-batches. ImageNet streams through timm's loaders (or, with `data_pipeline: gpu`, is
+decoded and augmented on the device by ann.imagenet_gpu), each rank reading its own shard."""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ann.data import (
+    GpuAugment,
+    ImageNetAugment,
+    imagenet_loader,
+    iterate_batches,
+    load_dataset,
+    load_imagenet,
+)
+from ann.errors import DatasetError, RecipeError
+
+from .distributed import Context
+from .evaluate import evaluate
+from .run import Run
+
+__all__ = ["DATA_PIPELINES", "SMALL_DATASETS", "Data", "Generators", "load_data"]
+
+SMALL_DATASETS = ("fashion_mnist", "cifar10", "cifar100")
+DATA_PIPELINES = ("timm", "gpu")  # recipe key data_pipeline: where ImageNet batches are made
+
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Generators:
+    """The CPU generators behind the order of the training batches and their augmentation,
+    seeded from the run's seed (a checkpoint saves and restores their states)."""
+
+    data: torch.Generator
+    augment: torch.Generator
+
+    @classmethod
+    def seeded(cls, seed: int) -> "Generators":
+        return cls(
+            torch.Generator().manual_seed(seed * 2), torch.Generator().manual_seed(seed * 2 + 1)
+        )
+
+
+@dataclass(frozen=True)
+class Data:
+    """The training and evaluation batches of an epoch, whatever the dataset.
+
+    train_batches(generators, epoch) yields this rank's (images, labels) of every training
+    batch of the epoch; evaluate(model, final, fixed) returns the test columns of a metrics
+    row (final: on the whole test set; fixed: fixed batch shapes for a compiled model)."""
+
+    train_batches: Callable[[Generators, int], Batches]
+    evaluate: Callable[[nn.Module, bool, bool], dict[str, float]]
+    num_classes: int
+    in_chans: int
+    img_size: int
+    train_images: int
+    updates_per_epoch: int
+
+
+def small_data(run: Run, ctx: Context) -> Data:
+    recipe = run.recipe
+    train = load_dataset(run.dataset, run.root, "train", run.download)
+    test = load_dataset(run.dataset, run.root, "test", run.download)
+    if recipe.train_subset:
+        train = train.subset(min(recipe.train_subset, len(train)), seed=recipe.subset_seed)
+    train, test = train.to(ctx.device), test.to(ctx.device)
+    augment = GpuAugment(
+        recipe.mean or train.mean,
+        recipe.std or train.std,
+        crop_padding=recipe.crop_padding,
+        flip=recipe.flip,
+    )
+    if recipe.batch_size % (ctx.world_size * run.micro_batches):
+        raise RecipeError(
+            f"batch_size {recipe.batch_size} is not divisible by "
+            f"{ctx.world_size} ranks x {run.micro_batches} micro-batches."
+        )
+
+    def train_batches(generators: Generators, epoch: int) -> Batches:
+        for images, labels in iterate_batches(
+            train, recipe.batch_size, shuffle=True, generator=generators.data, drop_last=True
+        ):
+            x = augment(images, generators.augment)
+            yield x[ctx.rank :: ctx.world_size], labels[ctx.rank :: ctx.world_size]
+
+    test_subset = (
+        test.subset(min(recipe.eval_subset, len(test)), seed=0) if recipe.eval_subset else test
+    )
+
+    def evaluate_on(model: nn.Module, final: bool, fixed: bool) -> dict[str, float]:
+        images = test if final else test_subset
+        batches = (
+            (augment.evaluate(x), y)
+            for x, y in iterate_batches(images, recipe.eval_batch_size, shuffle=False)
+        )
+        return evaluate(
+            model,
+            batches,
+            ctx,
+            reduce=False,
+            num_classes=train.num_classes,
+            fixed_batch=recipe.eval_batch_size if fixed else None,
+        )
+
+    return Data(
+        train_batches,
+        evaluate_on,
+        train.num_classes,
+        train.images.shape[1],
+        train.images.shape[2],
+        len(train) // recipe.batch_size * recipe.batch_size,
+        len(train) // recipe.batch_size,
+    )
+
+
+def imagenet_data(run: Run, ctx: Context) -> Data:
+    recipe = run.recipe
+    if not run.root:
+        raise DatasetError(
+            "ImageNet needs datasets.imagenet.root: a folder with train/<wnid>/ "
+            "and val/<wnid>/ class folders of JPEG images."
+        )
+    data = load_imagenet(run.root)
+    augment = ImageNetAugment(
+        input_size=recipe.input_size,
+        crop_pct=recipe.crop_pct,
+        auto_augment=recipe.auto_augment,
+        re_prob=recipe.re_prob,
+        re_mode=recipe.re_mode,
+        train_interpolation=recipe.train_interpolation,
+    )
+    if recipe.data_pipeline not in DATA_PIPELINES:
+        raise RecipeError(
+            f"data_pipeline '{recipe.data_pipeline}' is not one of {', '.join(DATA_PIPELINES)}."
+        )
+    per_rank = recipe.batch_size // ctx.world_size
+    common = dict(
+        batch_size=per_rank,
+        num_workers=recipe.workers,
+        distributed=ctx.world_size > 1,
+        device=ctx.device,
+    )
+    if recipe.data_pipeline == "gpu":
+        from ann.imagenet_gpu import GpuTrainLoader
+
+        train = GpuTrainLoader(data.train, augment, **common)
+    else:
+        train = imagenet_loader(data.train, augment, is_training=True, **common)
+    val = imagenet_loader(data.val, augment, is_training=False, **common)
+
+    def train_batches(generators: Generators, epoch: int) -> Batches:
+        if hasattr(train.sampler, "set_epoch"):
+            train.sampler.set_epoch(epoch)
+        for images, labels in train:
+            yield images.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
+
+    def evaluate_on(model: nn.Module, final: bool, fixed: bool) -> dict[str, float]:
+        batches = ((x.to(ctx.device), y.to(ctx.device)) for x, y in val)
+        return evaluate(
+            model,
+            batches,
+            ctx,
+            reduce=ctx.world_size > 1,
+            num_classes=data.num_classes,
+            fixed_batch=val.batch_size if fixed else None,
+        )
+
+    return Data(
+        train_batches,
+        evaluate_on,
+        data.num_classes,
+        3,
+        recipe.input_size,
+        len(train) * recipe.batch_size,
+        len(train),
+    )
+
+
+def load_data(run: Run, ctx: Context) -> Data:
+    if run.dataset in SMALL_DATASETS:
+        return small_data(run, ctx)
+    if run.dataset == "imagenet":
+        return imagenet_data(run, ctx)
+    raise DatasetError(
+        f"unknown dataset '{run.dataset}'; choose one of {SMALL_DATASETS + ('imagenet',)}."
+    )

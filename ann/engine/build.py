@@ -1,0 +1,112 @@
+"""The model, optimiser and learning-rate scheduler of a run: the model with its prior
+applied, timm's optimizer over `parameter_groups` and timm's scheduler."""
+
+import hashlib
+from pathlib import Path
+
+import torch
+from timm.scheduler.scheduler import Scheduler
+from torch import nn
+
+from ann.errors import PriorError, RecipeError
+from ann.models import create_model, dit_parameters, quadratic_layers
+from ann.priors import apply_prior, load_kappa, prior_weights
+from ann.recipes import Recipe
+
+from .optim import parameter_groups
+from .run import Run
+
+__all__ = ["build_model", "build_optimizer", "build_scheduler", "file_sha256"]
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_model(
+    run: Run, num_classes: int, in_chans: int, img_size: int
+) -> tuple[nn.Module, str | None]:
+    """The model with its prior applied; also the sha256 of the kappa file behind the prior."""
+    kwargs = {"in_chans": in_chans}
+    if run.model.startswith(("dit_convnext", "convnext")):
+        kwargs["drop_path_rate"] = run.recipe.drop_path
+    else:
+        kwargs["img_size"] = img_size
+    model = create_model(run.model, num_classes=num_classes, **kwargs)
+    has_dit = bool(quadratic_layers(model))
+    if not has_dit:
+        if run.prior != "none":
+            raise PriorError(f"{run.model} has no quadratic layers; its prior must be 'none'.")
+        return model, None
+    if run.prior == "none":
+        raise PriorError(f"{run.model} has quadratic layers: choose a prior (zero, bio, shuffled).")
+    if run.prior_file:
+        if not Path(run.prior_file).is_file():
+            raise PriorError(f"prior file '{run.prior_file}' does not exist; run build_prior.")
+        saved = torch.load(run.prior_file, weights_only=True)
+        if saved.get("prior") != run.prior or saved.get("seed") != run.seed:
+            raise PriorError(
+                f"prior file '{run.prior_file}' holds prior {saved.get('prior')} "
+                f"seed {saved.get('seed')}, not {run.prior} seed {run.seed}."
+            )
+        apply_prior(model, saved["weights"])
+        return model, saved.get("kappa_sha256")
+    kappa = load_kappa(run.kappa) if run.kappa and run.prior != "zero" else None
+    weights = prior_weights(model, run.prior, kappa, seed=run.seed, **run.priors.options())
+    apply_prior(model, weights)
+    return model, file_sha256(run.kappa) if kappa is not None else None
+
+
+def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """timm's optimizer over `parameter_groups`; on CUDA torch's fused implementation (one kernel
+    per step instead of several per parameter)."""
+    from timm.optim import create_optimizer_v2
+
+    if recipe.optimizer not in ("sgd", "adamw"):
+        raise RecipeError(f"optimizer '{recipe.optimizer}' is not one of sgd, adamw.")
+    extra = {"momentum": recipe.momentum, "nesterov": False} if recipe.optimizer == "sgd" else {}
+    if next(model.parameters()).is_cuda:
+        extra["fused"] = True
+    return create_optimizer_v2(
+        parameter_groups(
+            model,
+            dit_parameters(model),
+            weight_decay=recipe.weight_decay,
+            quadratic_lr_mult=recipe.dit_lr_mult,
+            decay_vectors=recipe.optimizer != "adamw",
+        ),
+        opt=recipe.optimizer,
+        lr=recipe.peak_lr(),
+        weight_decay=recipe.weight_decay,
+        **extra,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, recipe: Recipe, updates_per_epoch: int
+) -> Scheduler:
+    """timm's scheduler (stepped per epoch, or per update for a cosine schedule with
+    sched_on_updates), with the recipe's milestones, warm-up and floor."""
+    from timm.scheduler import create_scheduler_v2
+
+    if recipe.schedule not in ("multistep", "cosine"):
+        raise RecipeError(f"schedule '{recipe.schedule}' is not one of multistep, cosine.")
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=recipe.schedule,
+        num_epochs=recipe.epochs,
+        # timm applies milestone m from epoch m - 1; ours (as torch's MultiStepLR) from epoch m
+        decay_milestones=[m + 1 for m in recipe.milestones],
+        decay_rate=recipe.gamma,
+        warmup_epochs=recipe.warmup_epochs,
+        warmup_lr=recipe.warmup_lr,
+        min_lr=recipe.min_lr,
+        # timm's train.py steps per epoch unless --sched-on-updates; milestones are epochs
+        step_on_epochs=recipe.schedule == "multistep" or not recipe.sched_on_updates,
+        updates_per_epoch=updates_per_epoch,
+    )
+    return scheduler

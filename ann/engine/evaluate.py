@@ -1,0 +1,75 @@
+"""Evaluation: loss, top-1 and top-5 over batches, under the training's autocast, with fixed
+batch shapes for compiled models (CUDA graphs)."""
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from .distributed import Context
+
+__all__ = ["autocast", "evaluate", "mark_graph_step"]
+
+
+def autocast(ctx: Context) -> torch.autocast:
+    """bf16 autocast on CUDA, off on the CPU."""
+    return torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.device.type == "cuda")
+
+
+def mark_graph_step() -> None:
+    """Tell CUDA graph trees that a new step begins (the previous outputs may be overwritten)."""
+    if torch.cuda.is_available():
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+def _padded(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """images with zero images appended up to `size` (a compiled model sees one shape)."""
+    if size is None or len(images) >= size:
+        return images
+    return torch.cat((images, images.new_zeros(size - len(images), *images.shape[1:])))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    ctx: Context,
+    *,
+    reduce: bool,
+    num_classes: int,
+    fixed_batch: int | None = None,
+) -> dict[str, float]:
+    """Loss, top-1 and top-5 over the batches (one metrics.csv row's test columns); with
+    fixed_batch, every batch is padded to that size and the padding's outputs are dropped;
+    with reduce, the sums of all ranks are added."""
+    model.eval()
+    totals = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss, top1, top5, count
+    for images, labels in batches:
+        images = _padded(images, fixed_batch)
+        if ctx.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        mark_graph_step()
+        with autocast(ctx):
+            logits = model(images)[: len(labels)].float()
+        top = logits.topk(min(5, num_classes), dim=1).indices
+        hits = top == labels[:, None]
+        totals += torch.stack(
+            [
+                F.cross_entropy(logits, labels, reduction="sum").double(),
+                hits[:, 0].sum().double(),
+                hits.any(1).sum().double(),
+                torch.tensor(float(len(labels)), dtype=torch.float64, device=ctx.device),
+            ]
+        )
+    if reduce:
+        dist.all_reduce(totals)
+    loss, top1, top5, n = totals.tolist()
+    return {
+        "test_loss": loss / n,
+        "test_top1": top1 / n,
+        "test_top5": top5 / n if num_classes > 10 else math.nan,
+        "test_images": int(n),
+    }

@@ -1,0 +1,168 @@
+"""What one training run is (Run) and how it is made from the pipeline's config: the
+`train:` section (TrainSettings), the dataset's recipe and the `priors:` section, after
+checking config.yaml against the workflow's schema."""
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ann.errors import ConfigError, DatasetError
+from ann.priors import PRIORS, PriorSettings
+from ann.recipes import Recipe, recipe_name, resolve_recipe
+from ann.sections import checked_choice, checked_keys
+
+from .distributed import device_type
+
+__all__ = ["Experiment", "Run", "TrainSettings", "read_config", "run_from_config"]
+
+DEVICES = ("auto", "cpu", "cuda")
+COMPILE = ("auto", True, False)
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What the workflow trains on one dataset (`train.experiments.<dataset>`): every model,
+    with each prior for the models that have quadratic layers, at each seed."""
+
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    priors: tuple[str, ...] = ("zero",)
+
+    @classmethod
+    def from_mapping(cls, values: object, where: str) -> "Experiment":
+        values = checked_keys(cls, values, where)
+        for prior in values.get("priors", ()):
+            checked_choice(prior, PRIORS, f"{where}.priors")
+        return cls(**{key: tuple(value) for key, value in values.items()})
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The `train:` section of the config. Its defaults are the schema's
+    (workflow/schemas/config.schema.yaml; a test checks they agree)."""
+
+    device: str  # auto (CUDA when present), cpu or cuda
+    experiments: Mapping[str, Experiment]
+    compile: bool | str = "auto"  # auto: on CUDA, off on the CPU
+    threads: int = 1  # CPU threads per training job
+    processes: int = 1  # >1: the job trains through torchrun
+
+    @classmethod
+    def from_mapping(cls, values: object, where: str = "train") -> "TrainSettings":
+        values = checked_keys(cls, values, where)
+        checked_choice(values["device"], DEVICES, f"{where}.device")
+        checked_choice(values.get("compile", "auto"), COMPILE, f"{where}.compile")
+        for key in ("threads", "processes"):
+            if key in values and not (isinstance(values[key], int) and values[key] >= 1):
+                raise ConfigError(f"{where}.{key} must be a positive integer, got {values[key]!r}.")
+        experiments = values["experiments"] or {}
+        values["experiments"] = {
+            dataset: Experiment.from_mapping(experiment, f"{where}.experiments.{dataset}")
+            for dataset, experiment in experiments.items()
+        }
+        return cls(**values)
+
+
+@dataclass
+class Run:
+    """One training run: what to train, with which recipe and settings, where to write."""
+
+    dataset: str
+    model: str
+    prior: str
+    seed: int
+    out: Path
+    recipe: Recipe
+    device: str  # train.device, or the command line's --device
+    compile: bool | str  # train.compile, or --compile
+    priors: PriorSettings
+    root: str | None = None
+    download: bool = False
+    threads: int | None = None  # CPU threads (None: leave the process's count)
+    micro_batches: int = 1  # gradient accumulation steps
+    prior_file: Path | None = None  # prior weights from the build_prior rule
+    kappa: Path | None = None  # kappa.nc for the bio and shuffled priors
+
+    def identity(self) -> dict[str, str | int]:
+        """What a checkpoint and metrics.json record of the run (a checkpoint must match)."""
+        return {
+            "dataset": self.dataset,
+            "model": self.model,
+            "prior": self.prior,
+            "seed": self.seed,
+        }
+
+
+def run_from_config(
+    config: Mapping,
+    dataset: str,
+    model: str,
+    prior: str,
+    seed: int,
+    out: Path,
+    overrides: Mapping | None = None,
+    *,
+    device: str | None = None,
+    compile: bool | str | None = None,  # noqa: A002  (the config key's name)
+    threads: int | None = None,
+    micro_batches: int = 1,
+    prior_file: Path | None = None,
+    kappa: Path | None = None,
+) -> Run:
+    """A Run for (dataset, model, prior, seed) from the pipeline's config.yaml contents;
+    `device` and `compile`, when not None, replace train.device and train.compile. The recipe
+    is the dataset's recipe for the device the run trains on."""
+    if dataset not in config["datasets"]:
+        raise DatasetError(f"no dataset '{dataset}' under datasets in the config.")
+    source = config["datasets"][dataset]
+    settings = TrainSettings.from_mapping(config["train"])
+    device = device or settings.device
+    checked_choice(device, DEVICES, "--device")
+    return Run(
+        dataset=dataset,
+        model=model,
+        prior=prior,
+        seed=seed,
+        out=Path(out),
+        recipe=resolve_recipe(config, dataset, model, overrides, device_type(device)),
+        device=device,
+        compile=settings.compile if compile is None else compile,
+        priors=PriorSettings.from_mapping(config["priors"]),
+        root=source.get("root"),
+        download=source.get("download", False),
+        threads=threads,
+        micro_batches=micro_batches,
+        prior_file=prior_file,
+        kappa=kappa,
+    )
+
+
+def read_config(path: str | Path, dataset: str, overrides: Mapping, device: str) -> dict:
+    """config.yaml, checked against the workflow's schema (the one Snakemake validates with)
+    with the --set overrides applied to the recipe the run uses."""
+    import jsonschema
+
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file '{path}' cannot be read: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file '{path}' does not hold a mapping of config keys.")
+    checked = copy.deepcopy(config)
+    if overrides and dataset in checked.get("datasets", {}):
+        name = recipe_name(checked, dataset, device_type(device))
+        checked["recipes"][name] = {**checked["recipes"][name], **overrides}
+    schema = yaml.safe_load(SCHEMA.read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(checked)
+    )
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        from_cli = key.startswith("recipes.") and key.split(".")[-1] in overrides
+        where = f"--set {key.split('.')[-1]}" if from_cli else f"{path}: config key {key}"
+        raise ConfigError(f"{where}: {error.message}")
+    return config
