@@ -6,16 +6,20 @@ command line (`python -m ann.train ... --set epochs=3`).
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import yaml
 
 from .errors import RecipeError
+from .sections import checked_keys
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Optimisation, schedule and augmentation of one training run."""
+    """Optimisation, schedule and augmentation of one training run (a `recipes.<name>` entry
+    of the config). The defaults below are the only ones of these keys: the schema has none
+    (recipe_overrides shares the keys, and Snakemake's validate would write schema defaults
+    into every override; tests/test_config_sections_ann.py checks both)."""
 
     epochs: int
     batch_size: int  # global: split over ranks when several processes train
@@ -61,14 +65,7 @@ class Recipe:
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "recipe") -> "Recipe":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise RecipeError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}.")
-        missing = [k for k in ("epochs", "batch_size") if k not in values]
-        if missing:
-            raise RecipeError(f"{where}: missing {missing}.")
-        values = dict(values)
+        values = checked_keys(cls, values, where, RecipeError)
         for key in ("milestones", "mean", "std"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])

@@ -38,6 +38,10 @@ Models and the equation each implements:
 In both quadratic baselines a BN follows every neuron and the 1x1 projection shortcuts stay
 linear. The three kernels per neuron reproduce the parameter counts of the paper's table
 (0.81M, 1.39M, 2.55M, 5.17M on CIFAR-10) within 1%.
+
+The layers are in ann.layers. This module is one model family, as timm's resnet.py is: the
+network with timm's interface, its default cfgs and its 20 registered variants (which make
+it a little over 400 lines).
 """
 
 import math
