@@ -1,15 +1,21 @@
 """Every model this project registers in timm keeps timm's model contract, checked through
 timm's public API as timm's own model tests check it: forward, backward, default cfg,
 forward_features / forward_head, reset_classifier, features_only, forward_intermediates with
-prune_intermediate_layers, and torch.fx feature extraction. Inputs are tiny (32 x 32 for the
-CIFAR models, 64 x 64 for ConvNeXt) to keep each test to a few seconds."""
+prune_intermediate_layers, and torch.fx feature extraction.
+
+The default cfg and the feature_info are checked for every model we register. The tests that
+run the network check one model of each family (the 20-layer CIFAR ResNets of the five
+families, dit_convnext_tiny): the other depths and sizes are the same classes, built by the same
+function with other block counts and widths (ann.models.cifar_resnet, ann.models.dit_convnext),
+and running them all costs minutes. Inputs are tiny (one 32 x 32 image) to keep each test to a
+few seconds."""
 
 import math
 
 import pytest
 import timm
 import torch
-from timm.models import FeatureInfo, create_feature_extractor, get_graph_node_names
+from timm.models import FeatureInfo, get_graph_node_names
 
 import ann  # noqa: F401  (registers the models)
 from ann.models import CIFAR_MODEL_NAMES, CIFAR_VARIANT_NAMES
@@ -19,13 +25,14 @@ OURS = (
     + CIFAR_VARIANT_NAMES
     + tuple(f"dit_convnext_{size}" for size in ("tiny", "small", "base"))
 )
-BATCH = 2
+# one model per family: the networks that the tests below run
+FAMILIES = tuple(name for name in OURS if name.endswith(("20", "20_transposed", "_tiny")))
+BATCH = 1
 
 
 def tiny_input(name, batch=BATCH):
-    size = 64 if "convnext" in name else 32
     torch.manual_seed(0)
-    return torch.randn(batch, 3, size, size)
+    return torch.randn(batch, 3, 32, 32)
 
 
 def build(name, **kwargs):
@@ -61,7 +68,7 @@ def test_default_cfg(name):
     assert model.get_classifier() is model.get_submodule(cfg["classifier"])
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_forward_features_head_and_reset_classifier(name):
     model = build(name, num_classes=7)
     x = tiny_input(name)
@@ -88,7 +95,7 @@ def test_forward_features_head_and_reset_classifier(name):
         assert model(x).shape == (BATCH, 5)
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_backward_reaches_every_parameter(name):
     model = build(name, num_classes=3).train()
     model(tiny_input(name)).square().mean().backward()
@@ -97,7 +104,7 @@ def test_backward_reaches_every_parameter(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_features_only_matches_feature_info(name):
     model = build(name, features_only=True)
     x = tiny_input(name)
@@ -113,7 +120,7 @@ def test_features_only_matches_feature_info(name):
     assert [o.shape[1] for o in chosen] == channels[1:3]
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_forward_intermediates_and_pruning(name):
     model = build(name)
     x = tiny_input(name)
@@ -137,20 +144,29 @@ def test_forward_intermediates_and_pruning(name):
         assert model(x).shape[1] == model.num_features == info.channels()[1]
 
 
-@pytest.mark.parametrize("name", OURS)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_fx_feature_extraction(name):
     model = build(name)
-    x = tiny_input(name, batch=1)
+    x = tiny_input(name)
     train_nodes, eval_nodes = get_graph_node_names(model)
     dit_inside = [n for n in eval_nodes if n.endswith(".quadratic") or ".quadratic." in n]
     if ann.models.quadratic_layers(model):
         # the Dit term is one leaf node, not traced through
         assert dit_inside and all(n.endswith("quadratic") for n in dit_inside)
-    extractor = create_feature_extractor(model, return_nodes=[eval_nodes[-1]]).eval()
-    with torch.no_grad():
-        (traced,) = extractor(x).values()
-        assert torch.allclose(traced, model(x), atol=1e-6)
     graph_features = build(name, features_only=True, feature_cls="fx")
     with torch.no_grad():
         outputs = graph_features(x)
-    assert [o.shape[1] for o in outputs] == graph_features.feature_info.channels()
+        expected = build(name).forward_intermediates(x, intermediates_only=True)
+    assert len(outputs) == len(expected)
+    for traced, eager in zip(outputs, expected, strict=True):
+        assert torch.allclose(traced, eager, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_feature_info_of_every_model(name):
+    model = timm.create_model(name)
+    info = model.feature_info
+    assert len(info) >= 3
+    assert all(model.get_submodule(level["module"]) is not None for level in info)
+    assert info[-1]["num_chs"] == model.num_features
+    assert [level["reduction"] for level in info] == sorted(level["reduction"] for level in info)
