@@ -1,4 +1,5 @@
-"""GpuTrainLoader: DataLoader workers read bytes and plan; the device decodes and augments, on a side stream on CUDA.
+"""GpuTrainLoader: DataLoader workers read bytes and plan; the device decodes and augments,
+on a side stream on CUDA.
 
 Part of ann.imagenet_gpu, whose docstring describes the whole pipeline."""
 

@@ -1,4 +1,5 @@
-"""The pixel operations of the augmentation on uint8 batches, matching PIL's (crop and resize, enhance, affine warps, RandAugment ops).
+"""The pixel operations of the augmentation on uint8 batches, matching PIL's (crop and
+resize, enhance, affine warps, RandAugment ops).
 
 Part of ann.imagenet_gpu, whose docstring describes the whole pipeline."""
 
