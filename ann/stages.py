@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 def build_prior(
     model: str, prior: str, seed: int, kappa_path: str | Path, priors: Mapping, out: str | Path
 ) -> None:
-    """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc."""
+    """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc: shuffled,
+    or bio and every other named biological prior (built like bio from its own cell's kappa;
+    the same seed draws the same channel types and sites for each)."""
     network = create_model(model)
     weights = prior_weights(
         network,
-        prior,
+        prior if prior in ("zero", "shuffled") else "bio",
         load_kappa(kappa_path),
         seed=seed,
         fraction_inhibitory=priors["fraction_inhibitory"],

@@ -1,19 +1,24 @@
 # Stage 3: initial quadratic coefficients of the Dit layers from the fitted kappa (ann.priors).
-PRIOR_CELL = config["priors"]["cell"]
+# Each built prior reads the kappa of its own cell (common.smk: PRIOR_CELLS; shuffled: bio's).
+
+
+def prior_kappa(wildcards):
+    cell = PRIOR_CELLS.get(wildcards.prior, config["priors"]["cell"])
+    return f"{RESULTS}/dendrite/{cell}/kappa.nc"
 
 
 rule build_prior:
     input:
-        kappa=f"{RESULTS}/dendrite/{PRIOR_CELL}/kappa.nc",
+        kappa=prior_kappa,
     output:
         f"{RESULTS}/priors/{{model}}/{{prior}}/seed{{seed}}.pt",
     log:
         f"{RESULTS}/logs/build_prior/{{model}}_{{prior}}_{{seed}}.log",
     wildcard_constraints:
-        prior="bio|shuffled",
+        prior="|".join(BUILT_PRIORS),
     conda:
         "../envs/ann.yaml"
     params:
-        priors=canonical(config["priors"]),
+        priors=lambda wildcards: prior_settings(wildcards.prior),
     script:
         "../scripts/build_prior.py"
