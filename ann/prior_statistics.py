@@ -16,12 +16,16 @@ layer 0 of a model at a given seed.
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .priors import KAPPA_KINDS, BioPrior, KappaTables, bio_prior, shuffled
+
+if TYPE_CHECKING:
+    from .report import Report
 
 BLOCKS = ("EE", "EI", "II", "diagonal")
 SIGNS = ("positive", "negative", "zero")
@@ -207,3 +211,29 @@ def statistics_figure(
             title=f"{name}: eigenvalues of (K+Kᵀ)/2", xlabel="rank", ylabel="mean over units"
         )
     save_figure(fig, path)
+
+
+def priors_page(report: "Report", table_path: str | Path, figure_path: str | Path) -> Path:
+    """The report's priors page (priors.html): the figure and the tables of summary_tables."""
+    from .report import table
+
+    signs, spectrum = summary_tables(pd.read_csv(table_path))
+    layer = pd.read_csv(table_path, nrows=1).layer.iloc[0]
+    signs = signs.rename(
+        columns={"block": "channel pairs"} | {sign: f"{sign} K (fraction)" for sign in SIGNS}
+    )
+    spectrum = spectrum.rename(
+        columns={
+            "largest": "largest eigenvalue",
+            "smallest": "smallest eigenvalue",
+            "positive_share": "positive eigenvalues (fraction)",
+        }
+    )
+    return report.page(
+        "priors.html",
+        "priors.html.j2",
+        layer=layer,
+        signs=table(signs),
+        spectrum=table(spectrum),
+        figure=report.figure("priors", figure_path),
+    )
