@@ -9,7 +9,7 @@ type of each input channel:
     part x^T K_o x sees), sorted from largest to smallest and averaged over units.
 
 `prior_statistics` gives both as one long table (statistic, block, value); `statistics_figure`
-draws, per named prior, the kappa_EE/EI/II matrices of its cell beside the sign bars and the
+draws, per named prior, the kappa_EE/EI/II matrices of its cell above the sign bars and the
 spectrum; `layer_priors` builds the priors of a reference layer exactly as ann.priors does for
 layer 0 of a model at a given seed.
 """
@@ -164,52 +164,52 @@ def statistics_figure(
     cells: Mapping[str, str],
     path: str | Path,
 ) -> None:
-    """One row per prior: its cell's kappa_EE, kappa_EI, kappa_II (site x site, 1/mV, one
-    colour scale per kind across the rows), the sign fractions of K per block and the mean
+    """Two rows per prior: its cell's kappa_EE, kappa_EI, kappa_II (site x site, 1/mV, one
+    colour scale per kind across the priors); the sign fractions of K per block and the mean
     eigen-spectrum of the symmetrised K."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import save_figure
+    from .io import FIGURE_MAX_WIDTH_IN, save_figure
 
     names = list(priors)
     limits = {
         kind: max(float(np.abs(getattr(k, kind)).max()) for k in kappas.values()) or 1.0
         for kind in KAPPA_KINDS
     }
-    fig, axes = plt.subplots(
-        len(names), 5, figsize=(17, 3.1 * len(names)), squeeze=False, layout="constrained"
-    )
+    fig = plt.figure(figsize=(FIGURE_MAX_WIDTH_IN, 6.0 * len(names)), layout="constrained")
+    grid = fig.add_gridspec(2 * len(names), 6)
     colours = {"positive": "tab:red", "negative": "tab:blue", "zero": "0.7"}
-    for row, name in zip(axes, names, strict=True):
-        prior = priors[name]
-        kappa = kappas.get(name)
-        for ax, kind in zip(row[:3], KAPPA_KINDS, strict=True):
+    for index, name in enumerate(names):
+        prior, kappa, top = priors[name], kappas.get(name), 2 * index
+        label = f"{name} ({cells.get(name, cells.get('bio', ''))})"
+        for column, kind in enumerate(KAPPA_KINDS):
+            ax = fig.add_subplot(grid[top, 2 * column : 2 * column + 2])
             if kappa is None:
-                ax.text(0.5, 0.5, "bio's K,\npermuted", ha="center", va="center")
+                ax.text(0.5, 0.5, f"{name}: bio's K, permuted", ha="center", va="center")
                 ax.set_axis_off()
                 continue
             image = ax.imshow(
                 getattr(kappa, kind), cmap="RdBu_r", vmin=-limits[kind], vmax=limits[kind]
             )
-            ax.set(title=f"{name} ({cells.get(name, '')}): κ_{kind}", xlabel="site", ylabel="site")
+            ax.set(title=f"{label}: κ_{kind}", xlabel="site", ylabel="site")
             fig.colorbar(image, ax=ax, shrink=0.8, label="1/mV")
         signs = sign_structure(prior.weight, prior.receptor)
+        ax = fig.add_subplot(grid[top + 1, :3])
         bottom = np.zeros(len(signs))
         for sign in SIGNS:
             values = signs[sign].fillna(0).to_numpy()
-            row[3].bar(signs.block, values, bottom=bottom, color=colours[sign], label=sign)
+            ax.bar(signs.block, values, bottom=bottom, color=colours[sign], label=sign)
             bottom += values
-        row[3].set(title=f"{name}: signs of K", ylabel="fraction of entries", ylim=(0, 1))
-        row[3].legend(fontsize="small", loc="lower right")
+        ax.set(title=f"{name}: signs of K", ylabel="fraction of entries", ylim=(0, 1))
+        ax.legend(fontsize="small", loc="lower right")
         spectrum = mean_spectrum(prior.weight, len(prior.receptor))
-        row[4].plot(np.arange(1, len(spectrum) + 1), spectrum, marker=".")
-        row[4].axhline(0, color="0.5", linewidth=0.8)
-        row[4].set(
-            title=f"{name}: eigenvalues of (K+Kᵀ)/2", xlabel="rank", ylabel="mean over units"
-        )
+        ax = fig.add_subplot(grid[top + 1, 3:])
+        ax.plot(np.arange(1, len(spectrum) + 1), spectrum, marker=".")
+        ax.axhline(0, color="0.5", linewidth=0.8)
+        ax.set(title=f"{name}: eigenvalues of (K+Kᵀ)/2", xlabel="rank", ylabel="mean over units")
     save_figure(fig, path)
 
 

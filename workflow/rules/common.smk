@@ -234,6 +234,12 @@ def prior_settings(prior):
     return canonical(settings | {"cell": cell})
 
 
+def prior_kappa(wildcards):
+    """The kappa.nc a built prior reads: its own cell's (shuffled: bio's, priors.cell)."""
+    cell = PRIOR_CELLS.get(wildcards.prior, config["priors"]["cell"])
+    return f"{RESULTS}/dendrite/{cell}/kappa.nc"
+
+
 def prior_file(wildcards):
     if wildcards.prior in BUILT_PRIORS:
         return {

@@ -2,11 +2,6 @@
 # Each built prior reads the kappa of its own cell (common.smk: PRIOR_CELLS; shuffled: bio's).
 
 
-def prior_kappa(wildcards):
-    cell = PRIOR_CELLS.get(wildcards.prior, config["priors"]["cell"])
-    return f"{RESULTS}/dendrite/{cell}/kappa.nc"
-
-
 rule build_prior:
     input:
         kappa=prior_kappa,
@@ -27,9 +22,7 @@ rule build_prior:
 # What each named prior looks like: its cell's kappa beside its K's sign structure and
 # eigen-spectrum, on the first Dit layer of a reference model (ann.prior_statistics).
 PRIOR_STATISTICS_MODEL = "dit_resnet20"
-PRIOR_KAPPAS = {
-    prior: f"{RESULTS}/dendrite/{cell}/kappa.nc" for prior, cell in PRIOR_CELLS.items()
-}
+PRIOR_KAPPAS = {prior: f"{RESULTS}/dendrite/{cell}/kappa.nc" for prior, cell in PRIOR_CELLS.items()}
 
 
 rule prior_statistics:
