@@ -179,18 +179,19 @@ def statistics_figure(
         kind: max(float(np.abs(getattr(k, kind)).max()) for k in kappas.values()) or 1.0
         for kind in KAPPA_KINDS
     }
-    fig = plt.figure(figsize=(FIGURE_MAX_WIDTH_IN, 6.0 * len(names)), layout="constrained")
-    grid = fig.add_gridspec(2 * len(names), 6)
+    heights = [h for name in names for h in ((1.0 if name in kappas else 0.12), 1.0)]
+    fig = plt.figure(figsize=(FIGURE_MAX_WIDTH_IN, 3.0 * sum(heights)), layout="constrained")
+    grid = fig.add_gridspec(2 * len(names), 6, height_ratios=heights)
     colours = {"positive": "tab:red", "negative": "tab:blue", "zero": "0.7"}
     for index, name in enumerate(names):
         prior, kappa, top = priors[name], kappas.get(name), 2 * index
         label = f"{name} ({cells.get(name, cells.get('bio', ''))})"
-        for column, kind in enumerate(KAPPA_KINDS):
+        if kappa is None:
+            ax = fig.add_subplot(grid[top, :])
+            ax.text(0.5, 0.5, f"{name}: bio's K, permuted (no κ of its own)", ha="center")
+            ax.set_axis_off()
+        for column, kind in enumerate(KAPPA_KINDS if kappa is not None else ()):
             ax = fig.add_subplot(grid[top, 2 * column : 2 * column + 2])
-            if kappa is None:
-                ax.text(0.5, 0.5, f"{name}: bio's K, permuted", ha="center", va="center")
-                ax.set_axis_off()
-                continue
             image = ax.imshow(
                 getattr(kappa, kind), cmap="RdBu_r", vmin=-limits[kind], vmax=limits[kind]
             )
