@@ -236,5 +236,5 @@ def priors_page(report: "Report", table_path: str | Path, figure_path: str | Pat
         layer=layer,
         signs=table(signs),
         spectrum=table(spectrum),
-        figure=report.figure("priors", figure_path),
+        statistics_figure=report.figure("priors", figure_path),
     )
