@@ -2,6 +2,7 @@
 the named priors built like bio, the statistics step, the plan-time checks of the names."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,13 +18,17 @@ from ann.prior_statistics import (
     layer_priors,
     mean_spectrum,
     prior_statistics,
+    priors_page,
     sign_structure,
     summary_tables,
 )
 from ann.priors import load_kappa, prior_weights
 from ann.quadratic import DitQuadratic
+from ann.report import Report
 from ann.stages import build_prior
 from ann.stages import prior_statistics as statistics_step
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "workflow/report/templates"
 
 
 def test_two_by_two_sign_structure_and_spectrum():
@@ -115,6 +120,10 @@ def test_statistics_step_writes_the_table_and_the_figure(tmp_path):
     value = table.set_index(["prior", "statistic", "block"]).value
     assert value["bio", "negative", "EE"] == 1.0 and value["bio_b", "positive", "EE"] == 1.0
     assert outputs["figure"].stat().st_size > 10_000
+    pages = Report(tmp_path / "report", TEMPLATES, {"dendrite": {"cells": {}}})
+    page = priors_page(pages, outputs["table"], outputs["figure"]).read_text()
+    assert 'src="figures/priors/figure.png"' in page
+    assert "bio_b" in page and "positive eigenvalues (fraction)" in page
 
 
 PLAN_TIME_ERRORS = [
