@@ -41,8 +41,8 @@ rule prior_statistics:
         "../envs/ann.yaml"
     params:
         model=PRIOR_STATISTICS_MODEL,
-        kappas=PRIOR_KAPPAS,
-        cells=PRIOR_CELLS,
+        kappas=canonical(PRIOR_KAPPAS),
+        cells=canonical(PRIOR_CELLS),
         priors=canonical({k: v for k, v in config["priors"].items() if k != "biological"}),
     script:
         "../scripts/prior_statistics.py"

@@ -65,8 +65,8 @@ rule report:
         "../envs/ann.yaml"
     params:
         config=canonical({**config, "dendrite": SIMULATION_SETTINGS}),
-        cells=REPORT_CELLS,
-        datasets=REPORT_DATASETS,
+        cells=canonical(REPORT_CELLS),  # sorted: the order of dendrite.cells reruns nothing
+        datasets=canonical(REPORT_DATASETS),
         theory=REPORT_THEORY,
         priors=REPORT_PRIORS,
         templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
