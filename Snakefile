@@ -14,7 +14,7 @@ wildcard_constraints:
     cell="|".join(re.escape(name) for name in CELLS),
     dataset="fashion_mnist|cifar10|cifar100|imagenet",
     model=r"[a-z][a-z0-9_]*",
-    prior="none|zero|bio|shuffled",
+    prior="|".join(["none", *PRIOR_NAMES]),
     seed=r"\d+",
 
 

@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 def build_prior(
     model: str, prior: str, seed: int, kappa_path: str | Path, priors: Mapping, out: str | Path
 ) -> None:
-    """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc."""
+    """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc: shuffled,
+    or bio and every other named biological prior (built like bio from its own cell's kappa;
+    the same seed draws the same channel types and sites for each)."""
     network = create_model(model)
     weights = prior_weights(
         network,
-        prior,
+        prior if prior in ("zero", "shuffled") else "bio",
         load_kappa(kappa_path),
         seed=seed,
         fraction_inhibitory=priors["fraction_inhibitory"],
@@ -54,6 +56,31 @@ def build_prior(
     )
     sizes = {name: tuple(w.shape) for name, w in weights.items()}
     log.info("%s prior for %s seed %d: layers %s", prior, model, seed, sizes)
+
+
+def prior_statistics(
+    model: str,
+    kappa_paths: Mapping[str, str | Path],
+    cells: Mapping[str, str],
+    priors: Mapping,
+    outputs: Mapping[str, str | Path],
+) -> None:
+    """What each named prior looks like on the first Dit layer of `model` (seed 0): the kappa
+    of its cell beside its K's sign structure and eigen-spectrum (ann.prior_statistics), as a
+    table (CSV) and a figure."""
+    from . import prior_statistics as stats
+    from .quadratic import DitQuadratic
+
+    layer = next(m for m in create_model(model).modules() if isinstance(m, DitQuadratic))
+    c_out, c_in = layer.weight.shape[0], round(layer.weight.shape[1] ** 0.5)
+    kappas = {name: load_kappa(path) for name, path in kappa_paths.items()}
+    built = stats.layer_priors(kappas, c_in, c_out, priors)
+    table = stats.statistics_table(built, cells)
+    table.insert(0, "layer", f"{model} first Dit layer ({c_in} -> {c_out} channels)")
+    save_csv(table, outputs["table"])
+    stats.statistics_figure(built, kappas, cells, outputs["figure"])
+    signs, spectrum = stats.summary_tables(table)
+    log.info("K of %s:\n%s\n%s", model, signs.to_string(index=False), spectrum.to_string())
 
 
 def train_run(
@@ -200,16 +227,24 @@ def build_report(
     cells: Mapping,
     datasets: Mapping,
     theory: Mapping,
+    priors: Mapping | None = None,
 ) -> None:
     """The linked HTML pages of the whole run (see ann.report), built in a folder beside
-    out_dir that replaces it only when complete; manifest.json lists the pages."""
+    out_dir that replaces it only when complete; manifest.json lists the pages. `priors`
+    (table, figure of the prior_statistics step) adds the priors page."""
     from .report import Report
 
     out_dir = Path(out_dir)
     staged = out_dir.with_name(f".{out_dir.name}.building")
     shutil.rmtree(staged, ignore_errors=True)
     try:
-        _write_pages(Report(staged, templates, config), config, cells, datasets, theory)
+        report = Report(staged, templates, config)
+        report.common["priors_page"] = bool(priors)  # the navigation links the page
+        _write_pages(report, config, cells, datasets, theory)
+        if priors:
+            from .prior_statistics import priors_page
+
+            priors_page(report, priors["table"], priors["figure"])
         written = sorted(path.relative_to(staged).as_posix() for path in staged.rglob("*.html"))
         save_json({"pages": written}, staged / "manifest.json")
         replace_folder(staged, out_dir)

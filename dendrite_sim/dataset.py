@@ -53,6 +53,35 @@ def simulation_settings(dendrite: Mapping) -> dict:
     return {key: value for key, value in dendrite.items() if key not in RUN_SETTINGS}
 
 
+# Sections of the dendrite config a cell entry may override for itself.
+CELL_SECTIONS = ("membrane", "active_soma", "nmda")
+
+
+def cell_morphology(entry: str | Mapping) -> str:
+    """The morphology of a dendrite.cells entry: the entry itself ("builtin:pyramidal" or an
+    SWC path) or its `morphology` key (a mapping with per-cell settings)."""
+    return entry if isinstance(entry, str) else entry["morphology"]
+
+
+def cell_overrides(entry: str | Mapping) -> dict:
+    """The sections a dendrite.cells entry overrides ({} for a bare morphology)."""
+    if isinstance(entry, str):
+        return {}
+    return {key: dict(entry[key]) for key in CELL_SECTIONS if key in entry}
+
+
+def cell_settings(dendrite: Mapping, cell: str) -> dict:
+    """The dendrite section as `cell` is simulated with it: each section the cell's entry
+    overrides merged key by key over the global one, and `cells` holding only this cell's
+    entry. Idempotent, so the stages accept the whole section or this result."""
+    entry = dendrite["cells"][cell]
+    out = {key: value for key, value in dendrite.items() if key != "cells"}
+    for key, override in cell_overrides(entry).items():
+        out[key] = {**dendrite.get(key, {}), **override}
+    out["cells"] = {cell: entry}
+    return out
+
+
 def read_dataset(path: str | Path) -> xr.Dataset:
     """The dataset in a NetCDF file, loaded; an InputError naming the file and how to rebuild it
     when it cannot be read (truncated by a crash, or not NetCDF)."""
@@ -116,7 +145,8 @@ def psp_dataset(
         "title": f"Somatic PSPs of the '{cell}' cell",
         "cell": cell,
         **trials.attrs,  # the cell's description (compartments, segmentation, soma, ...)
-        "morphology": dendrite["cells"][cell],
+        "morphology": cell_morphology(dendrite["cells"][cell]),
+        "cell_overrides": yaml.safe_dump(cell_overrides(dendrite["cells"][cell]), sort_keys=True),
         "simulator": "Brian2 SpatialNeuron, cpp_standalone device",
         "brian2_version": brian2.__version__,
         "dt": f"{protocol['dt_ms']} ms",

@@ -16,6 +16,8 @@ import xarray as xr
 
 from .checks import SIMULATION_CAUSES, require_finite_traces
 from .dataset import (
+    cell_morphology,
+    cell_settings,
     chunk_dataset,
     compartment_coords,
     psp_dataset,
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
     """Build `cell`, pick its sites and write its trial plan (sites, input events, the
     compartment table and the cell's description as attributes)."""
-    built = load_cell(dendrite["cells"][cell], dendrite)
+    dendrite = cell_settings(dendrite, cell)
+    built = load_cell(cell_morphology(dendrite["cells"][cell]), dendrite)
     log.info("cell %s: %s", cell, built.summary())
     compartments = built.compartments()
     sites = select_sites(compartments, dendrite["sites"])
@@ -56,7 +59,8 @@ def simulate(
     into `processes` pieces simulated side by side, each by one compiled Brian2 program; the
     traces do not depend on the split. No file if any trace is NaN or infinite."""
     trials = read_dataset(trials_path)
-    built = load_cell(dendrite["cells"][cell], dendrite)
+    dendrite = cell_settings(dendrite, cell)
+    built = load_cell(cell_morphology(dendrite["cells"][cell]), dendrite)
     planned = trials.attrs.get("n_compartments")
     if planned is not None and int(planned) != built.morphology.total_compartments:
         raise InputError(
@@ -100,7 +104,7 @@ def simulate(
 def _simulate_piece(job: tuple[str, Mapping, np.ndarray, xr.Dataset]) -> np.ndarray:
     """The traces of one piece of the plan (run in a worker process when there are several)."""
     cell, dendrite, site_compartments, piece = job
-    built = load_cell(dendrite["cells"][cell], dendrite)
+    built = load_cell(cell_morphology(dendrite["cells"][cell]), dendrite)
     model = CellModel.from_config(dendrite)
     return simulate_trials(built.morphology, site_compartments, piece, model, dendrite["protocol"])
 

@@ -44,6 +44,9 @@ def test_tiny_run_produces_every_stage(tiny_run):
         "dendrite/pyramidal/figures/kappa_heatmaps.png",
         "dendrite/pyramidal/figures/morphology.png",
         "priors/dit_resnet20/bio/seed0.pt",
+        "priors/statistics.csv",
+        "dendrite/pyramidal_nmda/kappa.nc",
+        "report/priors.html",
         "train/fashion_mnist/resnet20/none/seed0/metrics.json",
         "train/fashion_mnist/dit_resnet20/zero/seed0/metrics.json",
         "train/fashion_mnist/dit_resnet20/bio/seed0/metrics.json",
@@ -89,7 +92,7 @@ def report_views(tiny_run, tmp_path_factory):
 
 @needs_chromium
 def test_report_links_resolve_and_images_load_in_chromium(report_views):
-    assert len(report_views) == 7  # index, the cell, four datasets, theory
+    assert len(report_views) == 9  # index, the two cells, four datasets, theory, priors
     problems = [f"{v.path.name}: {p}" for v in report_views for p in v.broken + v.missing_images()]
     assert not problems, problems
     assert sum(len(v.images) for v in report_views) >= 12
@@ -161,7 +164,11 @@ KAPPA_DEPENDENTS = {"fit_kappa", "kappa_figures", "build_prior", "train", "summa
 @pytest.mark.parametrize(
     "path, value, expected",
     [
-        (("kappa", "window_ms"), [10.0, 40.0], KAPPA_DEPENDENTS | {"report", "all"}),
+        (
+            ("kappa", "window_ms"),
+            [10.0, 40.0],
+            KAPPA_DEPENDENTS | {"prior_statistics", "report", "all"},
+        ),
         (("theory", "gaussian", "n_test"), 1000, {"theory_gaussian", "report", "all"}),
     ],
 )

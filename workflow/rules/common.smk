@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from dendrite_sim.dataset import simulation_settings
+from dendrite_sim.dataset import cell_morphology, cell_overrides, cell_settings, simulation_settings
 from dendrite_sim.errors import InputError
 from dendrite_sim.morphology import load_cell
 from dendrite_sim.plan_checks import check_budget, check_config, plan_budget
@@ -51,38 +51,86 @@ RESULTS = config["results_dir"]
 # What psp.nc depends on: the dendrite section without its run settings (dendrite.chunks).
 SIMULATION_SETTINGS = canonical(simulation_settings(config["dendrite"]))
 CELLS = list(config["dendrite"]["cells"])
+# Per cell, the settings it is simulated with (its own overrides merged in, only its own entry
+# under cells): the params of its rules, so that editing one cell reruns only that cell.
+CELL_SETTINGS = {
+    cell: canonical(simulation_settings(cell_settings(config["dendrite"], cell))) for cell in CELLS
+}
 
 
 def morphology_file(cell):
     """The SWC file of a cell as a list (empty for built-in cells): an input of the rules
     that build the cell, so that editing the file reruns them."""
-    spec = config["dendrite"]["cells"][cell]
+    spec = cell_morphology(config["dendrite"]["cells"][cell])
     return [] if spec.startswith("builtin:") else [spec]
 
 
 def cell_budget(name):
     """Build the cell (reading, repairing and segmenting an SWC file), choose its sites and
     estimate its simulation; refuse what cannot fit this machine."""
-    spec = config["dendrite"]["cells"][name]
+    spec = cell_morphology(config["dendrite"]["cells"][name])
     if not spec.startswith("builtin:") and not Path(spec).is_file():
         raise InputError(
             f"config key dendrite.cells.{name}: morphology file '{spec}' does not exist."
         )
-    built = load_cell(spec, config["dendrite"])
-    sites = select_sites(built.compartments(), config["dendrite"]["sites"])
-    budget = plan_budget(name, config["dendrite"], len(sites), built.morphology.total_compartments)
+    settings = cell_settings(config["dendrite"], name)
+    built = load_cell(spec, settings)
+    sites = select_sites(built.compartments(), settings["sites"])
+    budget = plan_budget(name, settings, len(sites), built.morphology.total_compartments)
     check_budget(budget)
     logger.info(budget.describe())
     return budget
 
 
-def check_plan():
+def check_cell_settings():
+    """The config checks again for each cell with settings of its own, naming the cell."""
     check_config(config["dendrite"], config["kappa"])
+    for name in CELLS:
+        if cell_overrides(config["dendrite"]["cells"][name]):
+            try:
+                check_config(cell_settings(config["dendrite"], name), config["kappa"])
+            except InputError as err:
+                raise InputError(f"cell {name} (dendrite.cells.{name} overrides): {err}") from None
+
+
+# Named priors: zero, shuffled (the control of bio) and one per biological prior, each built
+# like bio from its own cell's kappa: bio from priors.cell, the others from priors.biological.
+RESERVED_PRIORS = ("none", "zero", "bio", "shuffled")
+PRIOR_CELLS = {"bio": config["priors"]["cell"], **config["priors"].get("biological", {})}
+BUILT_PRIORS = [*PRIOR_CELLS, "shuffled"]  # the priors the build_prior rule makes
+PRIOR_NAMES = ["zero", *BUILT_PRIORS]
+
+
+def check_priors():
+    for name, cell in config["priors"].get("biological", {}).items():
+        key = f"priors.biological.{name}"
+        if name in RESERVED_PRIORS:
+            raise InputError(
+                f"config key {key}: '{name}' is a built-in prior name ({', '.join(RESERVED_PRIORS)}); "
+                "choose another name (bio is priors.cell's prior)."
+            )
+        if cell not in CELLS:
+            raise InputError(
+                f"config key {key}: cell '{cell}' is not one of the cells under dendrite.cells "
+                f"({', '.join(CELLS)})."
+            )
     if config["priors"]["cell"] not in CELLS:
         raise InputError(
             f"config key priors.cell: '{config['priors']['cell']}' is not one of the cells "
             f"under dendrite.cells ({', '.join(CELLS)})."
         )
+    for dataset, experiment in config["train"]["experiments"].items():
+        for prior in (experiment or {}).get("priors", []):
+            if prior not in PRIOR_NAMES:
+                raise InputError(
+                    f"config key train.experiments.{dataset}.priors: no prior named '{prior}' "
+                    f"(there are: {', '.join(PRIOR_NAMES)}; add more under priors.biological)."
+                )
+
+
+def check_plan():
+    check_cell_settings()
+    check_priors()
     return {name: cell_budget(name) for name in CELLS}
 
 
@@ -178,8 +226,22 @@ def run_metrics(dataset):
 
 
 # Input functions of the training rule (workflow/rules/train.smk).
+def prior_settings(prior):
+    """The priors section as one built prior depends on: its cell (priors.cell for bio and
+    shuffled) and the mapping's settings, without the other named priors."""
+    cell = PRIOR_CELLS.get(prior, config["priors"]["cell"])
+    settings = {k: v for k, v in config["priors"].items() if k != "biological"}
+    return canonical(settings | {"cell": cell})
+
+
+def prior_kappa(wildcards):
+    """The kappa.nc a built prior reads: its own cell's (shuffled: bio's, priors.cell)."""
+    cell = PRIOR_CELLS.get(wildcards.prior, config["priors"]["cell"])
+    return f"{RESULTS}/dendrite/{cell}/kappa.nc"
+
+
 def prior_file(wildcards):
-    if wildcards.prior in ("bio", "shuffled"):
+    if wildcards.prior in BUILT_PRIORS:
         return {
             "prior": f"{RESULTS}/priors/{wildcards.model}/{wildcards.prior}/seed{wildcards.seed}.pt"
         }
@@ -196,7 +258,7 @@ def training_config(wildcards):
             "recipe_overrides": {
                 dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}
             },
-            "priors": config["priors"] if wildcards.prior in ("bio", "shuffled") else {},
+            "priors": prior_settings(wildcards.prior) if wildcards.prior in BUILT_PRIORS else {},
             "train": {k: v for k, v in config["train"].items() if k != "experiments"},
         }
     )

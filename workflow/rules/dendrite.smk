@@ -13,7 +13,7 @@ rule plan_trials:
     conda:
         "../envs/dendrite.yaml"
     params:
-        dendrite=SIMULATION_SETTINGS,
+        dendrite=lambda wildcards: CELL_SETTINGS[wildcards.cell],
     script:
         "../scripts/plan_trials.py"
 
@@ -33,7 +33,7 @@ rule simulate_psp:
         mem_mb=lambda wildcards: PLAN_BUDGETS[wildcards.cell].mem_mb,
         runtime=lambda wildcards: max(30, round(PLAN_BUDGETS[wildcards.cell].cpu_seconds / 30)),
     params:
-        dendrite=SIMULATION_SETTINGS,
+        dendrite=lambda wildcards: CELL_SETTINGS[wildcards.cell],
     script:
         "../scripts/simulate_psp.py"
 

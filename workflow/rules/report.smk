@@ -46,9 +46,15 @@ REPORT_THEORY = {
 }
 
 
+REPORT_PRIORS = {
+    "table": f"{RESULTS}/priors/statistics.csv",
+    "figure": f"{RESULTS}/priors/figures/prior_statistics.png",
+}
+
+
 rule report:
     input:
-        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY]),
+        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY, REPORT_PRIORS]),
     output:
         # The pages are built beside the report folder and replace it whole when complete, so
         # a failed or forced run never leaves a half-written report; the manifest lists them.
@@ -59,9 +65,10 @@ rule report:
         "../envs/ann.yaml"
     params:
         config=canonical({**config, "dendrite": SIMULATION_SETTINGS}),
-        cells=REPORT_CELLS,
-        datasets=REPORT_DATASETS,
+        cells=canonical(REPORT_CELLS),  # sorted: the order of dendrite.cells reruns nothing
+        datasets=canonical(REPORT_DATASETS),
         theory=REPORT_THEORY,
+        priors=REPORT_PRIORS,
         templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
     script:
         "../scripts/build_report.py"

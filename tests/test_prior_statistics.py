@@ -1,0 +1,163 @@
+"""Named priors and their statistics: sign structure and spectrum on hand-computed examples,
+the named priors built like bio, the statistics step, the plan-time checks of the names."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from conftest import run_snakemake
+from test_bad_input import _set
+from test_priors import N_SITES, planted_tables
+
+from ann.models import create_model
+from ann.prior_statistics import (
+    layer_priors,
+    mean_spectrum,
+    prior_statistics,
+    priors_page,
+    sign_structure,
+    summary_tables,
+)
+from ann.priors import load_kappa, prior_weights
+from ann.quadratic import DitQuadratic
+from ann.report import Report
+from ann.stages import build_prior
+from ann.stages import prior_statistics as statistics_step
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "workflow/report/templates"
+
+
+def test_two_by_two_sign_structure_and_spectrum():
+    # unit 0: K = [[2, 0], [0, -1]], S has eigenvalues 2, -1;
+    # unit 1: K = [[0, 3], [-1, 0]], S = [[0, 1], [1, 0]] has eigenvalues 1, -1.
+    k = torch.tensor([[[2.0, 0.0], [0.0, -1.0]], [[0.0, 3.0], [-1.0, 0.0]]]).reshape(2, 4)
+    signs = sign_structure(k, ["E", "I"]).set_index("block")
+    assert signs.loc["EI"].tolist() == [4, 0.25, 0.25, 0.5]  # entries, +, -, 0
+    assert signs.loc["diagonal"].tolist() == [4, 0.25, 0.25, 0.5]
+    assert signs.loc["EE", "entries"] == 0 and math.isnan(signs.loc["EE", "positive"])
+    np.testing.assert_allclose(mean_spectrum(k, 2), [1.5, -1.0])  # (2 + 1)/2, (-1 - 1)/2
+
+
+def test_three_channels_by_block():
+    # E, E, I: the EE pair is negative, EI pairs positive, no II pair off the diagonal.
+    k = np.array([[0.0, -1.0, 2.0], [-1.0, 0.0, 4.0], [2.0, 4.0, 0.0]])
+    table = prior_statistics(k[None], ["E", "E", "I"])
+    value = table.set_index(["statistic", "block"]).value
+    assert value["negative", "EE"] == 1.0 and value["positive", "EE"] == 0.0
+    assert value["positive", "EI"] == 1.0
+    assert value["zero", "diagonal"] == 1.0
+    assert math.isnan(value["positive", "II"])
+    np.testing.assert_allclose(
+        table[table.statistic == "eigenvalue"].value, np.linalg.eigvalsh(k)[::-1]
+    )
+    assert list(table[table.statistic == "eigenvalue"].block) == ["1", "2", "3"]
+
+
+def test_layer_priors_are_the_training_priors_of_layer_zero():
+    tables = planted_tables()
+    settings = {"fraction_inhibitory": 0.25, "init_ratio": 0.1, "diagonal": "zero"}
+    built = layer_priors({"bio": tables, "bio_two": tables}, 8, 6, settings)
+    model = torch.nn.Sequential(DitQuadratic(8, 6))
+    for name in ("bio", "shuffled"):
+        expected = prior_weights(model, name, tables, seed=0, fraction_inhibitory=0.25)["0"]
+        torch.testing.assert_close(built[name].weight.float(), expected, rtol=0, atol=0)
+    torch.testing.assert_close(built["bio_two"].weight, built["bio"].weight)  # same draws
+    signs, spectrum = summary_tables(
+        pd.concat(
+            [prior_statistics(p.weight, p.receptor).assign(prior=n) for n, p in built.items()]
+        )
+    )
+    assert set(signs.prior) == {"bio", "bio_two", "shuffled"} and len(signs) == 3 * 4
+    ee = signs[signs.block == "EE"].set_index("prior")
+    assert ee.negative["bio"] == ee.negative["bio_two"] == 1.0  # planted kappa_EE < 0
+    assert 0 < ee.negative["shuffled"] < 1  # the control mixes the blocks
+    assert list(spectrum.prior) == ["bio", "bio_two", "shuffled"]
+
+
+def write_kappa(path, scale: float = 1.0):
+    tables = planted_tables()
+    xr.Dataset(
+        {
+            "kappa_EI": (("e_site", "i_site"), tables.EI * scale),
+            "kappa_EE": (("site_a", "site_b"), tables.EE * scale),
+            "kappa_II": (("site_a", "site_b"), tables.II * scale),
+            "psp_peak": (("receptor", "psp_site"), np.full((2, N_SITES), 2.0)),
+        }
+    ).to_netcdf(path)
+    return path
+
+
+def test_a_named_prior_is_built_like_bio_from_its_own_kappa(tmp_path):
+    kappa, other = write_kappa(tmp_path / "a.nc"), write_kappa(tmp_path / "b.nc", scale=-1.0)
+    settings = {"fraction_inhibitory": 0.2, "init_ratio": 0.1, "diagonal": "zero"}
+    for prior, path in (("bio", kappa), ("shuffled", kappa), ("bio_a", kappa), ("bio_b", other)):
+        build_prior("dit_resnet20", prior, 1, path, settings, tmp_path / f"{prior}.pt")
+    saved = {p: torch.load(tmp_path / f"{p}.pt") for p in ("bio", "shuffled", "bio_a", "bio_b")}
+    network = create_model("dit_resnet20")
+    for prior in ("bio", "shuffled"):  # bio and shuffled: exactly ann.priors' tensors
+        expected = prior_weights(network, prior, load_kappa(kappa), seed=1, **settings)
+        for name, weight in expected.items():
+            assert torch.equal(saved[prior]["weights"][name], weight)
+    assert saved["bio_a"]["prior"] == "bio_a"
+    for name, weight in saved["bio"]["weights"].items():
+        assert torch.equal(saved["bio_a"]["weights"][name], weight)
+        torch.testing.assert_close(saved["bio_b"]["weights"][name], -weight)  # kappa negated
+
+
+def test_statistics_step_writes_the_table_and_the_figure(tmp_path):
+    kappas = {"bio": write_kappa(tmp_path / "a.nc"), "bio_b": write_kappa(tmp_path / "b.nc", -1)}
+    outputs = {"table": tmp_path / "statistics.csv", "figure": tmp_path / "figure.png"}
+    settings = {"fraction_inhibitory": 0.2, "init_ratio": 0.1, "diagonal": "zero", "cell": "a"}
+    statistics_step("dit_resnet20", kappas, {"bio": "a", "bio_b": "b"}, settings, outputs)
+    table = pd.read_csv(outputs["table"])
+    assert set(table.prior) == {"bio", "bio_b", "shuffled"}
+    assert set(table[table.prior == "shuffled"].cell) == {"a"}
+    assert table.layer.iloc[0].startswith("dit_resnet20 first Dit layer (32 -> 32")
+    value = table.set_index(["prior", "statistic", "block"]).value
+    assert value["bio", "negative", "EE"] == 1.0 and value["bio_b", "positive", "EE"] == 1.0
+    assert outputs["figure"].stat().st_size > 10_000
+    pages = Report(tmp_path / "report", TEMPLATES, {"dendrite": {"cells": {}}})
+    page = priors_page(pages, outputs["table"], outputs["figure"]).read_text()
+    assert 'src="figures/priors/figure.png"' in page
+    assert "bio_b" in page and "positive eigenvalues (fraction)" in page
+
+
+PLAN_TIME_ERRORS = [
+    ("priors.biological", {"zero": "pyramidal"}, "priors.biological.zero: 'zero' is a built-in"),
+    ("priors.biological", {"bio_x": "nowhere"}, "priors.biological.bio_x: cell 'nowhere'"),
+    (
+        "train.experiments.fashion_mnist.priors",
+        ["zero", "bio_typo"],
+        "train.experiments.fashion_mnist.priors: no prior named 'bio_typo'",
+    ),
+    (
+        "dendrite.cells.pyramidal_nmda",
+        {"morphology": "builtin:pyramidal", "nmda": {"enabled": True, "tau_rise_ms": 90.0}},
+        "cell pyramidal_nmda (dendrite.cells.pyramidal_nmda overrides): config keys dendrite.nmda",
+    ),
+]
+
+
+@pytest.mark.parametrize("key, value, message", PLAN_TIME_ERRORS)
+def test_plan_time_errors_name_the_prior_key(tmp_path, config, key, value, message):
+    run = run_snakemake(tmp_path, _set(config, key, value), "-n")
+    assert run.returncode != 0
+    assert message in run.stdout, run.stdout[-2000:]
+    assert "Job stats" not in run.stdout
+
+
+def test_a_named_prior_plans_from_its_own_cell(tmp_path, config):
+    config["train"]["experiments"] = {
+        "fashion_mnist": {"models": ["dit_resnet20"], "priors": ["bio_nmda"], "seeds": [0]}
+    }
+    config["datasets"]["fashion_mnist"]["download"] = True
+    run = run_snakemake(tmp_path, config, "-n", "-p", "--forceall")
+    assert run.returncode == 0, run.stdout[-3000:]
+    text = run.stdout
+    assert "priors/dit_resnet20/bio_nmda/seed0.pt" in text
+    assert "dendrite/pyramidal_nmda/kappa.nc" in text
+    assert "priors/statistics.csv" in text

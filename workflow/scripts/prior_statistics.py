@@ -1,0 +1,13 @@
+from stage import run_stage
+
+from ann.stages import prior_statistics
+
+run_stage(
+    prior_statistics,
+    snakemake.log[0],
+    model=snakemake.params.model,
+    kappa_paths=snakemake.params.kappas,
+    cells=snakemake.params.cells,
+    priors=snakemake.params.priors,
+    outputs={"table": snakemake.output.table, "figure": snakemake.output.figure},
+)
