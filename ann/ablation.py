@@ -304,6 +304,22 @@ def compare_k(
 
 # ------------------------------------------------------------------------- figures
 PRIOR_COLOURS = ("#1b6ca8", "#d1495b", "#66a182", "#edae49", "#8d6a9f", "#00798c")
+KNOWN_COLOURS = {"zero": "#1b6ca8", "bio": "#d1495b", "shuffled": "#66a182"}
+
+
+def prior_colour(prior: str, priors: Sequence[str]) -> str:
+    """The same colour for a prior in every figure: fixed for zero, bio, shuffled; the others
+    in the order of `priors`."""
+    if prior in KNOWN_COLOURS:
+        return KNOWN_COLOURS[prior]
+    others = [p for p in priors if p not in KNOWN_COLOURS]
+    return PRIOR_COLOURS[3 + others.index(prior) % (len(PRIOR_COLOURS) - 3)]
+
+
+def _short(metric: str) -> str:
+    return {FINAL: "final", BEST: "best of epochs"}.get(
+        metric, metric_label(metric).removeprefix("test top-1 after ")
+    )
 
 
 def plot_differences(statistics: pd.DataFrame, metrics: Sequence[str], path: str | Path) -> None:
@@ -316,8 +332,12 @@ def plot_differences(statistics: pd.DataFrame, metrics: Sequence[str], path: str
 
     from .io import save_figure
 
+    measured = set(statistics.metric[statistics.n > 0]) if len(statistics) else set()
+    metrics = [m for m in metrics if m in measured] or list(metrics)
     models = list(dict.fromkeys(statistics.model)) or ["(no runs)"]
-    fig, axes = plt.subplots(1, len(models), figsize=(min(10, 5 * len(models)), 3.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(min(10, 5 * len(models)), 3.6), squeeze=False, layout="constrained"
+    )
     for ax, model in zip(axes[0], models, strict=True):
         rows = statistics[statistics.model == model]
         priors = list(dict.fromkeys(rows.prior))
@@ -330,15 +350,10 @@ def plot_differences(statistics: pd.DataFrame, metrics: Sequence[str], path: str
             err = np.vstack([mean - low, high - mean])
             ax.errorbar(
                 x, mean, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=prior,
-                color=PRIOR_COLOURS[k % len(PRIOR_COLOURS)],
+                color=prior_colour(prior, priors),
             )  # fmt: skip
         ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_xticks(
-            np.arange(len(metrics)),
-            [metric_label(m).replace("test top-1 ", "").replace("after ", "") for m in metrics],
-            rotation=20,
-            ha="right",
-        )
+        ax.set_xticks(np.arange(len(metrics)), [_short(m) for m in metrics])
         reference = rows.reference.iloc[0] if len(rows) else REFERENCE
         ax.set(title=model, ylabel=f"top-1 − {reference} (pp, 95% CI)")
         if priors:
@@ -356,9 +371,9 @@ def plot_learned_k(layers: pd.DataFrame, spectra: pd.DataFrame, path: str | Path
 
     from .io import save_figure
 
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), layout="constrained")
     priors = list(dict.fromkeys(layers.prior)) if len(layers) else []
-    colour = {p: PRIOR_COLOURS[k % len(PRIOR_COLOURS)] for k, p in enumerate(priors)}
+    colour = {p: prior_colour(p, priors) for p in priors}
     for ax, column, title in (
         (axes[0], "corr_with_prior", "learned K vs its prior"),
         (axes[1], "corr_with_zero_learned", "learned K vs zero's learned K"),
@@ -369,7 +384,10 @@ def plot_learned_k(layers: pd.DataFrame, spectra: pd.DataFrame, path: str | Path
                 ax.plot(mean.index, mean.values, "o-", label=prior, color=colour[prior])
         ax.axhline(0, color="0.4", lw=0.8)
         ax.set(title=title, xlabel="quadratic layer", ylabel="correlation of entries", ylim=(-1, 1))
-    widest = int(layers.loc[layers.channels.idxmax(), "layer_index"]) if len(layers) else 0
+        n_layers = int(layers.layer_index.max()) + 1 if len(layers) else 1
+        ax.set_xticks(range(n_layers))
+        ax.set_xlim(-0.5, n_layers - 0.5)
+    widest = int(layers.layer_index.iloc[layers.channels.to_numpy().argmax()]) if len(layers) else 0
     for prior in priors:
         mine = spectra[(spectra.prior == prior) & (spectra.layer_index == widest)]
         for stage, style in (("initial", "--"), ("learned", "-")):

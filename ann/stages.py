@@ -200,16 +200,24 @@ def build_report(
     cells: Mapping,
     datasets: Mapping,
     theory: Mapping,
+    ablation: Mapping | None = None,
 ) -> None:
     """The linked HTML pages of the whole run (see ann.report), built in a folder beside
-    out_dir that replaces it only when complete; manifest.json lists the pages."""
+    out_dir that replaces it only when complete; manifest.json lists the pages. `ablation`:
+    the prior ablation's page inputs (ann.ablation_stages.ablation_page), None when it is off."""
     from .report import Report
 
     out_dir = Path(out_dir)
     staged = out_dir.with_name(f".{out_dir.name}.building")
     shutil.rmtree(staged, ignore_errors=True)
     try:
-        _write_pages(Report(staged, templates, config), config, cells, datasets, theory)
+        report = Report(staged, templates, config)
+        report.common["ablation_page"] = ablation is not None  # the navigation links it
+        _write_pages(report, config, cells, datasets, theory)
+        if ablation is not None:
+            from .ablation_stages import ablation_page
+
+            ablation_page(report, ablation)
         written = sorted(path.relative_to(staged).as_posix() for path in staged.rglob("*.html"))
         save_json({"pages": written}, staged / "manifest.json")
         replace_folder(staged, out_dir)

@@ -3,7 +3,9 @@ sentences of its report page, the learned-K comparison, and the pairing it relie
 runs of one seed differ in K only)."""
 
 import copy
+import html
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -186,3 +188,73 @@ def test_runs_of_one_seed_differ_in_k_only(default_config, tmp_path, monkeypatch
     assert len(seen["zero"]["batches"]) == len(seen["bio"]["batches"]) == 2
     for (x0, y0), (x1, y1) in zip(seen["zero"]["batches"], seen["bio"]["batches"], strict=True):
         assert torch.equal(y0, y1) and torch.equal(x0, x1)
+
+
+# ------------------------------------------------------------------- the experiment, end to end
+def test_the_toy_experiment_fills_the_report_page(tiny_workflow):
+    """The tiny workflow's ablation (fixture Fashion-MNIST, dit_resnet20 zero/bio and resnet20,
+    seeds 0 and 1): statistics, learned K and the page with the numbers in it."""
+    workdir, config = tiny_workflow
+    results = workdir / "results"
+    folder = results / "experiments/prior_ablation/fashion_mnist"
+    runs = pd.read_csv(folder / "runs.csv")
+    assert len(runs) == 6 and set(runs.seed) == {0, 1}
+    assert set(runs.prior) == {"zero", "bio", "none"}
+    stats = pd.read_csv(folder / "statistics.csv")
+    final = stats[stats.metric == "final_top1"].iloc[0]
+    assert (final.model, final.prior, final.reference, final.n) == (
+        "dit_resnet20",
+        "bio",
+        "zero",
+        2,
+    )
+    bio = runs[runs.prior == "bio"].set_index("seed").final_top1
+    zero = runs[runs.prior == "zero"].set_index("seed").final_top1
+    assert final.mean_difference == pytest.approx((bio - zero).mean())
+    assert math.isfinite(final.ci_low) and final.ci_low <= final.mean_difference <= final.ci_high
+    assert set(stats.metric) == {"epoch1_top1", "epoch2_top1", "epoch5_top1", "final_top1",
+                                 "best_top1"}  # fmt: skip
+    assert (stats[stats.metric == "epoch5_top1"].n == 0).all()  # the runs have 3 epochs
+    layers = pd.read_csv(folder / "learned_k.csv")
+    assert set(layers.prior) == {"zero", "bio"} and set(layers.seed) == {0, 1}
+    learned_bio = layers[layers.prior == "bio"]
+    assert learned_bio.corr_with_prior.between(-1, 1).all()
+    assert learned_bio.corr_with_zero_learned.notna().all()
+    assert learned_bio.relative_change.gt(0).all()
+    assert layers[layers.prior == "zero"].corr_with_prior.isna().all()
+    assert (folder / "figures/learned_k.png").is_file()
+    assert (folder / "spectra.csv").is_file()
+
+    page = html.unescape((results / "report/prior_ablation.html").read_text())
+    stats["note"] = stats["note"].fillna("")
+    (sentence,) = ablation.answer(stats, "Fashion-MNIST")
+    assert sentence in page and "paired t-test over 2 seeds" in sentence
+    assert ablation.TEST_NAME in page and "No detectable effect" in page
+    assert "Sample efficiency" in page and "Not measured: epoch 5" in page
+    assert "CIFAR-10" in page  # skipped, and why
+    assert "paired_differences.png" in page and "learned_k.png" in page
+    assert 'href="prior_ablation.html"' in (results / "report/index.html").read_text()
+
+
+def test_plan_time_checks_and_seeds_per_device(tmp_path, default_config):
+    from conftest import run_snakemake
+    from fixtures import write_cifar10
+
+    config = copy.deepcopy(default_config)
+    write_cifar10(tmp_path / "cifar10")
+    config["datasets"]["cifar10"]["root"] = str(tmp_path / "cifar10")
+    config["train"]["device"] = "cuda"
+    config["train"]["experiments"] = {"cifar10": {"models": ["resnet20"], "seeds": [0]}}
+    config["datasets"]["fashion_mnist"]["root"] = None  # skipped by the grid and the ablation
+    out = run_snakemake(tmp_path, config, "-n")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "prior ablation: seeds [0, 1, 2, 3, 4]" in out.stdout
+    table = out.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    # 5 seeds x (resnet20 + dit_resnet20 x zero, bio, shuffled); resnet20 seed 0 is the grid's
+    assert jobs["train"] == 20 and jobs["prior_ablation"] == 1
+    assert "cifar100 skipped (no data root set)" in out.stdout
+    config["experiments"]["prior_ablation"]["priors"] = ["bio", "shuffled"]
+    out = run_snakemake(tmp_path, config, "-n")
+    assert out.returncode != 0
+    assert "config key experiments.prior_ablation.priors" in out.stdout and "'zero'" in out.stdout

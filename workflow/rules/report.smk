@@ -48,7 +48,7 @@ REPORT_THEORY = {
 
 rule report:
     input:
-        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY]),
+        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY, ABLATION_REPORT]),
     output:
         # The pages are built beside the report folder and replace it whole when complete, so
         # a failed or forced run never leaves a half-written report; the manifest lists them.
@@ -62,6 +62,7 @@ rule report:
         cells=REPORT_CELLS,
         datasets=REPORT_DATASETS,
         theory=REPORT_THEORY,
+        ablation=ABLATION_PAGE,  # workflow/rules/ablation.smk; None when it is off
         templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
     script:
         "../scripts/build_report.py"

@@ -13,4 +13,5 @@ run_stage(
     cells=snakemake.params.cells,
     datasets=snakemake.params.datasets,
     theory=snakemake.params.theory,
+    ablation=snakemake.params.ablation,
 )
