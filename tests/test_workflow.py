@@ -89,7 +89,7 @@ def report_views(tiny_run, tmp_path_factory):
 
 @needs_chromium
 def test_report_links_resolve_and_images_load_in_chromium(report_views):
-    assert len(report_views) == 7  # index, the cell, four datasets, theory
+    assert len(report_views) == 8  # index, the cell, four datasets, theory, the prior ablation
     problems = [f"{v.path.name}: {p}" for v in report_views for p in v.broken + v.missing_images()]
     assert not problems, problems
     assert sum(len(v.images) for v in report_views) >= 12
