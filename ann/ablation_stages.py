@@ -211,6 +211,25 @@ def learned_k_table(layers: pd.DataFrame):  # noqa: ANN201
     return _table(rows, numeric)
 
 
+def _statistics(path: str | Path) -> pd.DataFrame:
+    statistics = pd.read_csv(path)
+    statistics["note"] = statistics["note"].fillna("")
+    return statistics
+
+
+def ablation_answers(experiment: Mapping) -> list[str]:
+    """The page's sentences, every dataset's, for the report's index."""
+    from .report import DATASETS
+
+    return [
+        sentence
+        for dataset, files in experiment["datasets"].items()
+        for sentence in ablation.answer(
+            _statistics(files["statistics"]), DATASETS.get(dataset, dataset)
+        )
+    ]
+
+
 def ablation_page(report, experiment: Mapping) -> Path:  # noqa: ANN001 (ann.report.Report)
     """The page "Does the prior matter?": one sentence per dataset, the tables and figures.
     `experiment`: "datasets" (per analysed dataset its files), "skipped" (dataset -> why),
@@ -221,8 +240,7 @@ def ablation_page(report, experiment: Mapping) -> Path:  # noqa: ANN001 (ann.rep
     pages = []
     for dataset, files in experiment["datasets"].items():
         title = DATASETS.get(dataset, dataset)
-        statistics = pd.read_csv(files["statistics"], keep_default_na=True)
-        statistics["note"] = statistics["note"].fillna("")
+        statistics = _statistics(files["statistics"])
         summary = pd.read_csv(files["summary"])
         layers = pd.read_csv(files["learned_k"])
         measured = [m for m in sample if summary[summary.metric == m].n.max() > 0]

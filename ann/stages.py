@@ -212,7 +212,10 @@ def build_report(
     shutil.rmtree(staged, ignore_errors=True)
     try:
         report = Report(staged, templates, config)
-        report.common["ablation_page"] = ablation is not None  # the navigation links it
+        if ablation is not None:  # the navigation links the page, the index gives its answer
+            from .ablation_stages import ablation_answers
+
+            report.common |= {"ablation_page": True, "ablation_answers": ablation_answers(ablation)}
         _write_pages(report, config, cells, datasets, theory)
         if ablation is not None:
             from .ablation_stages import ablation_page
