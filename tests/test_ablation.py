@@ -6,6 +6,7 @@ import copy
 import html
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,8 @@ import torch
 from fixtures import write_fashion_mnist
 
 from ann import ablation
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------- a hand-computed example
 # Final test top-1 of zero and bio on three seeds; the differences bio - zero are
@@ -256,3 +259,58 @@ def test_seeds_per_device_and_datasets_without_data(tmp_path, default_config):
     # them (test_bad_input: the plan stops when zero is not among the priors)
     assert jobs["train"] == 20 and jobs["prior_ablation"] == 1
     assert "cifar100 skipped (no data root set)" in out.stdout
+
+
+def _fake_run(folder, model, prior, seed, accuracy, state):
+    import json
+
+    folder.mkdir(parents=True)
+    metrics = {"dataset": "fashion_mnist", "model": model, "prior": prior, "seed": seed,
+               "epochs": 2, "final": {"test_top1": accuracy}, "best": {"test_top1": accuracy}}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    pd.DataFrame({"epoch": [1, 2], "test_top1": [accuracy - 0.1, accuracy]}).to_csv(
+        folder / "metrics.csv", index=False
+    )
+    torch.save({"model": state}, folder / "checkpoint.pt")
+    return str(folder / "metrics.json")
+
+
+def test_analysis_and_page_of_one_seed(tmp_path, default_config):
+    """Without the workflow: one seed of zero and bio (and the plain model) give numbers, no
+    interval, and a page that says so; K is read from the checkpoints and the prior file."""
+    from ann.ablation_stages import ablation_page, analyse
+    from ann.models import create_model
+    from ann.report import Report
+
+    dit = create_model("dit_resnet20").state_dict()
+    names = [k.removesuffix(".weight") for k in dit if k.endswith("quadratic.weight")]
+    prior = {n: torch.randn_like(dit[f"{n}.weight"]) for n in names}
+    torch.save({"weights": prior}, tmp_path / "bio.pt")
+    learned = {**dit, **{f"{n}.weight": 2 * w for n, w in prior.items()}}
+    runs = [
+        {"metrics": _fake_run(tmp_path / "z", "dit_resnet20", "zero", 0, 0.80, dit)},
+        {"metrics": _fake_run(tmp_path / "b", "dit_resnet20", "bio", 0, 0.85, learned),
+         "prior_file": str(tmp_path / "bio.pt")},
+        {"metrics": _fake_run(tmp_path / "p", "resnet20", "none", 0, 0.82, {})},
+    ]  # fmt: skip
+    out = tmp_path / "out"
+    outputs = {
+        k: out / f"{k}.csv" for k in ("runs", "summary", "statistics", "learned_k", "spectra")
+    }
+    outputs |= {"differences": out / "d.png", "learned_k_png": out / "k.png"}
+    out.mkdir()
+    analyse(runs, [1, 2, 5], outputs)
+    layers = pd.read_csv(outputs["learned_k"])
+    bio = layers[layers.prior == "bio"]
+    assert len(bio) == len(names) and (bio.corr_with_prior > 0.999).all()
+    assert bio.relative_change.tolist() == pytest.approx([1.0] * len(names))
+    report = Report(tmp_path / "report", ROOT / "workflow/report/templates", default_config)
+    files = {k: outputs[k] for k in ("statistics", "summary", "learned_k")}
+    files["figures"] = {
+        "differences": outputs["differences"],
+        "learned_k": outputs["learned_k_png"],
+    }
+    experiment = {"datasets": {"fashion_mnist": files}, "skipped": {}, "sample_epochs": [1, 2, 5]}
+    page = html.unescape(ablation_page(report, experiment).read_text())
+    assert "bio changes final test top-1 by +5.00 points (one seed: no interval" in page
+    assert "too few seeds to tell" in page and "Not measured: epoch 5" in page
