@@ -22,6 +22,8 @@ include: "workflow/rules/dendrite.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/ablation_plan.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/setup.smk"
 

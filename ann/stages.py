@@ -228,10 +228,12 @@ def build_report(
     datasets: Mapping,
     theory: Mapping,
     priors: Mapping | None = None,
+    ablation: Mapping | None = None,
 ) -> None:
     """The linked HTML pages of the whole run (see ann.report), built in a folder beside
     out_dir that replaces it only when complete; manifest.json lists the pages. `priors`
-    (table, figure of the prior_statistics step) adds the priors page."""
+    (table, figure of the prior_statistics step) adds the priors page; `ablation`: the prior
+    ablation's page inputs (ann.ablation_stages.ablation_page), None when it is off."""
     from .report import Report
 
     out_dir = Path(out_dir)
@@ -240,11 +242,19 @@ def build_report(
     try:
         report = Report(staged, templates, config)
         report.common["priors_page"] = bool(priors)  # the navigation links the page
+        if ablation is not None:  # the navigation links the page, the index gives its answer
+            from .ablation_stages import ablation_answers
+
+            report.common |= {"ablation_page": True, "ablation_answers": ablation_answers(ablation)}
         _write_pages(report, config, cells, datasets, theory)
         if priors:
             from .prior_statistics import priors_page
 
             priors_page(report, priors["table"], priors["figure"])
+        if ablation is not None:
+            from .ablation_stages import ablation_page
+
+            ablation_page(report, ablation)
         written = sorted(path.relative_to(staged).as_posix() for path in staged.rglob("*.html"))
         save_json({"pages": written}, staged / "manifest.json")
         replace_folder(staged, out_dir)

@@ -218,6 +218,7 @@ PLAN_TIME_ERRORS = [
     ("dendrite.protocol.multi.n_trials", 10**8, "more than 80% of this machine's"),
     ("datasets.fashion_mnist.recipe", "fmnist_typo", "no recipe named 'fmnist_typo'"),
     ("dendrite.synapses.I.tau_decay_ms", 1.0, "config keys dendrite.synapses.I.tau_rise_ms"),
+    ("experiments.prior_ablation.priors", ["bio", "shuffled"], "reference prior 'zero'"),
 ]
 
 

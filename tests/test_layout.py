@@ -10,6 +10,8 @@ ANN_MODULES = [
     "ann",
     "ann.train",
     "ann.stages",
+    "ann.ablation",
+    "ann.ablation_stages",
     "ann.summary",
     "ann.report",
     "ann.theory",

@@ -135,6 +135,11 @@ PLAN_TIME_ERRORS = [
         "train.experiments.fashion_mnist.priors: no prior named 'bio_typo'",
     ),
     (
+        "experiments.prior_ablation.priors",
+        ["zero", "bio_typo"],
+        "experiments.prior_ablation.priors: no prior named 'bio_typo'",
+    ),
+    (
         "dendrite.cells.pyramidal_nmda",
         {"morphology": "builtin:pyramidal", "nmda": {"enabled": True, "tau_rise_ms": 90.0}},
         "cell pyramidal_nmda (dendrite.cells.pyramidal_nmda overrides): config keys dendrite.nmda",

@@ -92,7 +92,7 @@ def report_views(tiny_run, tmp_path_factory):
 
 @needs_chromium
 def test_report_links_resolve_and_images_load_in_chromium(report_views):
-    assert len(report_views) == 9  # index, the two cells, four datasets, theory, priors
+    assert len(report_views) == 10  # index, two cells, four datasets, theory, priors, ablation
     problems = [f"{v.path.name}: {p}" for v in report_views for p in v.broken + v.missing_images()]
     assert not problems, problems
     assert sum(len(v.images) for v in report_views) >= 12
@@ -131,7 +131,7 @@ def test_single_stage_reruns(tiny_run):
     jobs = planned_jobs(forced.stdout)
     assert {"fit_kappa", "kappa_figures", "build_prior", "report"} <= set(jobs)
     assert not {"simulate_psp", "plan_trials", "theory_gaussian", "theory_fewshot"} & set(jobs)
-    assert jobs["train"] == 1  # only the run that uses the bio prior
+    assert jobs["train"] == 2  # only the runs that use the bio prior (seed 1: the ablation's)
 
 
 def reversed_keys(value):
@@ -158,7 +158,14 @@ def test_settings_that_change_no_result_rerun_nothing(tiny_run, change):
     assert "Nothing to be done" in run.stdout, run.stdout[-3000:]
 
 
-KAPPA_DEPENDENTS = {"fit_kappa", "kappa_figures", "build_prior", "train", "summarise_dataset"}
+KAPPA_DEPENDENTS = {
+    "fit_kappa",
+    "kappa_figures",
+    "build_prior",
+    "train",
+    "summarise_dataset",
+    "prior_ablation",
+}
 
 
 @pytest.mark.parametrize(
@@ -186,6 +193,7 @@ def test_editing_a_key_reruns_exactly_its_dependents(tiny_run, path, value, expe
 
 def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
     config = json.loads(json.dumps(default_config))
+    config["experiments"]["prior_ablation"]["enabled"] = False  # the grid alone (test_ablation)
     write_cifar10(tmp_path / "cifar10")
     write_cifar100(tmp_path / "cifar100")
     write_imagenet(tmp_path / "imagenet", {"n01": 1}, {"n01": 1})

@@ -126,6 +126,13 @@ def check_priors():
                     f"config key train.experiments.{dataset}.priors: no prior named '{prior}' "
                     f"(there are: {', '.join(PRIOR_NAMES)}; add more under priors.biological)."
                 )
+    ablation = config.get("experiments", {}).get("prior_ablation", {})
+    for prior in ablation.get("priors", []):
+        if prior not in PRIOR_NAMES:
+            raise InputError(
+                f"config key experiments.prior_ablation.priors: no prior named '{prior}' "
+                f"(there are: {', '.join(PRIOR_NAMES)}; add more under priors.biological)."
+            )
 
 
 def check_plan():

@@ -54,7 +54,7 @@ REPORT_PRIORS = {
 
 rule report:
     input:
-        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY, REPORT_PRIORS]),
+        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY, REPORT_PRIORS, ABLATION_REPORT]),
     output:
         # The pages are built beside the report folder and replace it whole when complete, so
         # a failed or forced run never leaves a half-written report; the manifest lists them.
@@ -69,6 +69,7 @@ rule report:
         datasets=canonical(REPORT_DATASETS),
         theory=REPORT_THEORY,
         priors=REPORT_PRIORS,
+        ablation=ABLATION_PAGE,  # workflow/rules/ablation.smk; None when it is off
         templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
     script:
         "../scripts/build_report.py"

@@ -8,7 +8,7 @@ os.environ.update(DENDRITIC_BILINEAR_ROOT=workflow.basedir)
 
 UNTRACKED = "# Written by the workflow: git ignores its results, wherever results_dir is.\n*\n"
 # What the workflow writes at the top of results_dir (.snakemake/ lives in the working folder)
-WORKFLOW_ENTRIES = {"dendrite", "priors", "train", "theory", "report", "logs"}
+WORKFLOW_ENTRIES = {"dendrite", "priors", "train", "theory", "experiments", "report", "logs"}
 
 
 def keep_results_out_of_git(results_dir):

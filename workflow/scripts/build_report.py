@@ -14,4 +14,5 @@ run_stage(
     datasets=snakemake.params.datasets,
     theory=snakemake.params.theory,
     priors=snakemake.params.priors,
+    ablation=snakemake.params.ablation,
 )

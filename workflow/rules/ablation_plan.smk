@@ -1,0 +1,129 @@
+# The prior ablation's plan (workflow/rules/ablation.smk): its config, checked when the
+# workflow is read, its seeds, datasets and runs, and what the report rule reads.
+import itertools
+import shutil
+from types import SimpleNamespace
+
+ABLATION_REFERENCE = "zero"  # the paper's K = 0: every other prior is compared with it
+ABLATION = config.get("experiments", {}).get("prior_ablation", {"enabled": False})
+ABLATION_DIR = f"{RESULTS}/experiments/prior_ablation"
+
+
+def planned_device():
+    """cuda or cpu: where the training jobs will run (train.device; auto: CUDA when present)."""
+    device = config["train"]["device"]
+    if device != "auto":
+        return device
+    if shutil.which("nvidia-smi") is None:
+        return "cpu"  # no NVIDIA driver: no need to import torch to know
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def ablation_seeds():
+    """The seeds for the device the runs train on: a list, or one list per device type."""
+    seeds = ABLATION["seeds"]
+    if isinstance(seeds, dict):
+        device = planned_device()
+        if device not in seeds:
+            raise WorkflowError(
+                f"config key experiments.prior_ablation.seeds names no seeds for device "
+                f"'{device}'; it has {', '.join(sorted(seeds))}."
+            )
+        return seeds[device]
+    return seeds
+
+
+def ablation_dataset_status(name):
+    """Whether the dataset's data are there (or may be downloaded), and why not."""
+    source = config["datasets"][name]
+    downloads = source.get("download") and name != "imagenet"
+    if not source.get("root"):
+        return bool(downloads), "downloaded when missing" if downloads else "no data root set"
+    root, expected = Path(source["root"]), DATASET_FILES[name]
+    if name == "imagenet":
+        found = all((root / folder).is_dir() for folder in expected)
+    else:
+        found = any((root / candidate).is_file() for candidate in expected)
+    if found or downloads:
+        return True, f"from {root}"
+    return False, f"no data at {root}"
+
+
+def check_ablation():
+    reference = ABLATION_REFERENCE
+    if reference not in ABLATION["priors"]:
+        raise WorkflowError(
+            f"config key experiments.prior_ablation.priors: the reference prior '{reference}' "
+            f"must be one of them (the others are compared with it, seed by seed)."
+        )
+    if len(ablation_seeds()) < 2:
+        logger.warning(
+            "experiments.prior_ablation: one seed gives no confidence interval; list two or more"
+        )
+
+
+if ABLATION["enabled"]:
+    check_ablation()
+    ABLATION_SEEDS = ablation_seeds()
+    ABLATION_STATUS = {name: ablation_dataset_status(name) for name in ABLATION["datasets"]}
+    ABLATION_DATASETS = [name for name, (ready, _) in ABLATION_STATUS.items() if ready]
+    logger.info(
+        f"prior ablation: seeds {ABLATION_SEEDS}; "
+        + "; ".join(
+            f"{name} {'run' if ready else 'skipped'} ({why})"
+            for name, (ready, why) in ABLATION_STATUS.items()
+        )
+    )
+else:
+    ABLATION_SEEDS, ABLATION_STATUS, ABLATION_DATASETS = [], {}, []
+
+
+def ablation_runs(dataset):
+    """Per run of the experiment on a dataset: its metrics.json and its prior file (if any)."""
+    grid = [(model, prior) for model in ABLATION["models"] for prior in ABLATION["priors"]]
+    if ABLATION.get("plain_model"):
+        grid.append((ABLATION["plain_model"], "none"))
+    runs = []
+    for (model, prior), seed in itertools.product(grid, ABLATION_SEEDS):
+        wildcards = SimpleNamespace(dataset=dataset, model=model, prior=prior, seed=seed)
+        runs.append(
+            {
+                "metrics": f"{RESULTS}/train/{dataset}/{model}/{prior}/seed{seed}/metrics.json",
+                "prior_file": prior_file(wildcards).get("prior"),
+            }
+        )
+    return runs
+
+
+def ablation_inputs(wildcards):
+    return [path for run in ablation_runs(wildcards.dataset) for path in run.values() if path]
+
+
+def ablation_files(dataset):
+    folder = f"{ABLATION_DIR}/{dataset}"
+    return {
+        "statistics": f"{folder}/statistics.csv",
+        "summary": f"{folder}/summary.csv",
+        "learned_k": f"{folder}/learned_k.csv",
+        "figures": {
+            "differences": f"{folder}/figures/paired_differences.png",
+            "learned_k": f"{folder}/figures/learned_k.png",
+        },
+    }
+
+
+# The report's inputs and params (workflow/rules/report.smk); none when the experiment is off.
+ABLATION_REPORT = {dataset: ablation_files(dataset) for dataset in ABLATION_DATASETS}
+ABLATION_PAGE = (
+    {
+        "datasets": ABLATION_REPORT,
+        "skipped": {name: why for name, (ready, why) in ABLATION_STATUS.items() if not ready},
+        "sample_epochs": ABLATION["sample_epochs"],
+        "reference": ABLATION_REFERENCE,
+        "seeds": ABLATION_SEEDS,
+    }
+    if ABLATION["enabled"]
+    else None
+)
