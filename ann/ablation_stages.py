@@ -20,8 +20,8 @@ CHECKPOINT = "checkpoint.pt"  # what ann.train writes after every epoch, beside 
 
 def quadratic_layer_names(model: str) -> list[str]:
     """The module names of the model's quadratic layers, in order."""
+    from .layers import DitQuadratic
     from .models import create_model
-    from .quadratic import DitQuadratic
 
     network = create_model(model)
     return [name for name, m in network.named_modules() if isinstance(m, DitQuadratic)]

@@ -41,7 +41,8 @@ symmetry, and lowered the RMS response to 0.074 against 0.100 for bio.)
 Every draw comes from a numpy Generator seeded by (seed, layer index): deterministic.
 """
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,7 @@ class PriorSettings:
     fraction_inhibitory: float
     init_ratio: float
     diagonal: str = "zero"
+    biological: Mapping[str, str] = field(default_factory=dict)  # more named priors -> cells
 
     @classmethod
     def from_mapping(cls, values: object, where: str = "priors") -> "PriorSettings":
@@ -81,7 +83,7 @@ class PriorSettings:
 
     def options(self) -> dict[str, float | str]:
         """The keywords of `bio_prior` and `prior_weights` (all but the cell)."""
-        return {k: v for k, v in asdict(self).items() if k != "cell"}
+        return {k: v for k, v in asdict(self).items() if k not in ("cell", "biological")}
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def prior_statistics(
     of its cell beside its K's sign structure and eigen-spectrum (ann.prior_statistics), as a
     table (CSV) and a figure."""
     from . import prior_statistics as stats
-    from .quadratic import DitQuadratic
+    from .layers import DitQuadratic
 
     layer = next(m for m in create_model(model).modules() if isinstance(m, DitQuadratic))
     c_out, c_in = layer.weight.shape[0], round(layer.weight.shape[1] ** 0.5)

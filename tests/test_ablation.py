@@ -3,6 +3,7 @@ sentences of its report page, the learned-K comparison, and the pairing it relie
 runs of one seed differ in K only)."""
 
 import copy
+import dataclasses
 import html
 import math
 import re
@@ -124,7 +125,8 @@ def test_learned_k_comparison():
 def test_runs_of_one_seed_differ_in_k_only(default_config, tmp_path, monkeypatch):
     """Same seed, different priors: the same initial parameters apart from K, the same
     batches (order and augmentation)."""
-    from ann import train as engine
+    from ann import engine
+    from ann.engine import trainer
     from ann.models import create_model
     from ann.recipes import recipe_name
 
@@ -137,7 +139,7 @@ def test_runs_of_one_seed_differ_in_k_only(default_config, tmp_path, monkeypatch
     config["recipes"][name] |= {"epochs": 1, "train_subset": None, "eval_subset": None}
     seed = 3
     network = create_model("dit_resnet20", in_chans=1)
-    from ann.quadratic import DitQuadratic
+    from ann.layers import DitQuadratic
 
     k_names = {n for n, m in network.named_modules() if isinstance(m, DitQuadratic)}
     weights = {
@@ -149,7 +151,7 @@ def test_runs_of_one_seed_differ_in_k_only(default_config, tmp_path, monkeypatch
     torch.save({"prior": "bio", "seed": seed, "weights": weights}, prior_file)
 
     seen: dict[str, dict] = {}
-    build, load = engine.build_model, engine.load_data
+    build, load = trainer.build_model, trainer.load_data
 
     def recording_build(run, *args):
         model, sha = build(run, *args)
@@ -167,11 +169,10 @@ def test_runs_of_one_seed_differ_in_k_only(default_config, tmp_path, monkeypatch
                 seen.setdefault(run.prior, {}).setdefault("batches", []).append((x.clone(), y))
                 yield x, y
 
-        data.train_batches = first_batches
-        return data
+        return dataclasses.replace(data, train_batches=first_batches)
 
-    monkeypatch.setattr(engine, "build_model", recording_build)
-    monkeypatch.setattr(engine, "load_data", recording_load)
+    monkeypatch.setattr(trainer, "build_model", recording_build)
+    monkeypatch.setattr(trainer, "load_data", recording_load)
     for prior, file in (("zero", None), ("bio", prior_file)):
         run = engine.run_from_config(
             config, "fashion_mnist", "dit_resnet20", prior, seed, tmp_path / prior,
@@ -255,9 +256,9 @@ def test_seeds_per_device_and_datasets_without_data(tmp_path, default_config):
     assert "prior ablation: seeds [0, 1, 2, 3, 4]" in out.stdout
     table = out.stdout.split("Job stats:", 1)[1].split("\n\n", 1)[0]
     jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-    # 5 seeds x (resnet20 + dit_resnet20 x zero, bio, shuffled), the grid's resnet20 seed 0 among
-    # them (test_bad_input: the plan stops when zero is not among the priors)
-    assert jobs["train"] == 20 and jobs["prior_ablation"] == 1
+    # 5 seeds x (resnet20 + dit_resnet20 x zero, bio, bio_nmda, shuffled), the grid's resnet20
+    # seed 0 among them (test_bad_input: the plan stops when zero is not among the priors)
+    assert jobs["train"] == 25 and jobs["prior_ablation"] == 1
     assert "cifar100 skipped (no data root set)" in out.stdout
 
 

@@ -56,8 +56,11 @@ def test_schema_defaults_are_the_dataclass_defaults(section):
     cls, schema = SECTIONS[section]
     for field in dataclasses.fields(cls):
         declared = resolved(schema["properties"][field.name])
+        default = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
         if "default" in declared:
-            assert comparable(field.default) == comparable(declared["default"]), field.name
+            assert comparable(default) == comparable(declared["default"]), field.name
         elif section != "recipes.*":
             assert field.default is dataclasses.MISSING, f"{field.name}: default not in schema"
 

@@ -23,7 +23,7 @@ from ann.prior_statistics import (
     summary_tables,
 )
 from ann.priors import load_kappa, prior_weights
-from ann.quadratic import DitQuadratic
+from ann.layers import DitQuadratic
 from ann.report import Report
 from ann.stages import build_prior
 from ann.stages import prior_statistics as statistics_step
@@ -63,7 +63,7 @@ def test_layer_priors_are_the_training_priors_of_layer_zero():
     built = layer_priors({"bio": tables, "bio_two": tables}, 8, 6, settings)
     model = torch.nn.Sequential(DitQuadratic(8, 6))
     for name in ("bio", "shuffled"):
-        expected = prior_weights(model, name, tables, seed=0, fraction_inhibitory=0.25)["0"]
+        expected = prior_weights(model, name, tables, seed=0, **settings)["0"]
         torch.testing.assert_close(built[name].weight.float(), expected, rtol=0, atol=0)
     torch.testing.assert_close(built["bio_two"].weight, built["bio"].weight)  # same draws
     signs, spectrum = summary_tables(
