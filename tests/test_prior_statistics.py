@@ -13,6 +13,7 @@ from conftest import run_snakemake
 from test_bad_input import _set
 from test_priors import N_SITES, planted_tables
 
+from ann.layers import DitQuadratic
 from ann.models import create_model
 from ann.prior_statistics import (
     layer_priors,
@@ -23,7 +24,6 @@ from ann.prior_statistics import (
     summary_tables,
 )
 from ann.priors import load_kappa, prior_weights
-from ann.layers import DitQuadratic
 from ann.report import Report
 from ann.stages import build_prior
 from ann.stages import prior_statistics as statistics_step
