@@ -66,7 +66,8 @@ _TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "ci
 _IMAGE_SHAPE = {"fashion_mnist": (28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 _IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 
-_HOW_TO_GET = {
+# How to get each dataset: the error that misses it says so, and so does the report.
+HOW_TO_GET = {
     "fashion_mnist": (
         "Install it with `apt-get install dataset-fashion-mnist` (files in "
         f"{FASHION_MNIST_ROOT}), set `datasets.fashion_mnist.root` to a folder holding the four "
@@ -162,7 +163,7 @@ def load_dataset(
     try:
         images, labels = _read_arrays(name, _resolve_root(name, root), split, download)
     except DatasetError as error:
-        raise DatasetError(f"{error}\n{_HOW_TO_GET[name]}") from None
+        raise DatasetError(f"{error}\n{HOW_TO_GET[name]}") from None
     return DeviceDataset(
         images=torch.from_numpy(np.ascontiguousarray(images)),
         labels=torch.from_numpy(labels.astype(np.int64)),
@@ -536,7 +537,7 @@ def load_imagenet(root: PathLike) -> ImageNetData:
                 f"{root / 'val'}: class folders {unknown[:5]} are not in {root / 'train'}."
             )
     except DatasetError as error:
-        raise DatasetError(f"{error}\n{_HOW_TO_GET['imagenet']}") from None
+        raise DatasetError(f"{error}\n{HOW_TO_GET['imagenet']}") from None
     class_to_idx = {wnid: index for index, wnid in enumerate(train_classes)}
     return ImageNetData(
         train=_image_folder(root / "train", class_to_idx),

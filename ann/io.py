@@ -1,4 +1,6 @@
-"""Atomic writes: a result appears whole or not at all."""
+"""Atomic writes of what `python -m ann.train` writes (checkpoints, metrics), with or without
+the workflow: a result appears whole or not at all. (The workflow writes its other files
+through pipeline.files.)"""
 
 import json
 import math
@@ -7,14 +9,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
@@ -59,26 +57,6 @@ def json_safe(value: object) -> object:
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-# Figures of the ann stages: as dendrite_sim.figures (same resolution and largest width), so
-# that the report shows every figure at the same scale; ann does not import dendrite_sim.
-FIGURE_DPI = 150
-FIGURE_MAX_WIDTH_IN = 11.5
-
-
-def save_figure(fig: "Figure", path: str | Path) -> None:
-    """Save a matplotlib figure atomically at FIGURE_DPI in the format of the suffix (PNG
-    without one), and close it."""
-    import matplotlib.pyplot as plt
-
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    try:
-        write_atomic(
-            path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, bbox_inches="tight")
-        )
-    finally:
-        plt.close(fig)
 
 
 def save_json(data: dict, path: str | Path) -> None:

@@ -24,6 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# The workflow's glue is imported as `pipeline` (workflow/rules/common.smk does the same for
+# the rules and their scripts).
+sys.path.insert(0, str(ROOT / "workflow"))
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,13 @@ import xarray as xr
 from conftest import run_snakemake
 from snakemake.utils import validate
 
-from dendrite_sim import stages
-from dendrite_sim.dataset import write_atomic
 from dendrite_sim.errors import InputError
 from dendrite_sim.morphology import compartment_table, load_cell, load_morphology
 from dendrite_sim.protocols import plan_trials
 from dendrite_sim.sites import explicit_sites
 from dendrite_sim.swc import read_swc
+from pipeline import dendrite as stages
+from pipeline.files import save_netcdf
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -204,7 +204,7 @@ def test_failed_stage_leaves_no_output(tmp_path, small_dendrite):
 def test_interrupted_write_leaves_nothing(tmp_path):
     ds = xr.Dataset({"v": ("x", [1.0, 2.0])}, attrs={"bad": {"a dict": "cannot be stored"}})
     with pytest.raises(TypeError):
-        write_atomic(ds, tmp_path / "psp.nc")
+        save_netcdf(ds, tmp_path / "psp.nc")
     assert list(tmp_path.iterdir()) == []
 
 

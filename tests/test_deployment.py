@@ -177,6 +177,10 @@ def env_packages(path: str | Path) -> dict[str, SpecifierSet]:
     return packages
 
 
+# The project's packages and the folder each is imported from.
+PROJECT_PACKAGES = {"ann": ROOT, "dendrite_sim": ROOT, "pipeline": ROOT / "workflow"}
+
+
 def imported_packages(script: Path) -> set[str]:
     """Top-level third-party modules a workflow script can import, through the project's
     modules it imports (every import in them, lazy ones inside functions too)."""
@@ -186,7 +190,10 @@ def imported_packages(script: Path) -> set[str]:
         if path in seen:
             continue
         seen.add(path)
-        package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] == "workflow":
+            relative = relative.relative_to("workflow")
+        package = ".".join(relative.with_suffix("").parts[:-1])
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -199,16 +206,16 @@ def imported_packages(script: Path) -> set[str]:
             else:
                 continue
             for name in names:
-                top = name.split(".")[0]
-                if top == "stage":
-                    todo.append(ROOT / "workflow/scripts/stage.py")
-                elif top in ("ann", "dendrite_sim"):
-                    module = ROOT.joinpath(*name.split("."))
-                    for candidate in (module / "__init__.py", module.with_suffix(".py")):
-                        if candidate.is_file():
-                            todo.append(candidate)
-                elif top not in sys.stdlib_module_names:
-                    found.add(top)
+                parts = name.split(".")
+                if parts[0] in PROJECT_PACKAGES:
+                    # the module, and every package above it (Python runs their __init__ first)
+                    for depth in range(1, len(parts) + 1):
+                        module = PROJECT_PACKAGES[parts[0]].joinpath(*parts[:depth])
+                        for candidate in (module / "__init__.py", module.with_suffix(".py")):
+                            if candidate.is_file():
+                                todo.append(candidate)
+                elif parts[0] not in sys.stdlib_module_names:
+                    found.add(parts[0])
     return found
 
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from dendrite_sim import stages
 from dendrite_sim.kappa import fit_kappa, steady_state_kappa
 from dendrite_sim.protocols import plan_trials, trial_events
+from pipeline import dendrite as stages
 
 PROTOCOL = {
     "kinds": ["single", "pairs", "timing", "multi"],

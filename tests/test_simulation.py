@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dendrite_sim import stages
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import compartment_table, load_morphology
 from dendrite_sim.protocols import plan_trials
 from dendrite_sim.simulate import simulate_trials
 from dendrite_sim.sites import select_sites
+from pipeline import dendrite as stages
 
 
 @pytest.fixture(scope="module")

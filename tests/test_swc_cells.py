@@ -16,13 +16,13 @@ import pytest
 import xarray as xr
 from fixtures import SOMA_KINDS, write_reconstruction
 
-from dendrite_sim import stages
 from dendrite_sim.cable import Segmentation
 from dendrite_sim.errors import InputError
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import _sections, load_cell
 from dendrite_sim.neuron_ref import Import3dCell
 from dendrite_sim.swc import read_cell, read_swc
+from pipeline import dendrite as stages
 
 pytest.importorskip("neuron")
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +242,7 @@ def realistic_run(reconstructions, small_dendrite, tmp_path_factory):
 
 
 def test_realistic_cell_runs_end_to_end_without_nan(realistic_run):
-    from ann.report import Report, dendrite_page
+    from pipeline.report import Report, dendrite_page
 
     dendrite, _, folder, figures = realistic_run
     assert all(path.is_file() for path in figures.values())

@@ -114,7 +114,7 @@ def test_report_fits_a_1280px_window(report_views):
 def test_report_shows_figures_at_their_size(report_views):
     """No figure is shrunk to fit the page: each is at most as wide as the column at 96 px
     per inch, so the text in it reads at its point size (the κ heatmaps were at half)."""
-    from dendrite_sim.figures import DPI
+    from pipeline.files import DPI
 
     problems = [f"{v.path.name}: {p}" for v in report_views for p in v.shrunk_images(DPI)]
     assert not problems, problems

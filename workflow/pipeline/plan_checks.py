@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import InputError
-from .protocols import check_timing, trial_counts
+from dendrite_sim.errors import InputError
+from dendrite_sim.protocols import check_timing, trial_counts
 
 # CPU time per compartment per integration step of the compiled simulator, from the
 # measured figures (README: 5 ms per 100-ms trial of the 95-compartment cell at dt 0.05 ms,
