@@ -16,8 +16,8 @@ import os
 import pickle
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
     from timm.data import ImageDataset
@@ -628,3 +628,25 @@ def imagenet_loader(
         pin_memory=on_gpu,
         **(training if is_training else {"interpolation": augment.interpolation}),
     )
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One entry of the `datasets` config section: where the dataset is, whether it may be
+    downloaded there, and its recipe (one name, or one per device type). The defaults are
+    the schema's (tests/test_config_sections.py checks that they agree)."""
+
+    root: str | None
+    recipe: str | Mapping[str, str]
+    download: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping, where: str = "datasets") -> DatasetSource:
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"config key {where}.{unknown[0]}: unknown; known keys: {known}.")
+        missing = [name for name in ("root", "recipe") if name not in values]
+        if missing:
+            raise ConfigError(f"config key {where}.{missing[0]}: missing.")
+        return cls(**values)

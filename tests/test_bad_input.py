@@ -41,11 +41,11 @@ GOOD_SWC = """# soma and one dendrite
         ("1 1 0 0 0 10 -1\n2.5 3 0 10 0 1 1\n", 2, "integers"),
     ],
 )
-def test_malformed_swc_names_file_and_line(tmp_path, rows, line, fragment):
+def test_malformed_swc_names_file_and_line(tmp_path, default_config, rows, line, fragment):
     path = tmp_path / "cell.swc"
     path.write_text(rows)
     with pytest.raises(InputError) as err:
-        load_morphology(str(path))
+        load_morphology(str(path), default_config["dendrite"])
     message = str(err.value)
     assert f"'{path}'" in message and f"line {line}:" in message and fragment in message
 
@@ -70,8 +70,8 @@ def test_good_swc_loads_with_its_compartments(tmp_path, small_dendrite):
 
 
 @pytest.fixture(scope="module")
-def pyramidal_table():
-    return compartment_table(load_morphology("builtin:pyramidal"))
+def pyramidal_table(default_config):
+    return compartment_table(load_morphology("builtin:pyramidal", default_config["dendrite"]))
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from dendrite_sim.sites import explicit_sites
 
 
 @pytest.fixture(scope="module")
-def morphology():
-    return load_morphology("builtin:pyramidal")
+def morphology(default_config):
+    return load_morphology("builtin:pyramidal", default_config["dendrite"])
 
 
 def single_inputs(dendrite: dict, site: dict, strengths: list[float], morphology) -> tuple:

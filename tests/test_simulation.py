@@ -63,7 +63,7 @@ def test_rerun_in_one_process_gives_identical_traces(psp):
 
 
 def small_plan(dendrite):
-    morphology = load_morphology("builtin:pyramidal")
+    morphology = load_morphology("builtin:pyramidal", dendrite)
     sites = select_sites(compartment_table(morphology), dendrite["sites"])
     trials = plan_trials(sites, dendrite["protocol"])
     pick = [int(np.flatnonzero(trials.kind == k)[0]) for k in ("E", "I", "EE", "EI", "II", "multi")]

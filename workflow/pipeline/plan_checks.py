@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dendrite_sim.config import DendriteConfig, KappaConfig
 from dendrite_sim.errors import InputError
 from dendrite_sim.protocols import check_timing, trial_counts
 
@@ -29,6 +30,8 @@ MEMORY_SHARE = 0.8  # of the machine's memory a plan may take
 
 def check_config(dendrite: Mapping, kappa: Mapping) -> None:
     """Settings the schema cannot judge alone; an InputError names the key and the fix."""
+    DendriteConfig.from_mapping(dendrite)
+    KappaConfig.from_mapping(kappa)
     for receptor, kinetics in dendrite["synapses"].items():
         _distinct_time_constants(f"dendrite.synapses.{receptor}", kinetics)
     if dendrite["nmda"]["enabled"]:
