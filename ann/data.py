@@ -65,6 +65,22 @@ _CIFAR_LABEL_KEY = {"cifar10": b"labels", "cifar100": b"fine_labels"}
 _TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 _IMAGE_SHAPE = {"fashion_mnist": (28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 _IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
+IMAGENET_FOLDERS = ("train/", "val/")
+
+
+def expected_files(name: str) -> list[str]:
+    """What shows that a dataset's root holds it, relative to the root: any one of these
+    files (the first training file, in each folder searched), or, for ImageNet, all of these
+    folders. (The workflow checks them when it reads the config, without importing ann:
+    pipeline.plan_checks.DATASET_FILES, which tests/test_config_sections.py compares.)"""
+    if name == "fashion_mnist":
+        first = _FASHION_FILES["train"][0]
+        return [first, f"{_TORCHVISION_CLASS[name]}/raw/{first}"]
+    if name in _CIFAR_FILES:
+        first = _CIFAR_FILES[name]["train"][0]
+        return [f"{_CIFAR_FOLDER[name]}/{first}", first]
+    return list(IMAGENET_FOLDERS)
+
 
 # How to get each dataset: the error that misses it says so, and so does the report.
 HOW_TO_GET = {

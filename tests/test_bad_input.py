@@ -169,6 +169,7 @@ def snakemake_dry_run(tmp_path: Path, *config: str) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow
 def test_cli_missing_morphology_names_the_key(tmp_path):
     run = snakemake_dry_run(tmp_path, f"dendrite={{'cells': {{'mine': '{tmp_path}/gone.swc'}}}}")
     assert run.returncode != 0
@@ -176,6 +177,7 @@ def test_cli_missing_morphology_names_the_key(tmp_path):
     assert "Traceback (most recent call last)" not in run.stdout
 
 
+@pytest.mark.slow
 def test_cli_malformed_swc_names_file_and_line(tmp_path):
     swc = tmp_path / "broken.swc"
     swc.write_text("1 1 0 0 0 10 -1\n2 3 0 10 0 1\n")
@@ -185,6 +187,7 @@ def test_cli_malformed_swc_names_file_and_line(tmp_path):
     assert "Traceback (most recent call last)" not in run.stdout
 
 
+@pytest.mark.slow
 def test_cli_schema_error_names_the_key(tmp_path):
     run = snakemake_dry_run(tmp_path, "dendrite={'chunks': -2}")
     assert run.returncode != 0
@@ -221,6 +224,7 @@ PLAN_TIME_ERRORS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "key, value, message", PLAN_TIME_ERRORS, ids=[e[0] for e in PLAN_TIME_ERRORS]
 )

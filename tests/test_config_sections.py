@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ann.data import DatasetSource
+from ann.data import DatasetSource, expected_files
 from ann.errors import ConfigError
 from ann.theory.fewshot import FewShotConfig
 from ann.theory.gaussian import GaussianConfig
 from dendrite_sim import config as dendrite_config
 from dendrite_sim.errors import InputError
+from pipeline.plan_checks import DATASET_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
@@ -109,3 +110,8 @@ def test_a_bad_key_is_one_line_naming_it(default_config):
         GaussianConfig.from_mapping({"n_trian": 3})
     with pytest.raises(ConfigError, match=r"^config key datasets\.cifar10\.rot: unknown"):
         DatasetSource.from_mapping({"rot": "x", "recipe": "r"}, "datasets.cifar10")
+
+
+def test_the_workflow_looks_for_the_files_ann_reads(default_config):
+    assert set(DATASET_FILES) == set(default_config["datasets"])
+    assert DATASET_FILES == {name: expected_files(name) for name in DATASET_FILES}

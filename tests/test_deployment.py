@@ -51,6 +51,7 @@ def training_config(default_config: dict, results: Path, fmnist: Path, **recipe)
 
 
 # ---------------------------------------------------------------- profiles/default
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
 def test_a_plain_snakemake_reruns_what_a_kill_cut_off(tmp_path, default_config, fmnist, how):
     """Snakemake finds profiles/default beside the Snakefile, from any working folder, and
@@ -95,6 +96,7 @@ def test_a_plain_snakemake_reruns_what_a_kill_cut_off(tmp_path, default_config, 
 
 
 # ids that are not "gpu": conftest skips tests marked gpu on machines without CUDA
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "gpu", "slurm"], ids=["default", "one-gpu", "slurm"])
 def test_each_profile_is_found_by_name_and_plans_the_workflow(tmp_path, default_config, name):
     command = snakemake_command(tmp_path, default_config)[:-2]  # without --cores 2
@@ -122,6 +124,7 @@ def concurrency(output: str, rule: str) -> int:
     return most
 
 
+@pytest.mark.slow
 def test_gpu_profile_runs_one_training_job_at_a_time(tmp_path, default_config, fmnist):
     """Two training jobs with one thread each on two cores: run side by side by default,
     one after the other under profiles/gpu (global resource gpu=1, each job needs 1)."""
@@ -219,6 +222,7 @@ def imported_packages(script: Path) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_every_rule_has_a_conda_environment_that_covers_its_imports():
     rules = rules_with_directives()
     listing = [sys.executable, "-m", "snakemake", "--list-rules"]
@@ -280,6 +284,7 @@ esac
 """
 
 
+@pytest.mark.slow
 def test_conda_deployment_installs_the_project_from_the_checkout(tmp_path, default_config):
     """`--sdm conda --conda-create-envs-only` through a stand-in for conda: each environment
     file of workflow/envs is created, and its post-deploy script installs the project from
@@ -308,6 +313,7 @@ def test_conda_deployment_installs_the_project_from_the_checkout(tmp_path, defau
 
 
 # ---------------------------------------------------------------- the results folder
+@pytest.mark.slow
 @pytest.mark.parametrize("before", ["absent", "workflow outputs", "user files"])
 def test_the_results_folder_is_kept_out_of_git(tmp_path, default_config, before):
     """results_dir anywhere gets a .gitignore of `*` when the workflow owns the folder;

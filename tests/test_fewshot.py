@@ -47,6 +47,7 @@ def test_draw_has_exactly_n_per_class_and_depends_only_on_the_seed():
         fewshot.class_balanced_draw(labels, 31, seed=0)
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_every_model_of_a_seed_trains_on_the_same_draw(monkeypatch):
     seen: dict[str, list[int]] = {}
@@ -156,6 +157,7 @@ def test_chosen_learning_rate_is_the_best_mean_validation_accuracy():
         fewshot.resolve_config({"seeds": [0, 1000]})
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_sweep_uses_no_test_image_and_runs_use_the_chosen_rate(monkeypatch):
     config = {**TINY, "min_steps": 2, "max_steps": 2, "lr_grid": [1e-3, 1e-2], "test_subset": 70}
@@ -224,6 +226,7 @@ def test_unknown_config_keys_and_models_are_rejected():
         fewshot.resolve_config({"models": ["mlp"]})
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_tiny_experiment_is_deterministic(tiny_result):
     again = fewshot.fewshot_experiment(TINY)
@@ -251,6 +254,7 @@ def test_summary_matches_the_runs_table():
         assert row["std"] == pytest.approx(expected_std)
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_tiny_run_tables_and_accuracy_clearly_above_chance(tiny_result):
     runs, summary = tiny_result["runs"], tiny_result["summary"]

@@ -26,6 +26,7 @@ def planned(tmp_path, small_dendrite):
     return dendrite, tmp_path
 
 
+@pytest.mark.slow
 def test_simulation_with_nan_traces_writes_nothing(planned, monkeypatch):
     dendrite, folder = planned
 
@@ -51,6 +52,7 @@ SWC_WITH_A_DUPLICATE = """1 1 0 0 0 5 -1
 """
 
 
+@pytest.mark.slow
 def test_brian2s_own_reading_of_a_duplicate_point_is_caught(planned, monkeypatch):
     """The defect of the issue: Brian2's reader turns a point at its parent's position into
     a compartment of zero length, and the compiled simulation silently gives NaN (numpy's

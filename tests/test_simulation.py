@@ -51,6 +51,7 @@ def test_traces_start_at_rest_and_have_the_right_sign(psp):
     assert (np.abs(epsp.isel(time=-1)) < 0.2 * epsp.max("time")).all()  # decayed by the end
 
 
+@pytest.mark.slow
 def test_rerun_in_one_process_gives_identical_traces(psp):
     """The split of the trials over processes (dendrite.chunks) does not change any trace,
     nor the dataset's record of the settings it depends on."""
@@ -70,6 +71,7 @@ def small_plan(dendrite):
     return morphology, sites, trials.isel(trial=pick)
 
 
+@pytest.mark.slow
 def test_compiled_runs_equal_runtime_mode(small_dendrite, monkeypatch):
     import brian2
 
@@ -84,6 +86,7 @@ def test_compiled_runs_equal_runtime_mode(small_dendrite, monkeypatch):
     np.testing.assert_allclose(compiled, runtime, atol=1e-6)  # mV; C++ -ffast-math vs numpy
 
 
+@pytest.mark.slow
 def test_brian2_agrees_with_neuron(small_dendrite):
     from dendrite_sim.neuron_ref import NeuronCell
 
@@ -97,6 +100,7 @@ def test_brian2_agrees_with_neuron(small_dendrite):
     np.testing.assert_allclose(brian / peak, neuron / peak, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_simulation_leaves_the_environment_alone(small_dendrite, monkeypatch):
     import os
 

@@ -155,6 +155,7 @@ def test_cifar_page_shows_both_accuracies_provenance_and_deviations(cifar_summar
     assert "No runs" in html and "bf16" in html and "train.py" in html
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_trained_cifar_page_fits_a_1280px_window(cifar_summary, tmp_path):
     """The widest tables (ours beside the published numbers, their sources) at 1280 px."""

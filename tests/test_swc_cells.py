@@ -60,6 +60,7 @@ def our_sections(cell) -> dict:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("soma", SOMA_KINDS)
 def test_geometry_is_neurons_import3d(reconstructions, small_dendrite, soma):
     """Same sections (names, d_lambda segments), same segment areas and axial
@@ -267,6 +268,7 @@ def psp_of(trials: xr.Dataset, v: np.ndarray, record_dt_ms: float) -> xr.Dataset
     return trials.assign(v=(("trial", "time"), v)).assign_coords(time=time)
 
 
+@pytest.mark.slow
 def test_psps_and_kappa_agree_with_neurons_import3d(reconstructions, realistic_run):
     """The realistic cell as the pipeline built it (default segmentation) against an
     independent NEURON model of the same file: Import3d, d_lambda 0.1 at 100 Hz, same

@@ -15,6 +15,8 @@ from fixtures import (
     write_imagenet,
 )
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -87,6 +89,7 @@ def report_views(tiny_run, tmp_path_factory):
     return read_report(index, tmp_path_factory.mktemp("screenshots"))
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_report_links_resolve_and_images_load_in_chromium(report_views):
     assert len(report_views) == 7  # index, the cell, four datasets, theory
@@ -95,6 +98,7 @@ def test_report_links_resolve_and_images_load_in_chromium(report_views):
     assert sum(len(v.images) for v in report_views) >= 12
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_report_fits_a_1280px_window(report_views):
     """No page is wider than a 1280 px window: every table fits its column or scrolls in
@@ -110,6 +114,7 @@ def test_report_fits_a_1280px_window(report_views):
     assert sum(len(v.tables) for v in report_views) >= 10
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_report_shows_figures_at_their_size(report_views):
     """No figure is shrunk to fit the page: each is at most as wide as the column at 96 px

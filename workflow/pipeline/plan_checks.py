@@ -163,3 +163,15 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# What shows that datasets.<name>.root holds the dataset (any one file; for ImageNet every
+# folder), as ann.data.expected_files gives it: copied here because the rules read it when
+# the workflow is read and importing ann would load torch then (tests/test_config_sections.py
+# checks that the two agree).
+DATASET_FILES = {
+    "fashion_mnist": ["train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
+    "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
+    "cifar100": ["cifar-100-python/train", "train"],
+    "imagenet": ["train/", "val/"],
+}

@@ -62,7 +62,7 @@ def load_runs(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (model, prior) of the final and the best-of-epochs top-1
-    (test-set selection), with the seed's published numbers and the protocol behind them."""
+    (test-set selection), with the talk's published numbers and the protocol behind them."""
     grouped = runs.groupby(["dataset", "model", "prior"], sort=False)
     table = grouped.agg(
         seeds=("seed", "count"),

@@ -25,7 +25,7 @@ from dendrite_sim.errors import InputError
 from dendrite_sim.figures import FIGURES
 from dendrite_sim.morphology import load_cell
 from dendrite_sim.sites import select_sites
-from pipeline.plan_checks import check_budget, check_config, plan_budget
+from pipeline.plan_checks import DATASET_FILES, check_budget, check_config, plan_budget
 
 YAML_TEXT_NUMBER = re.compile(r"[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+")
 
@@ -122,14 +122,6 @@ def check_recipes():
 
 
 check_recipes()
-
-
-DATASET_FILES = {
-    "fashion_mnist": ["train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
-    "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
-    "cifar100": ["cifar-100-python/train", "train"],
-    "imagenet": ["train/", "val/"],
-}
 
 
 def dataset_status(name):
