@@ -5,7 +5,6 @@ through pipeline.files.)"""
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,18 +26,6 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def replace_folder(new: str | Path, target: str | Path) -> None:
-    """Put the complete folder `new` where `target` is: the old folder is moved aside and
-    deleted only after the new one is in place."""
-    new, target = Path(new), Path(target)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import DendriteConfig
+from .config import dendrite_section
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,16 @@ class Segmentation:
     @classmethod
     def from_config(cls, dendrite: Mapping) -> "Segmentation":
         """From the `dendrite` config section (segmentation, max_compartment_um, membrane)."""
-        config = DendriteConfig.from_mapping(dendrite)
+        rule, membrane = (
+            dendrite_section(dendrite, "segmentation"),
+            dendrite_section(dendrite, "membrane"),
+        )
         return cls(
-            d_lambda=float(config.segmentation.d_lambda),
-            frequency_Hz=float(config.segmentation.frequency_Hz),
-            max_compartment_um=float(config.max_compartment_um),
-            Ri_ohm_cm=float(config.membrane.Ri_ohm_cm),
-            Cm_uF_per_cm2=float(config.membrane.Cm_uF_per_cm2),
+            d_lambda=float(rule.d_lambda),
+            frequency_Hz=float(rule.frequency_Hz),
+            max_compartment_um=float(dendrite_section(dendrite, "max_compartment_um")),
+            Ri_ohm_cm=float(membrane.Ri_ohm_cm),
+            Cm_uF_per_cm2=float(membrane.Cm_uF_per_cm2),
         )
 
     def describe(self) -> str:

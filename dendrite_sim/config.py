@@ -184,3 +184,19 @@ class KappaConfig:
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "kappa") -> KappaConfig:
         return from_mapping(cls, values, where)
+
+
+def dendrite_section(dendrite: Mapping, name: str) -> Any:
+    """One key of the `dendrite` section built as DendriteConfig builds it (its default where
+    it is absent): for the library's parts that need one section, and get the section
+    without the run settings that do not change a result (dendrite.chunks)."""
+    spec = {f.name: f for f in fields(DendriteConfig)}[name]
+    if name not in dendrite:
+        if spec.default is not MISSING:
+            return spec.default
+        if spec.default_factory is not MISSING:
+            return spec.default_factory()
+        raise InputError(f"config key dendrite.{name}: missing.")
+    kind = _section_type(typing.get_type_hints(DendriteConfig)[name])
+    value = dendrite[name]
+    return from_mapping(kind, value, f"dendrite.{name}") if kind else value

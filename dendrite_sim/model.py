@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import brian2 as b2
 import numpy as np
 
-from .config import DendriteConfig
+from .config import dendrite_section
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,11 @@ class CellModel:
     @classmethod
     def from_config(cls, dendrite: Mapping) -> "CellModel":
         """Build from the `dendrite` section of the config (dendrite_sim.config)."""
-        config = DendriteConfig.from_mapping(dendrite)
-        membrane, synapses = config.membrane, config.synapses
-        active, nmda = config.active_soma, config.nmda
+        membrane, synapses = (
+            dendrite_section(dendrite, "membrane"),
+            dendrite_section(dendrite, "synapses"),
+        )
+        active, nmda = dendrite_section(dendrite, "active_soma"), dendrite_section(dendrite, "nmda")
         return cls(
             Cm_uF_per_cm2=membrane.Cm_uF_per_cm2,
             Rm_ohm_cm2=membrane.Rm_ohm_cm2,

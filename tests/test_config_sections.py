@@ -115,3 +115,14 @@ def test_a_bad_key_is_one_line_naming_it(default_config):
 def test_the_workflow_looks_for_the_files_ann_reads(default_config):
     assert set(DATASET_FILES) == set(default_config["datasets"])
     assert DATASET_FILES == {name: expected_files(name) for name in DATASET_FILES}
+
+
+def test_a_section_without_the_run_settings(default_config):
+    """The simulation steps get the dendrite section without dendrite.chunks; each part of
+    the library builds the sections it needs, absent ones at their defaults."""
+    dendrite = {k: v for k, v in default_config["dendrite"].items() if k != "chunks"}
+    del dendrite["nmda"]
+    assert dendrite_config.dendrite_section(dendrite, "nmda") == dendrite_config.Nmda()
+    assert dendrite_config.dendrite_section(dendrite, "membrane").EL_mV == -70.0
+    with pytest.raises(InputError, match=r"^config key dendrite\.chunks: missing"):
+        dendrite_config.dendrite_section(dendrite, "chunks")

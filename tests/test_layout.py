@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# each test imports the libraries in a fresh interpreter
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 ANN_MODULES = [

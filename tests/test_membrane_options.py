@@ -11,6 +11,9 @@ from dendrite_sim.protocols import plan_trials
 from dendrite_sim.simulate import simulate_trials
 from dendrite_sim.sites import explicit_sites
 
+# each test simulates the default cell in Brian2's runtime mode (over a minute)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def morphology(default_config):

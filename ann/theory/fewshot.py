@@ -52,6 +52,9 @@ An empty or one-value `lr_grid` skips the sweep: then `lr_linear` / `lr_cnn` (3e
 Evaluation. Test accuracy on the test images above (BN in eval mode), train accuracy on the
 un-augmented training draw; `fewshot_experiment` reports one row per model x N x seed and the
 mean and sample std (ddof = 1; 0 for a single seed) over seeds per (model, N).
+
+One module of about 400 lines: the draw, the schedule, the learning-rate choice and the
+evaluation above are one protocol and are read together; the models are in fewshot_models.
 """
 
 from __future__ import annotations

@@ -65,12 +65,6 @@ def save_csv(frame: "pd.DataFrame", path: str | Path) -> None:
     write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def save_torch(obj: object, path: str | Path) -> None:
-    import torch
-
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
-
-
 def save_netcdf(ds: "xr.Dataset", path: str | Path) -> None:
     """`ds` as NetCDF (h5netcdf), every numeric variable of two or more dimensions
     compressed."""

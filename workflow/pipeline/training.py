@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 import yaml
 
 from ann.errors import TrainingError
@@ -15,7 +16,7 @@ from ann.models import create_model
 from ann.priors import load_kappa, prior_weights
 from ann.train import file_sha256, run_from_config, train
 
-from .files import save_torch
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,15 @@ def build_prior(
         init_ratio=priors["init_ratio"],
         diagonal=priors.get("diagonal", "zero"),
     )
-    save_torch(
-        {
-            "model": model,
-            "prior": prior,
-            "seed": seed,
-            "weights": weights,
-            "kappa_sha256": file_sha256(kappa_path),
-            "kappa_path": str(kappa_path),
-        },
-        out,
-    )
+    record = {
+        "model": model,
+        "prior": prior,
+        "seed": seed,
+        "weights": weights,
+        "kappa_sha256": file_sha256(kappa_path),
+        "kappa_path": str(kappa_path),
+    }
+    write_atomic(out, lambda tmp: torch.save(record, tmp))
     sizes = {name: tuple(w.shape) for name, w in weights.items()}
     log.info("%s prior for %s seed %d: layers %s", prior, model, seed, sizes)
 
