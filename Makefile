@@ -1,5 +1,7 @@
-# Quick start:  make run   (set up .venv, run the default workflow)
-#               make test  (set up .venv, lint, run the test suite)
+# Quick start:  make run        (set up .venv, run the default workflow)
+#               make test       (set up .venv, lint, run the test suite)
+#               make test-fast  (lint and the fast unit tests: no Snakemake, training,
+#                                long simulation, SLURM, browser or GPU; under two minutes)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +13,7 @@ CORES ?= all
 RUN_DEBS := dataset-fashion-mnist
 TEST_DEBS := $(RUN_DEBS) chromium slurm-wlm munge
 
-.PHONY: run test setup lint clean run-debs test-debs
+.PHONY: run test test-fast setup lint clean run-debs test-debs
 
 setup: $(STAMP)
 
@@ -34,6 +36,9 @@ lint: setup
 
 test: setup test-debs lint
 	$(BIN)/python -m pytest
+
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not slow and not slurm and not browser and not gpu"
 
 clean:
 	rm -rf results .snakemake

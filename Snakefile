@@ -12,7 +12,7 @@ include: "workflow/rules/common.smk"  # checks and validates the config first
 
 wildcard_constraints:
     cell="|".join(re.escape(name) for name in CELLS),
-    dataset="fashion_mnist|cifar10|cifar100|imagenet",
+    dataset="|".join(DATASET_FILES),
     model=r"[a-z][a-z0-9_]*",
     prior="|".join(["none", *PRIOR_NAMES]),
     seed=r"\d+",

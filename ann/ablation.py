@@ -23,16 +23,20 @@ relative change ||K_final - K_init|| / ||K_init|| (Frobenius; undefined for K_in
 ||K_final|| is given), and the eigen-spectrum of each unit's symmetrised K,
 S_o = (K_o + K_o^T) / 2, sorted from largest to smallest and averaged over the output units.
 
-Everything here works on tables and arrays; ann.ablation_stages reads the files.
+Everything here works on tables and arrays; pipeline.ablation (the workflow glue) reads and writes the files.
 """
 
 import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REFERENCE = "zero"
 CONFIDENCE = 0.95
@@ -322,15 +326,13 @@ def _short(metric: str) -> str:
     )
 
 
-def plot_differences(statistics: pd.DataFrame, metrics: Sequence[str], path: str | Path) -> None:
+def plot_differences(statistics: pd.DataFrame, metrics: Sequence[str]) -> "Figure":
     """Mean paired difference to the reference with its 95 % interval, per metric and prior;
     one panel per Dit model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .io import save_figure
 
     measured = set(statistics.metric[statistics.n > 0]) if len(statistics) else set()
     metrics = [m for m in metrics if m in measured] or list(metrics)
@@ -358,18 +360,16 @@ def plot_differences(statistics: pd.DataFrame, metrics: Sequence[str], path: str
         ax.set(title=model, ylabel=f"top-1 − {reference} (pp, 95% CI)")
         if priors:
             ax.legend(fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
-def plot_learned_k(layers: pd.DataFrame, spectra: pd.DataFrame, path: str | Path) -> None:
+def plot_learned_k(layers: pd.DataFrame, spectra: pd.DataFrame) -> "Figure":
     """Per layer: correlation of the learned K with its prior and with zero's learned K (mean
     over seeds, per prior); the mean spectrum of the widest layer before and after training."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .io import save_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), layout="constrained")
     priors = list(dict.fromkeys(layers.prior)) if len(layers) else []
@@ -400,4 +400,4 @@ def plot_learned_k(layers: pd.DataFrame, spectra: pd.DataFrame, path: str | Path
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    save_figure(fig, path)
+    return fig

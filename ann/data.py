@@ -16,8 +16,8 @@ import os
 import pickle
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
     from timm.data import ImageDataset
@@ -65,8 +65,25 @@ _CIFAR_LABEL_KEY = {"cifar10": b"labels", "cifar100": b"fine_labels"}
 _TORCHVISION_CLASS = {"fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 _IMAGE_SHAPE = {"fashion_mnist": (28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 _IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
+IMAGENET_FOLDERS = ("train/", "val/")
 
-_HOW_TO_GET = {
+
+def expected_files(name: str) -> list[str]:
+    """What shows that a dataset's root holds it, relative to the root: any one of these
+    files (the first training file, in each folder searched), or, for ImageNet, all of these
+    folders. (The workflow checks them when it reads the config, without importing ann:
+    pipeline.plan_checks.DATASET_FILES, which tests/test_config_sections.py compares.)"""
+    if name == "fashion_mnist":
+        first = _FASHION_FILES["train"][0]
+        return [first, f"{_TORCHVISION_CLASS[name]}/raw/{first}"]
+    if name in _CIFAR_FILES:
+        first = _CIFAR_FILES[name]["train"][0]
+        return [f"{_CIFAR_FOLDER[name]}/{first}", first]
+    return list(IMAGENET_FOLDERS)
+
+
+# How to get each dataset: the error that misses it says so, and so does the report.
+HOW_TO_GET = {
     "fashion_mnist": (
         "Install it with `apt-get install dataset-fashion-mnist` (files in "
         f"{FASHION_MNIST_ROOT}), set `datasets.fashion_mnist.root` to a folder holding the four "
@@ -162,7 +179,7 @@ def load_dataset(
     try:
         images, labels = _read_arrays(name, _resolve_root(name, root), split, download)
     except DatasetError as error:
-        raise DatasetError(f"{error}\n{_HOW_TO_GET[name]}") from None
+        raise DatasetError(f"{error}\n{HOW_TO_GET[name]}") from None
     return DeviceDataset(
         images=torch.from_numpy(np.ascontiguousarray(images)),
         labels=torch.from_numpy(labels.astype(np.int64)),
@@ -494,7 +511,7 @@ def load_imagenet(root: PathLike) -> ImageNetData:
                 f"{root / 'val'}: class folders {unknown[:5]} are not in {root / 'train'}."
             )
     except DatasetError as error:
-        raise DatasetError(f"{error}\n{_HOW_TO_GET['imagenet']}") from None
+        raise DatasetError(f"{error}\n{HOW_TO_GET['imagenet']}") from None
     class_to_idx = {wnid: index for index, wnid in enumerate(train_classes)}
     return ImageNetData(
         train=_image_folder(root / "train", class_to_idx),
@@ -585,3 +602,25 @@ def imagenet_loader(
         pin_memory=on_gpu,
         **(training if is_training else {"interpolation": augment.interpolation}),
     )
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One entry of the `datasets` config section: where the dataset is, whether it may be
+    downloaded there, and its recipe (one name, or one per device type). The defaults are
+    the schema's (tests/test_config_sections.py checks that they agree)."""
+
+    root: str | None
+    recipe: str | Mapping[str, str]
+    download: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping, where: str = "datasets") -> DatasetSource:
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"config key {where}.{unknown[0]}: unknown; known keys: {known}.")
+        missing = [name for name in ("root", "recipe") if name not in values]
+        if missing:
+            raise ConfigError(f"config key {where}.{missing[0]}: missing.")
+        return cls(**values)

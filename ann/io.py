@@ -1,20 +1,17 @@
-"""Atomic writes: a result appears whole or not at all."""
+"""Atomic writes of what `python -m ann.train` writes (checkpoints, metrics), with or without
+the workflow: a result appears whole or not at all. (The workflow writes its other files
+through pipeline.files.)"""
 
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
@@ -29,18 +26,6 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def replace_folder(new: str | Path, target: str | Path) -> None:
-    """Put the complete folder `new` where `target` is: the old folder is moved aside and
-    deleted only after the new one is in place."""
-    new, target = Path(new), Path(target)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _umask() -> int:
@@ -59,26 +44,6 @@ def json_safe(value: object) -> object:
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else None
     return value
-
-
-# Figures of the ann stages: as dendrite_sim.figures (same resolution and largest width), so
-# that the report shows every figure at the same scale; ann does not import dendrite_sim.
-FIGURE_DPI = 150
-FIGURE_MAX_WIDTH_IN = 11.5
-
-
-def save_figure(fig: "Figure", path: str | Path) -> None:
-    """Save a matplotlib figure atomically at FIGURE_DPI in the format of the suffix (PNG
-    without one), and close it."""
-    import matplotlib.pyplot as plt
-
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    try:
-        write_atomic(
-            path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=FIGURE_DPI, bbox_inches="tight")
-        )
-    finally:
-        plt.close(fig)
 
 
 def save_json(data: dict, path: str | Path) -> None:

@@ -15,7 +15,6 @@ layer 0 of a model at a given seed.
 """
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +24,7 @@ import torch
 from .priors import KAPPA_KINDS, BioPrior, KappaTables, bio_prior, shuffled
 
 if TYPE_CHECKING:
-    from .report import Report
+    from matplotlib.figure import Figure
 
 BLOCKS = ("EE", "EI", "II", "diagonal")
 SIGNS = ("positive", "negative", "zero")
@@ -162,8 +161,8 @@ def statistics_figure(
     priors: Mapping[str, BioPrior],
     kappas: Mapping[str, KappaTables],
     cells: Mapping[str, str],
-    path: str | Path,
-) -> None:
+    width_in: float = 11.5,
+) -> "Figure":
     """Two rows per prior: its cell's kappa_EE, kappa_EI, kappa_II (site x site, 1/mV, one
     colour scale per kind across the priors); the sign fractions of K per block and the mean
     eigen-spectrum of the symmetrised K."""
@@ -172,15 +171,13 @@ def statistics_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import FIGURE_MAX_WIDTH_IN, save_figure
-
     names = list(priors)
     limits = {
         kind: max(float(np.abs(getattr(k, kind)).max()) for k in kappas.values()) or 1.0
         for kind in KAPPA_KINDS
     }
     heights = [h for name in names for h in ((1.0 if name in kappas else 0.12), 1.0)]
-    fig = plt.figure(figsize=(FIGURE_MAX_WIDTH_IN, 3.0 * sum(heights)), layout="constrained")
+    fig = plt.figure(figsize=(width_in, 3.0 * sum(heights)), layout="constrained")
     grid = fig.add_gridspec(2 * len(names), 6, height_ratios=heights)
     colours = {"positive": "tab:red", "negative": "tab:blue", "zero": "0.7"}
     for index, name in enumerate(names):
@@ -211,30 +208,4 @@ def statistics_figure(
         ax.plot(np.arange(1, len(spectrum) + 1), spectrum, marker=".")
         ax.axhline(0, color="0.5", linewidth=0.8)
         ax.set(title=f"{name}: eigenvalues of (K+Kᵀ)/2", xlabel="rank", ylabel="mean over units")
-    save_figure(fig, path)
-
-
-def priors_page(report: "Report", table_path: str | Path, figure_path: str | Path) -> Path:
-    """The report's priors page (priors.html): the figure and the tables of summary_tables."""
-    from .report import table
-
-    signs, spectrum = summary_tables(pd.read_csv(table_path))
-    layer = pd.read_csv(table_path, nrows=1).layer.iloc[0]
-    signs = signs.rename(
-        columns={"block": "channel pairs"} | {sign: f"{sign} K (fraction)" for sign in SIGNS}
-    )
-    spectrum = spectrum.rename(
-        columns={
-            "largest": "largest eigenvalue",
-            "smallest": "smallest eigenvalue",
-            "positive_share": "positive eigenvalues (fraction)",
-        }
-    )
-    return report.page(
-        "priors.html",
-        "priors.html.j2",
-        layer=layer,
-        signs=table(signs),
-        spectrum=table(spectrum),
-        statistics_figure=report.figure("priors", figure_path),
-    )
+    return fig

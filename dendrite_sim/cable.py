@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_SEGMENTATION = {"d_lambda": 0.1, "frequency_Hz": 100.0}
+from .config import dendrite_section
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,16 @@ class Segmentation:
     @classmethod
     def from_config(cls, dendrite: Mapping) -> "Segmentation":
         """From the `dendrite` config section (segmentation, max_compartment_um, membrane)."""
-        rule = {**DEFAULT_SEGMENTATION, **dendrite.get("segmentation", {})}
-        membrane = dendrite["membrane"]
+        rule, membrane = (
+            dendrite_section(dendrite, "segmentation"),
+            dendrite_section(dendrite, "membrane"),
+        )
         return cls(
-            d_lambda=float(rule["d_lambda"]),
-            frequency_Hz=float(rule["frequency_Hz"]),
-            max_compartment_um=float(dendrite.get("max_compartment_um", 20.0)),
-            Ri_ohm_cm=float(membrane["Ri_ohm_cm"]),
-            Cm_uF_per_cm2=float(membrane["Cm_uF_per_cm2"]),
+            d_lambda=float(rule.d_lambda),
+            frequency_Hz=float(rule.frequency_Hz),
+            max_compartment_um=float(dendrite_section(dendrite, "max_compartment_um")),
+            Ri_ohm_cm=float(membrane.Ri_ohm_cm),
+            Cm_uF_per_cm2=float(membrane.Cm_uF_per_cm2),
         )
 
     def describe(self) -> str:

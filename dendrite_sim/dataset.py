@@ -1,9 +1,8 @@
-"""NetCDF in and out: the psp dataset's layout and atomic writes."""
+"""The datasets' layout (trial plans, psp traces) and reading them back from NetCDF (the
+workflow writes them: pipeline.files.save_netcdf)."""
 
 import hashlib
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import brian2
@@ -14,35 +13,6 @@ import yaml
 
 from .errors import InputError
 from .model import CellModel
-
-
-def atomic_file(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide results from other users
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def write_atomic(ds: xr.Dataset, path: str | Path) -> None:
-    """Write `ds` as NetCDF (h5netcdf, compressed) atomically."""
-    encoding = {
-        name: {"zlib": True, "complevel": 4}
-        for name, var in ds.variables.items()
-        if var.dtype.kind in "fiu" and var.ndim >= 2
-    }
-    atomic_file(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
-
 
 # Keys of the dendrite section that change how the simulation runs, not what it computes.
 RUN_SETTINGS = ("chunks",)

@@ -1,4 +1,6 @@
-"""Figures of the kappa dataset, each written atomically as a PNG file."""
+"""Figures of the kappa dataset and of the cell. Each function returns its matplotlib figure;
+the workflow saves it (pipeline.files, one resolution for the project). Figures that grow
+with the data take the largest width they may use, `max_width_in` (inches)."""
 
 from pathlib import Path
 
@@ -11,27 +13,9 @@ import xarray as xr  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from .checks import require_finite  # noqa: E402
-from .dataset import atomic_file  # noqa: E402
 from .errors import NotFiniteError  # noqa: E402
 
 KIND_TITLES = {"EI": "E-I", "EE": "E-E", "II": "I-I"}
-
-
-# Every figure of the project is a PNG at this resolution, at most MAX_WIDTH_IN wide: the
-# report shows figures at their size (96 CSS px per inch) in a 1120 px column, so text in a
-# figure reads at its point size there (10 pt is 13 px).
-DPI = 150
-MAX_WIDTH_IN = 11.5
-
-
-def save_figure(fig: plt.Figure, path: str | Path) -> None:
-    """Save atomically (a temporary file beside `path`, then a rename) at DPI in the format
-    of the suffix (PNG without one), and close the figure."""
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    try:
-        atomic_file(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight"))
-    finally:
-        plt.close(fig)
 
 
 def _site_labels(ds: xr.Dataset) -> list[str]:
@@ -43,9 +27,9 @@ def _site_labels(ds: xr.Dataset) -> list[str]:
 ANNOTATE_MAX_SITES = 12  # κ written in every cell of a heatmap up to this many sites
 
 
-def kappa_heatmaps(ds: xr.Dataset, path: str | Path) -> None:
+def kappa_heatmaps(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
     """kappa over (site, site) for E-I, E-E and I-I pairs: one panel per kind, as many per
-    row as fit MAX_WIDTH_IN, a colour scale centred on zero (red: κ > 0, blue: κ < 0) and
+    row as fit max_width_in, a colour scale centred on zero (red: κ > 0, blue: κ < 0) and
     the value in every cell when there are few sites. Ticks: site index and path distance."""
     kinds = [k for k in KIND_TITLES if f"kappa_{k}" in ds]
     labels = _site_labels(ds)
@@ -53,7 +37,7 @@ def kappa_heatmaps(ds: xr.Dataset, path: str | Path) -> None:
     annotate = n <= ANNOTATE_MAX_SITES
     matrix = max(2.4, n * (0.62 if annotate else 0.3))  # inches of the heatmap itself
     panel_w, panel_h = matrix + 2.9, matrix + 1.6  # tick labels, axis labels, colour bar
-    ncols = max(1, min(len(kinds), int(MAX_WIDTH_IN // panel_w)))
+    ncols = max(1, min(len(kinds), int(max_width_in // panel_w)))
     nrows = -(-len(kinds) // ncols)
     fig, axes = plt.subplots(
         nrows,
@@ -91,10 +75,10 @@ def kappa_heatmaps(ds: xr.Dataset, path: str | Path) -> None:
                         fontsize=9,
                         color="white" if dark else "black",
                     )
-    save_figure(fig, path)
+    return fig
 
 
-def location_dependence(ds: xr.Dataset, path: str | Path) -> None:
+def location_dependence(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
     """kappa_EI against the path distance of the I input, one line per E site."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     order = np.argsort(ds.i_distance.values)
@@ -114,7 +98,7 @@ def location_dependence(ds: xr.Dataset, path: str | Path) -> None:
         title="Location dependence of κ_EI (dotted: the E site)",
     )
     ax.legend(fontsize=7, ncol=2)
-    save_figure(fig, path)
+    return fig
 
 
 def _example_pairs(ds: xr.Dataset, n: int) -> list[tuple[int, int]]:
@@ -124,9 +108,9 @@ def _example_pairs(ds: xr.Dataset, n: int) -> list[tuple[int, int]]:
     return [(int(ordered.e_site[k]), int(ordered.i_site[k])) for k in picks]
 
 
-def shunting_fits(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
+def shunting_fits(ds: xr.Dataset, max_width_in: float, n_pairs: int = 4) -> plt.Figure:
     """SC against V_E * V_I at the EPSP peak, with the fitted line, for a few E-I pairs."""
-    width = min(3.4 * n_pairs, MAX_WIDTH_IN)
+    width = min(3.4 * n_pairs, max_width_in)
     fig, axes = plt.subplots(1, n_pairs, figsize=(width, 3.3), squeeze=False, layout="constrained")
     for ax, (e, i) in zip(axes[0], _example_pairs(ds, n_pairs), strict=True):
         p = ds.p_EI.sel(e_site=e, i_site=i).values
@@ -142,10 +126,10 @@ def shunting_fits(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
             ylabel="SC (mV)",
         )
         ax.title.set_fontsize(8)
-    save_figure(fig, path)
+    return fig
 
 
-def kappa_over_time(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
+def kappa_over_time(ds: xr.Dataset, max_width_in: float, n_pairs: int = 4) -> plt.Figure:
     """The time-resolved kappa_EI(t) of a few pairs, with the time used for the scalar kappa."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for e, i in _example_pairs(ds, n_pairs):
@@ -166,12 +150,12 @@ def kappa_over_time(ds: xr.Dataset, path: str | Path, n_pairs: int = 4) -> None:
         title="κ(t); dotted: EPSP peak, dashed: scalar κ",
     )
     ax.legend(fontsize=8)
-    save_figure(fig, path)
+    return fig
 
 
-def multi_input_validation(ds: xr.Dataset, path: str | Path, n_examples: int = 2) -> None:
+def multi_input_validation(ds: xr.Dataset, max_width_in: float, n_examples: int = 2) -> plt.Figure:
     """Simulated SSPs of the multi-input trials against the linear and bilinear predictions."""
-    width = min(4.6 * (n_examples + 1), MAX_WIDTH_IN)
+    width = min(4.6 * (n_examples + 1), max_width_in)
     fig, axes = plt.subplots(1, n_examples + 1, figsize=(width, 3.8), layout="constrained")
     t = ds.time_full.values
     for ax, k in zip(axes[:n_examples], range(n_examples), strict=True):
@@ -208,7 +192,7 @@ def multi_input_validation(ds: xr.Dataset, path: str | Path, n_examples: int = 2
         title="all trials, response windows (grey)",
     )
     ax.legend(fontsize=7, markerscale=4)
-    save_figure(fig, path)
+    return fig
 
 
 def check_kappa_dataset(ds: xr.Dataset, path: str | Path) -> None:
@@ -228,7 +212,7 @@ def _soma_diameter(psp: xr.Dataset) -> float:
     return float(psp.compartment_diameter.values[0])
 
 
-def morphology_figure(psp: xr.Dataset, path: str | Path) -> None:
+def morphology_figure(psp: xr.Dataset) -> plt.Figure:
     """The cell in x-y projection (line width ~ diameter), soma, and the labelled sites."""
     c = psp.compartment.values[1:]
     starts = np.column_stack([psp.compartment_start_x.values[c], psp.compartment_start_y.values[c]])
@@ -262,7 +246,7 @@ def morphology_figure(psp: xr.Dataset, path: str | Path) -> None:
         ),
     )
     ax.title.set_fontsize(9)
-    save_figure(fig, path)
+    return fig
 
 
 FIGURES = {

@@ -8,10 +8,12 @@ strength: g(t) = w * f * (exp(-t/tau_decay) - exp(-t/tau_rise)).
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import brian2 as b2
 import numpy as np
+
+from .config import dendrite_section
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,21 @@ class CellModel:
 
     @classmethod
     def from_config(cls, dendrite: Mapping) -> "CellModel":
-        """Build from the `dendrite` section of the config (already schema-validated)."""
-        membrane, synapses = dendrite["membrane"], dendrite["synapses"]
-        active, nmda = dendrite.get("active_soma", {}), dendrite.get("nmda", {})
+        """Build from the `dendrite` section of the config (dendrite_sim.config)."""
+        membrane, synapses = (
+            dendrite_section(dendrite, "membrane"),
+            dendrite_section(dendrite, "synapses"),
+        )
+        active, nmda = dendrite_section(dendrite, "active_soma"), dendrite_section(dendrite, "nmda")
         return cls(
-            Cm_uF_per_cm2=membrane["Cm_uF_per_cm2"],
-            Rm_ohm_cm2=membrane["Rm_ohm_cm2"],
-            Ri_ohm_cm=membrane["Ri_ohm_cm"],
-            EL_mV=membrane["EL_mV"],
-            E=Kinetics(**synapses["E"]),
-            I=Kinetics(**synapses["I"]),
-            hh=dict(active) if active.get("enabled") else None,
-            nmda=dict(nmda) if nmda.get("enabled") else None,
+            Cm_uF_per_cm2=membrane.Cm_uF_per_cm2,
+            Rm_ohm_cm2=membrane.Rm_ohm_cm2,
+            Ri_ohm_cm=membrane.Ri_ohm_cm,
+            EL_mV=membrane.EL_mV,
+            E=Kinetics(**asdict(synapses.E)),
+            I=Kinetics(**asdict(synapses.I)),
+            hh=asdict(active) if active.enabled else None,
+            nmda=asdict(nmda) if nmda.enabled else None,
         )
 
     def equations(self) -> b2.Equations:

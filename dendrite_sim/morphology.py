@@ -224,11 +224,8 @@ def load_cell(spec: str, dendrite: Mapping) -> Cell:
     )
 
 
-def load_morphology(spec: str, dendrite: Mapping | None = None) -> b2.Morphology:
-    """The Brian2 morphology of `load_cell` (default segmentation and membrane if no
-    `dendrite` config section is given)."""
-    if dendrite is None:
-        dendrite = {"membrane": {"Ri_ohm_cm": 150.0, "Cm_uF_per_cm2": 1.0}}
+def load_morphology(spec: str, dendrite: Mapping) -> b2.Morphology:
+    """The Brian2 morphology of `load_cell`."""
     return load_cell(spec, dendrite).morphology
 
 

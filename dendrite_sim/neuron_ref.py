@@ -24,7 +24,7 @@ import xarray as xr
 
 from .model import CellModel
 from .morphology import _sections
-from .simulate import _events
+from .protocols import trials_events
 
 
 def _neuron():
@@ -81,7 +81,7 @@ class _Reference:
         n_samples = round(protocol["trial_ms"] / protocol["record_dt_ms"])
         trace = h.Vector().record(self.soma._ref_v, protocol["record_dt_ms"])
         out = np.empty((trials.sizes["trial"], n_samples))
-        for t, events in enumerate(_events(trials)):
+        for t, events in enumerate(trials_events(trials)):
             self.pending = []
             for site, receptor, strength, onset in events:
                 netcon = h.NetCon(None, self.synapses[site, receptor])

@@ -132,12 +132,27 @@ def _is_multiple(a: float, b: float) -> bool:
     return abs(a / b - round(a / b)) < 1e-9
 
 
+EVENT_COLUMNS = ("event_site", "event_type", "event_strength", "event_onset")
+
+
 def trial_events(trial: xr.Dataset) -> list[tuple[int, str, float, float]]:
     """The (site, receptor, strength nS, onset ms) of each input of one trial."""
-    columns = (trial.event_site, trial.event_type, trial.event_strength, trial.event_onset)
+    return _events(*(trial[name].values for name in EVENT_COLUMNS))
+
+
+def trials_events(trials: xr.Dataset) -> list[list[tuple[int, str, float, float]]]:
+    """trial_events of every trial of `trials`, in order."""
+    columns = [trials[name].values for name in EVENT_COLUMNS]
+    return [_events(*row) for row in zip(*columns, strict=True)]
+
+
+def _events(
+    sites: np.ndarray, kinds: np.ndarray, strengths: np.ndarray, onsets: np.ndarray
+) -> list[tuple[int, str, float, float]]:
+    """The inputs of one trial's event rows (site -1: no input)."""
     return [
         (int(s), str(r), float(w), float(o))
-        for s, r, w, o in zip(*(c.values for c in columns), strict=True)
+        for s, r, w, o in zip(sites, kinds, strengths, onsets, strict=True)
         if s >= 0
     ]
 

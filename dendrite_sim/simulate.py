@@ -23,19 +23,7 @@ import numpy as np
 import xarray as xr
 
 from .model import CellModel
-
-
-def _events(trials: xr.Dataset) -> list[list[tuple[int, str, float, float]]]:
-    site, kind = trials.event_site.values, trials.event_type.values
-    strength, onset = trials.event_strength.values, trials.event_onset.values
-    return [
-        [
-            (int(site[t, e]), str(kind[t, e]), float(strength[t, e]), float(onset[t, e]))
-            for e in range(site.shape[1])
-            if site[t, e] >= 0
-        ]
-        for t in range(site.shape[0])
-    ]
+from .protocols import trials_events
 
 
 def input_channels(events: list[list[tuple]], dt_ms: float) -> tuple[list[tuple], list, list]:
@@ -107,7 +95,7 @@ def simulate_trials(
     record_dt_ms and trial_ms. The build directory is temporary unless given.
     """
     dt, rec_dt, trial_ms = protocol["dt_ms"], protocol["record_dt_ms"], protocol["trial_ms"]
-    events = [[]] + _events(trials)
+    events = [[]] + trials_events(trials)
     n_trials, n_samples = len(events), round(trial_ms / rec_dt)
     channels, indices, times = input_channels(events, dt)
     spike_times = np.asarray(times) + trial_ms * np.repeat(

@@ -14,7 +14,24 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+# Fixtures that run the workflow, train or simulate a whole cell: a test that uses one is
+# slow (make test-fast leaves it out) without saying so itself.
+SLOW_FIXTURES = {
+    "tiny_workflow",  # conftest: the whole workflow, shrunk
+    "tiny_run",  # test_workflow
+    "report_views",  # test_workflow: the report in Chromium
+    "fmnist",  # test_deployment: workflow runs
+    "default_cell_kappa",  # test_kappa: the default cell simulated and fitted
+    "psp",  # test_simulation: a small cell simulated in two processes
+    "tiny_result",  # test_fewshot: the few-shot experiment, shrunk
+    "realistic_run",  # test_swc_cells: a reconstruction simulated and fitted
+}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; run it where one is present")
@@ -24,6 +41,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# The workflow's glue is imported as `pipeline` (workflow/rules/common.smk does the same for
+# the rules and their scripts).
+sys.path.insert(0, str(ROOT / "workflow"))
 
 
 @pytest.fixture(scope="session")

@@ -279,9 +279,9 @@ def _fake_run(folder, model, prior, seed, accuracy, state):
 def test_analysis_and_page_of_one_seed(tmp_path, default_config):
     """Without the workflow: one seed of zero and bio (and the plain model) give numbers, no
     interval, and a page that says so; K is read from the checkpoints and the prior file."""
-    from ann.ablation_stages import ablation_page, analyse
     from ann.models import create_model
-    from ann.report import Report
+    from pipeline.ablation import ablation_page, analyse
+    from pipeline.report import Report
 
     dit = create_model("dit_resnet20").state_dict()
     names = [k.removesuffix(".weight") for k in dit if k.endswith("quadratic.weight")]

@@ -10,13 +10,13 @@ import xarray as xr
 from conftest import run_snakemake
 from snakemake.utils import validate
 
-from dendrite_sim import stages
-from dendrite_sim.dataset import write_atomic
 from dendrite_sim.errors import InputError
 from dendrite_sim.morphology import compartment_table, load_cell, load_morphology
 from dendrite_sim.protocols import plan_trials
 from dendrite_sim.sites import explicit_sites
 from dendrite_sim.swc import read_swc
+from pipeline import dendrite as stages
+from pipeline.files import save_netcdf
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -41,11 +41,11 @@ GOOD_SWC = """# soma and one dendrite
         ("1 1 0 0 0 10 -1\n2.5 3 0 10 0 1 1\n", 2, "integers"),
     ],
 )
-def test_malformed_swc_names_file_and_line(tmp_path, rows, line, fragment):
+def test_malformed_swc_names_file_and_line(tmp_path, default_config, rows, line, fragment):
     path = tmp_path / "cell.swc"
     path.write_text(rows)
     with pytest.raises(InputError) as err:
-        load_morphology(str(path))
+        load_morphology(str(path), default_config["dendrite"])
     message = str(err.value)
     assert f"'{path}'" in message and f"line {line}:" in message and fragment in message
 
@@ -70,8 +70,8 @@ def test_good_swc_loads_with_its_compartments(tmp_path, small_dendrite):
 
 
 @pytest.fixture(scope="module")
-def pyramidal_table():
-    return compartment_table(load_morphology("builtin:pyramidal"))
+def pyramidal_table(default_config):
+    return compartment_table(load_morphology("builtin:pyramidal", default_config["dendrite"]))
 
 
 @pytest.mark.parametrize(
@@ -169,6 +169,7 @@ def snakemake_dry_run(tmp_path: Path, *config: str) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow
 def test_cli_missing_morphology_names_the_key(tmp_path):
     run = snakemake_dry_run(tmp_path, f"dendrite={{'cells': {{'mine': '{tmp_path}/gone.swc'}}}}")
     assert run.returncode != 0
@@ -176,6 +177,7 @@ def test_cli_missing_morphology_names_the_key(tmp_path):
     assert "Traceback (most recent call last)" not in run.stdout
 
 
+@pytest.mark.slow
 def test_cli_malformed_swc_names_file_and_line(tmp_path):
     swc = tmp_path / "broken.swc"
     swc.write_text("1 1 0 0 0 10 -1\n2 3 0 10 0 1\n")
@@ -185,6 +187,7 @@ def test_cli_malformed_swc_names_file_and_line(tmp_path):
     assert "Traceback (most recent call last)" not in run.stdout
 
 
+@pytest.mark.slow
 def test_cli_schema_error_names_the_key(tmp_path):
     run = snakemake_dry_run(tmp_path, "dendrite={'chunks': -2}")
     assert run.returncode != 0
@@ -204,7 +207,7 @@ def test_failed_stage_leaves_no_output(tmp_path, small_dendrite):
 def test_interrupted_write_leaves_nothing(tmp_path):
     ds = xr.Dataset({"v": ("x", [1.0, 2.0])}, attrs={"bad": {"a dict": "cannot be stored"}})
     with pytest.raises(TypeError):
-        write_atomic(ds, tmp_path / "psp.nc")
+        save_netcdf(ds, tmp_path / "psp.nc")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -222,6 +225,7 @@ PLAN_TIME_ERRORS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "key, value, message", PLAN_TIME_ERRORS, ids=[e[0] for e in PLAN_TIME_ERRORS]
 )

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GPU_SCRIPT = ROOT / "benchmarks" / "gpu.py"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
 def test_gpu_benchmark_says_it_needs_cuda():
     result = subprocess.run([sys.executable, GPU_SCRIPT], capture_output=True, text=True, cwd=ROOT)
@@ -18,6 +19,7 @@ def test_gpu_benchmark_says_it_needs_cuda():
     assert "needs a CUDA device" in result.stdout
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke_runs_every_section():
     result = subprocess.run(
         [sys.executable, GPU_SCRIPT, "--smoke"], capture_output=True, text=True, cwd=ROOT

@@ -42,6 +42,7 @@ def cable_constants(model: CellModel) -> tuple[float, float]:
     return np.sqrt(r_membrane / r_axial), np.sqrt(r_axial * r_membrane)
 
 
+@pytest.mark.slow
 def test_input_resistance_matches_sealed_end_cable(steady_state):
     model, _, u = steady_state
     lam, r_inf = cable_constants(model)
@@ -50,6 +51,7 @@ def test_input_resistance_matches_sealed_end_cable(steady_state):
     assert simulated == pytest.approx(analytic, rel=0.02)
 
 
+@pytest.mark.slow
 def test_steady_attenuation_matches_cable(steady_state):
     model, x, u = steady_state
     lam, _ = cable_constants(model)

@@ -51,6 +51,7 @@ def training_config(default_config: dict, results: Path, fmnist: Path, **recipe)
 
 
 # ---------------------------------------------------------------- profiles/default
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
 def test_a_plain_snakemake_reruns_what_a_kill_cut_off(tmp_path, default_config, fmnist, how):
     """Snakemake finds profiles/default beside the Snakefile, from any working folder, and
@@ -95,6 +96,7 @@ def test_a_plain_snakemake_reruns_what_a_kill_cut_off(tmp_path, default_config, 
 
 
 # ids that are not "gpu": conftest skips tests marked gpu on machines without CUDA
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default", "gpu", "slurm"], ids=["default", "one-gpu", "slurm"])
 def test_each_profile_is_found_by_name_and_plans_the_workflow(tmp_path, default_config, name):
     command = snakemake_command(tmp_path, default_config)[:-2]  # without --cores 2
@@ -122,6 +124,7 @@ def concurrency(output: str, rule: str) -> int:
     return most
 
 
+@pytest.mark.slow
 def test_gpu_profile_runs_one_training_job_at_a_time(tmp_path, default_config, fmnist):
     """Two training jobs with one thread each on two cores: run side by side by default,
     one after the other under profiles/gpu (global resource gpu=1, each job needs 1)."""
@@ -177,6 +180,10 @@ def env_packages(path: str | Path) -> dict[str, SpecifierSet]:
     return packages
 
 
+# The project's packages and the folder each is imported from.
+PROJECT_PACKAGES = {"ann": ROOT, "dendrite_sim": ROOT, "pipeline": ROOT / "workflow"}
+
+
 def imported_packages(script: Path) -> set[str]:
     """Top-level third-party modules a workflow script can import, through the project's
     modules it imports (every import in them, lazy ones inside functions too)."""
@@ -186,7 +193,10 @@ def imported_packages(script: Path) -> set[str]:
         if path in seen:
             continue
         seen.add(path)
-        package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] == "workflow":
+            relative = relative.relative_to("workflow")
+        package = ".".join(relative.with_suffix("").parts[:-1])
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -199,19 +209,20 @@ def imported_packages(script: Path) -> set[str]:
             else:
                 continue
             for name in names:
-                top = name.split(".")[0]
-                if top == "stage":
-                    todo.append(ROOT / "workflow/scripts/stage.py")
-                elif top in ("ann", "dendrite_sim"):
-                    module = ROOT.joinpath(*name.split("."))
-                    for candidate in (module / "__init__.py", module.with_suffix(".py")):
-                        if candidate.is_file():
-                            todo.append(candidate)
-                elif top not in sys.stdlib_module_names:
-                    found.add(top)
+                parts = name.split(".")
+                if parts[0] in PROJECT_PACKAGES:
+                    # the module, and every package above it (Python runs their __init__ first)
+                    for depth in range(1, len(parts) + 1):
+                        module = PROJECT_PACKAGES[parts[0]].joinpath(*parts[:depth])
+                        for candidate in (module / "__init__.py", module.with_suffix(".py")):
+                            if candidate.is_file():
+                                todo.append(candidate)
+                elif parts[0] not in sys.stdlib_module_names:
+                    found.add(parts[0])
     return found
 
 
+@pytest.mark.slow
 def test_every_rule_has_a_conda_environment_that_covers_its_imports():
     rules = rules_with_directives()
     listing = [sys.executable, "-m", "snakemake", "--list-rules"]
@@ -273,6 +284,7 @@ esac
 """
 
 
+@pytest.mark.slow
 def test_conda_deployment_installs_the_project_from_the_checkout(tmp_path, default_config):
     """`--sdm conda --conda-create-envs-only` through a stand-in for conda: each environment
     file of workflow/envs is created, and its post-deploy script installs the project from
@@ -301,6 +313,7 @@ def test_conda_deployment_installs_the_project_from_the_checkout(tmp_path, defau
 
 
 # ---------------------------------------------------------------- the results folder
+@pytest.mark.slow
 @pytest.mark.parametrize("before", ["absent", "workflow outputs", "user files"])
 def test_the_results_folder_is_kept_out_of_git(tmp_path, default_config, before):
     """results_dir anywhere gets a .gitignore of `*` when the workflow owns the folder;

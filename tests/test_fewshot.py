@@ -4,9 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ann import fewshot
 from ann.data import FASHION_MNIST_ROOT
 from ann.engine import parameter_groups
+from ann.errors import ConfigError
+from ann.models import count_parameters
+from ann.theory import fewshot, fewshot_models
 
 needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST_ROOT / "t10k-images-idx3-ubyte.gz").exists(),
@@ -45,6 +47,7 @@ def test_draw_has_exactly_n_per_class_and_depends_only_on_the_seed():
         fewshot.class_balanced_draw(labels, 31, seed=0)
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_every_model_of_a_seed_trains_on_the_same_draw(monkeypatch):
     seen: dict[str, list[int]] = {}
@@ -57,13 +60,13 @@ def test_every_model_of_a_seed_trains_on_the_same_draw(monkeypatch):
 
     monkeypatch.setattr(fewshot, "train_model", record)
     fewshot.fewshot_experiment({**TINY, "min_steps": 1, "max_steps": 1, "test_subset": 10})
-    assert set(seen) == set(fewshot.MODEL_NAMES)
+    assert set(seen) == set(fewshot_models.MODEL_NAMES)
     assert all(value == seen["linear"] for value in seen.values())
 
 
 def test_low_rank_quadratic_is_the_sum_of_rank_one_forms():
     torch.manual_seed(0)
-    layer = fewshot.LowRankQuadratic(in_features=7, out_features=3, rank=4)
+    layer = fewshot_models.LowRankQuadratic(in_features=7, out_features=3, rank=4)
     with torch.no_grad():
         layer.v.normal_()
     x = torch.randn(5, 7)
@@ -74,7 +77,7 @@ def test_low_rank_quadratic_is_the_sum_of_rank_one_forms():
 
 
 def test_low_rank_quadratic_starts_at_zero_with_gradients_for_v():
-    layer = fewshot.LowRankQuadratic(in_features=16, out_features=10, rank=8)
+    layer = fewshot_models.LowRankQuadratic(in_features=16, out_features=10, rank=8)
     x = torch.randn(4, 16)
     out = layer(x)
     assert torch.equal(out, torch.zeros(4, 10))
@@ -84,7 +87,7 @@ def test_low_rank_quadratic_starts_at_zero_with_gradients_for_v():
 
 def test_pixel_classifier_is_linear_plus_quadratic():
     torch.manual_seed(1)
-    model = fewshot.PixelClassifier(64, 10, rank=2)
+    model = fewshot_models.PixelClassifier(64, 10, rank=2)
     with torch.no_grad():
         model.quadratic.v.normal_()
     x = torch.randn(3, 1, 8, 8)
@@ -94,7 +97,7 @@ def test_pixel_classifier_is_linear_plus_quadratic():
 
 def test_dit_block_with_zero_quadratic_weights_is_half_the_bn_conv():
     torch.manual_seed(2)
-    cnn = fewshot.SmallCNN(dit=True).eval()
+    cnn = fewshot_models.SmallCNN(dit=True).eval()
     block = cnn.blocks[2]
     assert block.dit is not None and torch.count_nonzero(block.dit.quadratic.weight) == 0
     with torch.no_grad():
@@ -109,11 +112,11 @@ def test_dit_block_with_zero_quadratic_weights_is_half_the_bn_conv():
 
 def test_dit_cnn_sum_starts_as_the_cnn():
     torch.manual_seed(5)
-    plain = fewshot.build_model("cnn", fewshot.resolve_config(None)).eval()
+    plain = fewshot_models.build_model("cnn", rank=8).eval()
     torch.manual_seed(5)
-    summed = fewshot.build_model("dit_cnn_sum", fewshot.resolve_config(None)).eval()
+    summed = fewshot_models.build_model("dit_cnn_sum", rank=8).eval()
     torch.manual_seed(5)
-    halved = fewshot.build_model("dit_cnn", fewshot.resolve_config(None)).eval()
+    halved = fewshot_models.build_model("dit_cnn", rank=8).eval()
     assert summed.blocks[2].dit is not None and not summed.blocks[2].halve
     assert halved.blocks[2].halve
     x = torch.randn(4, 1, 32, 32)
@@ -150,10 +153,11 @@ def test_chosen_learning_rate_is_the_best_mean_validation_accuracy():
     assert fewshot.chosen_lrs(sweep, config) == {"cnn": 3e-3, "linear": 1e-3}  # tie: smaller
     empty = pd.DataFrame(columns=fewshot.SWEEP_COLUMNS)
     assert fewshot.chosen_lrs(empty, config) == {"cnn": 3e-3, "linear": 3e-3}
-    with pytest.raises(ValueError, match="sweep_seed"):
+    with pytest.raises(ConfigError, match=r"theory\.fewshot\.sweep_seed"):
         fewshot.resolve_config({"seeds": [0, 1000]})
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_sweep_uses_no_test_image_and_runs_use_the_chosen_rate(monkeypatch):
     config = {**TINY, "min_steps": 2, "max_steps": 2, "lr_grid": [1e-3, 1e-2], "test_subset": 70}
@@ -175,26 +179,26 @@ def test_sweep_uses_no_test_image_and_runs_use_the_chosen_rate(monkeypatch):
 
 def test_dit_cnn_shares_the_cnn_layout_and_initial_weights():
     torch.manual_seed(5)
-    plain = fewshot.SmallCNN(dit=False)
+    plain = fewshot_models.SmallCNN(dit=False)
     torch.manual_seed(5)
-    dit = fewshot.SmallCNN(dit=True)
+    dit = fewshot_models.SmallCNN(dit=True)
     shared = plain.state_dict()
     assert all(torch.equal(tensor, dit.state_dict()[key]) for key, tensor in shared.items())
-    extra = fewshot.count_parameters(dit) - fewshot.count_parameters(plain)
+    extra = count_parameters(dit) - count_parameters(plain)
     assert extra == 16 * 16 * 16 + 2 * 8 * 8
-    assert fewshot.count_parameters(dit) < 100_000
+    assert count_parameters(dit) < 100_000
     assert dit(torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
 
 def test_quadratic_parameters_get_the_larger_learning_rate():
     config = fewshot.resolve_config(None)
-    model = fewshot.build_model("dit_cnn", config)
-    quadratic = {id(p) for p in fewshot.quadratic_parameters(model)}
+    model = fewshot_models.build_model("dit_cnn", config.rank)
+    quadratic = {id(p) for p in fewshot_models.quadratic_parameters(model)}
     groups = parameter_groups(
         model,
-        fewshot.quadratic_parameters(model),
+        fewshot_models.quadratic_parameters(model),
         weight_decay=0.5,
-        quadratic_lr_mult=config["quadratic_lr_mult"],
+        quadratic_lr_mult=config.quadratic_lr_mult,
         decay_vectors=False,
         lr=1.0,
     )
@@ -202,7 +206,7 @@ def test_quadratic_parameters_get_the_larger_learning_rate():
     for group in groups:
         kinds = {id(p) in quadratic for p in group["params"]}
         assert len(kinds) == 1
-        assert group["lr"] == (config["quadratic_lr_mult"] if kinds.pop() else 1.0)
+        assert group["lr"] == (config.quadratic_lr_mult if kinds.pop() else 1.0)
         dims = {p.ndim > 1 for p in group["params"]}
         assert dims == {group["weight_decay"] == 0.5}  # matrices decayed, vectors not
     grouped = sum(len(group["params"]) for group in groups)
@@ -211,17 +215,18 @@ def test_quadratic_parameters_get_the_larger_learning_rate():
 
 def test_training_steps_follow_the_documented_schedule():
     config = fewshot.resolve_config(None)
-    steps = [fewshot.training_steps(n, config) for n in config["shots"]]
+    steps = [fewshot.training_steps(n, config) for n in config.shots]
     assert steps == [100, 100, 100, 313, 500]
 
 
 def test_unknown_config_keys_and_models_are_rejected():
-    with pytest.raises(ValueError, match="unknown few-shot config keys"):
+    with pytest.raises(ConfigError, match=r"theory\.fewshot\.shot: unknown"):
         fewshot.resolve_config({"shot": [1]})
-    with pytest.raises(ValueError, match="unknown models"):
+    with pytest.raises(ConfigError, match=r"theory\.fewshot\.models: unknown models"):
         fewshot.resolve_config({"models": ["mlp"]})
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_tiny_experiment_is_deterministic(tiny_result):
     again = fewshot.fewshot_experiment(TINY)
@@ -249,6 +254,7 @@ def test_summary_matches_the_runs_table():
         assert row["std"] == pytest.approx(expected_std)
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_tiny_run_tables_and_accuracy_clearly_above_chance(tiny_result):
     runs, summary = tiny_result["runs"], tiny_result["summary"]
@@ -262,7 +268,7 @@ def test_tiny_run_tables_and_accuracy_clearly_above_chance(tiny_result):
         "steps",
     ]
     assert "seconds" in runs.columns
-    assert len(runs) == len(fewshot.MODEL_NAMES)
+    assert len(runs) == len(fewshot_models.MODEL_NAMES)
     assert set(summary.columns) == {"model", "shots", "mean", "std", "n_seeds", "lr"}
     merged = summary.merge(runs, on=["model", "shots"])
     assert np.allclose(merged["mean"], merged["test_acc"])
@@ -270,7 +276,7 @@ def test_tiny_run_tables_and_accuracy_clearly_above_chance(tiny_result):
     assert (runs["test_acc"] > 0.35).all(), runs
 
 
-def test_plot_is_written_atomically(tmp_path):
+def test_plot_has_one_line_per_model():
     summary = pd.DataFrame(
         {
             "model": ["linear", "linear", "cnn", "cnn"],
@@ -280,7 +286,5 @@ def test_plot_is_written_atomically(tmp_path):
             "n_seeds": [3, 3, 1, 3],
         }
     )
-    path = fewshot.plot_fewshot(summary, tmp_path / "figures" / "fewshot.png")
-    assert path == tmp_path / "figures" / "fewshot.png"
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["fewshot.png"]
+    (axes,) = fewshot.plot_fewshot(summary).axes
+    assert [line.get_label() for line in axes.get_lines()] == ["linear", "cnn"]

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from dendrite_sim import stages
 from dendrite_sim.kappa import fit_kappa, steady_state_kappa
 from dendrite_sim.protocols import plan_trials, trial_events
+from pipeline import dendrite as stages
 
 PROTOCOL = {
     "kinds": ["single", "pairs", "timing", "multi"],
@@ -121,6 +121,7 @@ def test_kappa_dataset_is_labelled(planted):
         assert key in ds.attrs
 
 
+@pytest.mark.slow
 def test_steady_state_theory():
     theory = steady_state_kappa(0.0, -80.0, -70.0)
     assert theory["EI"] == pytest.approx(-(1 / 70 - 1 / 10))
@@ -150,6 +151,7 @@ POINT_CELL = {
 }
 
 
+@pytest.mark.slow
 def test_simulate_then_fit_recovers_the_point_neuron_theory(tmp_path):
     dendrite = copy.deepcopy(POINT_CELL)
     stages.plan("point", dendrite, tmp_path / "trials.nc")

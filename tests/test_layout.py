@@ -1,32 +1,44 @@
-"""The architecture's top level: neither library imports Snakemake, and ann never imports
-dendrite_sim (the only link between them is kappa.nc)."""
+"""The architecture's top level: neither library imports Snakemake or the workflow's glue
+(pipeline), and ann never imports dendrite_sim (the only link between them is kappa.nc)."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+# each test imports the libraries in a fresh interpreter
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ANN_MODULES = [
     "ann",
     "ann.train",
-    "ann.stages",
-    "ann.ablation",
-    "ann.ablation_stages",
-    "ann.summary",
-    "ann.report",
-    "ann.theory",
-    "ann.fewshot",
+    "ann.theory.gaussian",
+    "ann.theory.figures",
+    "ann.theory.fewshot",
     "ann.priors",
     "ann.imagenet_gpu",
     "ann.layers.dit_triton",
+    "ann.ablation",
+    "ann.prior_statistics",
 ]
-DENDRITE_MODULES = ["dendrite_sim.stages", "dendrite_sim.figures", "dendrite_sim.plan_checks"]
+DENDRITE_MODULES = [
+    "dendrite_sim.dataset",
+    "dendrite_sim.figures",
+    "dendrite_sim.kappa",
+    "dendrite_sim.simulate",
+]
 
 
-def imported(modules):
+def imported(modules, path=()):
+    """The top-level packages that importing `modules` loads, with `path` on sys.path."""
     code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
     code += "print('\\n'.join(sorted(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, path), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     return {name.split(".")[0] for name in result.stdout.split()}
 
@@ -34,10 +46,17 @@ def imported(modules):
 @pytest.mark.parametrize(
     "modules, forbidden",
     [
-        (ANN_MODULES, {"dendrite_sim", "snakemake", "brian2"}),
-        (DENDRITE_MODULES, {"ann", "snakemake", "torch"}),
+        (ANN_MODULES, {"dendrite_sim", "snakemake", "brian2", "pipeline"}),
+        (DENDRITE_MODULES, {"ann", "snakemake", "torch", "pipeline"}),
     ],
     ids=["ann", "dendrite_sim"],
 )
 def test_libraries_stay_apart(modules, forbidden):
     assert not imported(modules) & forbidden
+
+
+def test_the_dendrite_glue_needs_no_ann():
+    """The dendrite rules' steps and the plan-time checks run without ann (their conda
+    environment has no torch), and the rule files read the theory's file names without it."""
+    glue = ["pipeline.runner", "pipeline.dendrite", "pipeline.plan_checks", "pipeline.theory"]
+    assert not imported(glue, [ROOT / "workflow"]) & {"ann", "torch", "snakemake"}

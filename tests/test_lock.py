@@ -47,6 +47,7 @@ def holder(tmp_path):
     process.wait()
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_folder_stops_and_names_the_first(
     default_config, fmnist_root, tmp_path, holder, caplog
 ):

@@ -11,10 +11,13 @@ from dendrite_sim.protocols import plan_trials
 from dendrite_sim.simulate import simulate_trials
 from dendrite_sim.sites import explicit_sites
 
+# each test simulates the default cell in Brian2's runtime mode (over a minute)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
-def morphology():
-    return load_morphology("builtin:pyramidal")
+def morphology(default_config):
+    return load_morphology("builtin:pyramidal", default_config["dendrite"])
 
 
 def single_inputs(dendrite: dict, site: dict, strengths: list[float], morphology) -> tuple:

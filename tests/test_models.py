@@ -117,6 +117,7 @@ def fan_by_hand(layer, x):
     return conv(r, x) * conv(g, x) + conv(b, x * x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conv_init", ["pytorch", "kaiming_normal"])
 def test_qresnet_neuron_starts_as_its_linear_convolution(conv_init):
     torch.manual_seed(0)

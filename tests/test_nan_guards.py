@@ -9,12 +9,12 @@ import pytest
 import xarray as xr
 from test_kappa import planted_psp
 
-from dendrite_sim import stages
-from dendrite_sim.dataset import write_atomic
 from dendrite_sim.errors import NotFiniteError
 from dendrite_sim.figures import FIGURES
 from dendrite_sim.kappa import check_fit, fit_kappa
 from dendrite_sim.morphology import Cell, load_cell
+from pipeline import dendrite as stages
+from pipeline.files import save_netcdf
 
 KAPPA = {"window_ms": [12.0, 60.0], "response_ms": 20.0}
 
@@ -26,6 +26,7 @@ def planned(tmp_path, small_dendrite):
     return dendrite, tmp_path
 
 
+@pytest.mark.slow
 def test_simulation_with_nan_traces_writes_nothing(planned, monkeypatch):
     dendrite, folder = planned
 
@@ -51,6 +52,7 @@ SWC_WITH_A_DUPLICATE = """1 1 0 0 0 5 -1
 """
 
 
+@pytest.mark.slow
 def test_brian2s_own_reading_of_a_duplicate_point_is_caught(planned, monkeypatch):
     """The defect of the issue: Brian2's reader turns a point at its parent's position into
     a compartment of zero length, and the compiled simulation silently gives NaN (numpy's
@@ -67,7 +69,7 @@ def test_brian2s_own_reading_of_a_duplicate_point_is_caught(planned, monkeypatch
     with xr.open_dataset(folder / "dup.nc") as plan:
         trials = plan.load()
     del trials.attrs["n_compartments"]  # planned on our cell, simulated on Brian2's
-    write_atomic(trials, folder / "dup.nc")
+    save_netcdf(trials, folder / "dup.nc")
     brian = b2.Morphology.from_file(str(swc))
     monkeypatch.setattr(
         stages,
@@ -83,7 +85,7 @@ def test_fit_refuses_nan_traces(tmp_path):
     psp, _ = planted_psp(np.random.default_rng(7))
     psp.attrs["cell"] = "planted"
     psp.v[5, 100:] = np.nan
-    write_atomic(psp, tmp_path / "psp.nc")
+    save_netcdf(psp, tmp_path / "psp.nc")
     with pytest.raises(NotFiniteError, match=r"cell planted: .*psp.nc: 1 of \d+ trials.*trials 5"):
         stages.fit(tmp_path / "psp.nc", KAPPA, tmp_path / "kappa.nc")
     assert not (tmp_path / "kappa.nc").exists()
@@ -98,7 +100,7 @@ def test_fit_refuses_a_nan_kappa(tmp_path):
     ds = fit_kappa(psp, KAPPA)
     with pytest.raises(NotFiniteError, match=r"cell planted: kappa_EI is NaN .*\(1, 0\)"):
         check_fit(ds, psp)
-    write_atomic(psp, tmp_path / "psp.nc")
+    save_netcdf(psp, tmp_path / "psp.nc")
     with pytest.raises(NotFiniteError):
         stages.fit(tmp_path / "psp.nc", KAPPA, tmp_path / "kappa.nc")
     assert not (tmp_path / "kappa.nc").exists()
@@ -109,7 +111,7 @@ def test_figures_refuse_a_kappa_file_without_finite_values(tmp_path):
     ds = fit_kappa(psp, KAPPA)
     ds.attrs["cell"] = "planted"
     ds["kappa_EI"][:] = np.nan
-    write_atomic(ds, tmp_path / "kappa.nc")
+    save_netcdf(ds, tmp_path / "kappa.nc")
     outputs = {name: tmp_path / f"{name}.png" for name in FIGURES}
     with pytest.raises(NotFiniteError, match="cell planted: .*kappa.nc holds no finite kappa_EI"):
         stages.figures(tmp_path / "kappa.nc", outputs)

@@ -4,11 +4,11 @@ import copy
 
 import pytest
 
-from dendrite_sim import stages
 from dendrite_sim.dataset import read_dataset
 from dendrite_sim.errors import InputError
-from dendrite_sim.plan_checks import check_budget, check_config, plan_budget
 from dendrite_sim.protocols import trial_counts
+from pipeline import dendrite as stages
+from pipeline.plan_checks import check_budget, check_config, plan_budget
 
 
 def bad(dendrite, kappa, dotted, value):

@@ -19,14 +19,13 @@ from ann.prior_statistics import (
     layer_priors,
     mean_spectrum,
     prior_statistics,
-    priors_page,
     sign_structure,
     summary_tables,
 )
 from ann.priors import load_kappa, prior_weights
-from ann.report import Report
-from ann.stages import build_prior
-from ann.stages import prior_statistics as statistics_step
+from pipeline.report import Report, priors_page
+from pipeline.training import build_prior
+from pipeline.training import prior_statistics as statistics_step
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "workflow/report/templates"
 

@@ -127,6 +127,7 @@ COMPILED_MODELS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMPILED_MODELS)
 def test_fullgraph_compile_matches_eager(name):
     """One graph, no break (checked with dynamo's explain), and the compiled model's outputs and

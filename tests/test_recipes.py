@@ -81,6 +81,7 @@ def test_he_et_al_warm_up_resnet110_only(default_config, dataset):
         assert [r[0] for r in rates] == pytest.approx([0.01 if warm else 0.1, 0.1, 0.1])
 
 
+@pytest.mark.slow
 def test_warm_up_reaches_the_training_loop(default_config, tmp_path):
     write_cifar10(tmp_path / "data")
     config = copy.deepcopy(default_config)

@@ -1,4 +1,4 @@
-"""The report people read: numbers with units and sensible rounding (ann.report.FIELDS),
+"""The report people read: numbers with units and sensible rounding (pipeline.fields.FIELDS),
 tables without raw column names, the index's key figures, and figures at a readable size
 written by one saver at one resolution."""
 
@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from ann import report
 from dendrite_sim import figures
+from pipeline import fields, files, report
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "workflow" / "report" / "templates"
@@ -42,15 +42,15 @@ TEMPLATES = ROOT / "workflow" / "report" / "templates"
     ],
 )
 def test_numbers_are_shown_rounded_with_their_unit(name, value, std, shown):
-    assert report.show(name, value, std) == shown
+    assert fields.show(name, value, std) == shown
 
 
 def test_every_field_has_a_label_and_a_working_format():
-    for name, field in report.FIELDS.items():
+    for name, field in fields.FIELDS.items():
         assert field.label and not re.fullmatch(r"\w+_\w+", field.label), name  # not raw
-        assert report.show(name, 1.0 if field.numeric else "x")  # no exception
+        assert fields.show(name, 1.0 if field.numeric else "x")  # no exception
         if field.std:
-            assert field.std not in report.FIELDS, name  # shown with its mean, not alone
+            assert field.std not in fields.FIELDS, name  # shown with its mean, not alone
 
 
 def test_table_labels_formats_and_leaves_out_empty_and_std_columns():
@@ -63,18 +63,18 @@ def test_table_labels_formats_and_leaves_out_empty_and_std_columns():
             "parameters": [274106, 307386],
         }
     )
-    table = report.table(frame)
+    table = fields.table(frame)
     assert table.columns == ["model", "final top-1 (%)", "parameters (M)"]
     assert table.numeric == [False, True, True]
     assert table.rows == [["resnet20", "71.88", "0.274"], ["dit_resnet20", "89.58 ± 1.23", "0.307"]]
-    assert not report.table(frame.iloc[:0])  # an empty table is falsy: the page leaves it out
+    assert not fields.table(frame.iloc[:0])  # an empty table is falsy: the page leaves it out
 
 
 def test_table_macro_escapes_and_scrolls(tmp_path):
     pages = report.Report(tmp_path, TEMPLATES, {"dendrite": {"cells": {}}})
     frame = pd.DataFrame({"model": ["<script>x</script>"], "test_acc": [0.5]})
     macro = pages.env.get_template("macros.html.j2").module.table
-    html = str(macro(report.table(frame)))
+    html = str(macro(fields.table(frame)))
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert html.startswith('<div class="scroll">')
     css = (TEMPLATES / "base.html.j2").read_text()
@@ -170,50 +170,41 @@ def test_index_opens_with_the_key_figures_of_the_run(tmp_path):
 
 
 # ------------------------------------------------------------------------- figures
-def test_kappa_heatmaps_are_readable(tmp_path, monkeypatch):
+def test_kappa_heatmaps_are_readable(tmp_path):
     """Eight sites: every panel within the report's column, every text at least 9 pt, the
     value in every simulated cell, a colour bar in 1/mV; the PNG at the one DPI."""
     kappa = write_kappa(tmp_path / "kappa.nc", n_sites=8)
-    drawn = []
-    real_save = figures.save_figure
-    monkeypatch.setattr(
-        figures, "save_figure", lambda fig, path: (drawn.append(fig), real_save(fig, path))
-    )
     with xr.open_dataset(kappa) as ds:
-        figures.kappa_heatmaps(ds, tmp_path / "heatmaps.png")
-    (fig,) = drawn
+        fig = figures.kappa_heatmaps(ds, max_width_in=files.MAX_WIDTH_IN)
     width, _ = fig.get_size_inches()
-    assert width <= figures.MAX_WIDTH_IN
+    assert width <= files.MAX_WIDTH_IN
     texts = [t for t in fig.findobj(plt.Text) if t.get_text() and t.get_visible()]
     assert min(t.get_fontsize() for t in texts) >= 9
     annotations = [t for ax in fig.axes for t in ax.texts]
     assert len(annotations) == 3 * 8 * 8 - 1  # one E-I pair not simulated
     assert {"κ_EI (1/mV)", "κ_EE (1/mV)", "κ_II (1/mV)"} <= {t.get_text() for t in texts}
+    files.save_figure(fig, tmp_path / "heatmaps.png")
     with Image.open(tmp_path / "heatmaps.png") as image:
-        assert round(image.info["dpi"][0]) == figures.DPI
-        assert image.size[0] <= figures.MAX_WIDTH_IN * figures.DPI
+        assert round(image.info["dpi"][0]) == files.DPI
+        assert image.size[0] <= files.MAX_WIDTH_IN * files.DPI
 
 
-def test_one_figure_saver_per_library():
-    """Every figure is written by dendrite_sim.figures.save_figure or ann.io.save_figure (one
-    per package, since neither imports the other), at the same resolution and width."""
-    from ann import io
-    from dendrite_sim import figures
-
-    assert (io.FIGURE_DPI, io.FIGURE_MAX_WIDTH_IN) == (figures.DPI, figures.MAX_WIDTH_IN)
+def test_one_figure_saver():
+    """The libraries return their figures; the workflow writes every one of them through
+    pipeline.files.save_figure, at one resolution."""
     calls = {
         str(path.relative_to(ROOT))
         for folder in ("ann", "dendrite_sim", "benchmarks", "workflow")
         for path in (ROOT / folder).rglob("*.py")
         if ".savefig(" in path.read_text()
     }
-    assert calls == {"dendrite_sim/figures.py", "ann/io.py"}
+    assert calls == {"workflow/pipeline/files.py"}
 
 
 def test_a_failed_report_build_keeps_the_previous_report(tmp_path, default_config):
     """The pages are built beside the report folder; a build that fails leaves the old report
     as it was and nothing half-written."""
-    from ann.stages import build_report
+    from pipeline.report import build_report
 
     report = tmp_path / "report"
     report.mkdir()

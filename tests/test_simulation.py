@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dendrite_sim import stages
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import compartment_table, load_morphology
 from dendrite_sim.protocols import plan_trials
 from dendrite_sim.simulate import simulate_trials
 from dendrite_sim.sites import select_sites
+from pipeline import dendrite as stages
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,7 @@ def test_traces_start_at_rest_and_have_the_right_sign(psp):
     assert (np.abs(epsp.isel(time=-1)) < 0.2 * epsp.max("time")).all()  # decayed by the end
 
 
+@pytest.mark.slow
 def test_rerun_in_one_process_gives_identical_traces(psp):
     """The split of the trials over processes (dendrite.chunks) does not change any trace,
     nor the dataset's record of the settings it depends on."""
@@ -63,13 +64,14 @@ def test_rerun_in_one_process_gives_identical_traces(psp):
 
 
 def small_plan(dendrite):
-    morphology = load_morphology("builtin:pyramidal")
+    morphology = load_morphology("builtin:pyramidal", dendrite)
     sites = select_sites(compartment_table(morphology), dendrite["sites"])
     trials = plan_trials(sites, dendrite["protocol"])
     pick = [int(np.flatnonzero(trials.kind == k)[0]) for k in ("E", "I", "EE", "EI", "II", "multi")]
     return morphology, sites, trials.isel(trial=pick)
 
 
+@pytest.mark.slow
 def test_compiled_runs_equal_runtime_mode(small_dendrite, monkeypatch):
     import brian2
 
@@ -84,6 +86,7 @@ def test_compiled_runs_equal_runtime_mode(small_dendrite, monkeypatch):
     np.testing.assert_allclose(compiled, runtime, atol=1e-6)  # mV; C++ -ffast-math vs numpy
 
 
+@pytest.mark.slow
 def test_brian2_agrees_with_neuron(small_dendrite):
     from dendrite_sim.neuron_ref import NeuronCell
 
@@ -97,6 +100,7 @@ def test_brian2_agrees_with_neuron(small_dendrite):
     np.testing.assert_allclose(brian / peak, neuron / peak, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_simulation_leaves_the_environment_alone(small_dendrite, monkeypatch):
     import os
 

@@ -14,6 +14,8 @@ import yaml
 from conftest import ROOT, snakemake_command
 from slurm_cluster import SlurmCluster, unavailable_reason
 
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
 TRAIN_RUNS = ("resnet20/none", "dit_resnet20/zero", "dit_resnet20/bio")
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from browser import CHROMIUM
 
-from ann import paper, report
-from ann.stages import summarise_dataset
+from pipeline import paper, report
+from pipeline.summary import summarise_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "workflow" / "report" / "templates"
@@ -155,12 +155,13 @@ def test_cifar_page_shows_both_accuracies_provenance_and_deviations(cifar_summar
     assert "No runs" in html and "bf16" in html and "train.py" in html
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 def test_trained_cifar_page_fits_a_1280px_window(cifar_summary, tmp_path):
     """The widest tables (ours beside the published numbers, their sources) at 1280 px."""
     from browser import read_report
 
-    from dendrite_sim.figures import DPI
+    from pipeline.files import DPI
 
     _, page = cifar_page(cifar_summary, tmp_path)
     views = {v.path: v for v in read_report(page, tmp_path / "screenshots")}

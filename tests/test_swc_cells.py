@@ -16,13 +16,13 @@ import pytest
 import xarray as xr
 from fixtures import SOMA_KINDS, write_reconstruction
 
-from dendrite_sim import stages
 from dendrite_sim.cable import Segmentation
 from dendrite_sim.errors import InputError
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import _sections, load_cell
 from dendrite_sim.neuron_ref import Import3dCell
 from dendrite_sim.swc import read_cell, read_swc
+from pipeline import dendrite as stages
 
 pytest.importorskip("neuron")
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,7 @@ def our_sections(cell) -> dict:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("soma", SOMA_KINDS)
 def test_geometry_is_neurons_import3d(reconstructions, small_dendrite, soma):
     """Same sections (names, d_lambda segments), same segment areas and axial
@@ -242,7 +243,7 @@ def realistic_run(reconstructions, small_dendrite, tmp_path_factory):
 
 
 def test_realistic_cell_runs_end_to_end_without_nan(realistic_run):
-    from ann.report import Report, dendrite_page
+    from pipeline.report import Report, dendrite_page
 
     dendrite, _, folder, figures = realistic_run
     assert all(path.is_file() for path in figures.values())
@@ -267,6 +268,7 @@ def psp_of(trials: xr.Dataset, v: np.ndarray, record_dt_ms: float) -> xr.Dataset
     return trials.assign(v=(("trial", "time"), v)).assign_coords(time=time)
 
 
+@pytest.mark.slow
 def test_psps_and_kappa_agree_with_neurons_import3d(reconstructions, realistic_run):
     """The realistic cell as the pipeline built it (default segmentation) against an
     independent NEURON model of the same file: Import3d, d_lambda 0.1 at 100 Hz, same

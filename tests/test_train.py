@@ -80,6 +80,7 @@ def not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
 
+@pytest.mark.slow
 def test_a_run_learns_and_leaves_its_outputs(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=3, lr=0.05)
     run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path, threads=1)
@@ -137,6 +138,7 @@ def test_dit_parameters_learn_ten_times_faster(default_config, fmnist_root, tmp_
     assert any(p.shape == (32, 32 * 32) for p in dit["params"])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=4)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -178,6 +180,7 @@ def test_killed_run_resumes_to_the_same_result(default_config, fmnist_root, tmp_
     )
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_epoch_and_step_and_keeps_the_checkpoint(
     default_config, fmnist_root, tmp_path
 ):
@@ -192,6 +195,7 @@ def test_divergence_stops_with_epoch_and_step_and_keeps_the_checkpoint(
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_divergence_in_the_first_epoch_names_no_checkpoint(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=2, lr=1.0e12)
     run = run_from_config(config, "fashion_mnist", "dit_resnet20", "zero", 0, tmp_path, threads=1)
@@ -203,6 +207,7 @@ def test_divergence_in_the_first_epoch_names_no_checkpoint(default_config, fmnis
     assert not (tmp_path / "train.lock").exists()  # released on the way out
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_are_refused_clearly(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=1)
     (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
@@ -217,6 +222,7 @@ def test_bad_checkpoints_are_refused_clearly(default_config, fmnist_root, tmp_pa
         train(again)
 
 
+@pytest.mark.slow
 def test_cli_reports_errors_in_one_line(default_config, tmp_path):
     config = tiny_config(default_config, tmp_path / "nowhere")
     result = subprocess.run(
@@ -227,6 +233,7 @@ def test_cli_reports_errors_in_one_line(default_config, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, extra, message",
     [
@@ -253,6 +260,7 @@ def test_cli_checks_config_and_overrides_against_the_schema(
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(default_config, fmnist_root, tmp_path):
     config = tiny_config(default_config, fmnist_root, epochs=1)
     single, ddp = tmp_path / "single", tmp_path / "ddp"
@@ -287,6 +295,7 @@ def test_two_processes_match_one_process(default_config, fmnist_root, tmp_path):
     assert not (ddp / "train.lock").exists()  # rank 0 took it and gave it back
 
 
+@pytest.mark.slow
 def test_cifar_fixture_trains_through_the_real_loader(default_config, tmp_path):
     write_cifar10(tmp_path / "data")
     config = tiny_config(
@@ -301,6 +310,7 @@ def test_cifar_fixture_trains_through_the_real_loader(default_config, tmp_path):
     assert summary["epochs"] == 1 and 0 <= summary["final"]["test_top1"] <= 1
 
 
+@pytest.mark.slow
 def test_imagenet_fixture_trains_with_timm_recipe_parts(default_config, tmp_path):
     write_imagenet(tmp_path / "data", {"n01": 4, "n02": 4}, {"n01": 2, "n02": 2})
     config = tiny_config(
@@ -325,6 +335,7 @@ def test_imagenet_fixture_trains_with_timm_recipe_parts(default_config, tmp_path
     assert summary["recipe"]["data_pipeline"] == "timm"  # the default
 
 
+@pytest.mark.slow
 def test_imagenet_fixture_trains_through_the_cli_with_the_gpu_pipeline(default_config, tmp_path):
     """`data_pipeline: gpu` on the CPU: decode and augment on the device (here the CPU) in one
     `python -m ann.train` run with a DataLoader worker, mixup/cutmix and EMA as in the recipe."""
@@ -372,6 +383,7 @@ def test_a_checkpoint_resumes_under_either_data_pipeline(default_config):
     assert _setup(gpu, None) == _setup(run, None) != _setup(other, None)
 
 
+@pytest.mark.slow
 def test_unknown_data_pipeline_is_refused(default_config, tmp_path):
     write_imagenet(tmp_path / "data", {"n01": 1, "n02": 1}, {"n01": 1})
     config = tiny_config(default_config, tmp_path / "data", dataset="imagenet", workers=0)
@@ -401,6 +413,7 @@ def test_recipe_resolution_and_errors(default_config):
         parse_overrides(["epochs"])
 
 
+@pytest.mark.slow
 def test_a_changed_recipe_starts_over_and_a_finished_run_rewrites_its_outputs(
     default_config, fmnist_root, tmp_path
 ):
@@ -446,6 +459,7 @@ def test_compile_setting_per_device(default_config):
     assert compile_mode(forced, torch.device("cuda")) == "default"
 
 
+@pytest.mark.slow
 def test_padded_evaluation_equals_plain(default_config, fmnist_root):
     from ann.data import GpuAugment, iterate_batches, load_dataset
     from ann.engine import Context
@@ -472,6 +486,7 @@ def test_padded_evaluation_equals_plain(default_config, fmnist_root):
     assert results[0]["test_loss"] == pytest.approx(results[1]["test_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_compiled_run_trains_and_resumes_identically(default_config, fmnist_root, tmp_path):
     """train.compile: true on the CPU (inductor): one epoch, then a resumed second one equal to
     an uninterrupted compiled two-epoch run."""
@@ -496,6 +511,7 @@ def test_compiled_run_trains_and_resumes_identically(default_config, fmnist_root
     )
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_cuda_graph_training_of_a_few_steps(default_config, fmnist_root, tmp_path):
     """On CUDA, train.compile auto compiles with CUDA graphs; a few epochs of the fixture learn."""

@@ -15,6 +15,8 @@ from fixtures import (
     write_imagenet,
 )
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -90,6 +92,7 @@ def report_views(tiny_run, tmp_path_factory):
     return read_report(index, tmp_path_factory.mktemp("screenshots"))
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_report_links_resolve_and_images_load_in_chromium(report_views):
     assert len(report_views) == 10  # index, two cells, four datasets, theory, priors, ablation
@@ -98,6 +101,7 @@ def test_report_links_resolve_and_images_load_in_chromium(report_views):
     assert sum(len(v.images) for v in report_views) >= 12
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_report_fits_a_1280px_window(report_views):
     """No page is wider than a 1280 px window: every table fits its column or scrolls in
@@ -113,11 +117,12 @@ def test_report_fits_a_1280px_window(report_views):
     assert sum(len(v.tables) for v in report_views) >= 10
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_report_shows_figures_at_their_size(report_views):
     """No figure is shrunk to fit the page: each is at most as wide as the column at 96 px
     per inch, so the text in it reads at its point size (the κ heatmaps were at half)."""
-    from dendrite_sim.figures import DPI
+    from pipeline.files import DPI
 
     problems = [f"{v.path.name}: {p}" for v in report_views for p in v.shrunk_images(DPI)]
     assert not problems, problems

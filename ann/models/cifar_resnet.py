@@ -7,7 +7,7 @@ and 3, 1x1 convolution + BN shortcuts where the shape changes, He et al.'s optio
 average pooling of the last map (8x8 for 32x32 images) into a 2x2x64 = 256-wide feature for the
 linear head. This is not He et al.'s CIFAR ResNet (option-A zero-padding shortcuts, global
 pooling into a 64-wide head), whose published numbers the Dit paper quotes for its ResNet rows
-(see ann.paper).
+(see workflow/pipeline/paper.py).
 
 Initialisation: PyTorch's default for every layer (convolutions kaiming_uniform with
 a = sqrt(5), i.e. weights U(-1/sqrt(fan_in), 1/sqrt(fan_in))), as the official code leaves it.

@@ -1,18 +1,31 @@
 # Shared by all rule files - the checks the schema cannot express, the results root and the
 # input functions. Every check runs when the workflow is read, before any job starts, and
 # stops it in one line that names the config key.
+import os
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+# The workflow's glue (workflow/pipeline) is imported as `pipeline`: by the rule files here,
+# and by the scripts of the jobs, which inherit PYTHONPATH (a SLURM job reads this file again).
+GLUE_PATH = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, GLUE_PATH)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [GLUE_PATH, *filter(None, os.getenv("PYTHONPATH", "").split(os.pathsep))]
+    )
+)
+
 from dendrite_sim.dataset import cell_morphology, cell_overrides, cell_settings, simulation_settings
 from dendrite_sim.errors import InputError
+from dendrite_sim.figures import FIGURES
 from dendrite_sim.morphology import load_cell
-from dendrite_sim.plan_checks import check_budget, check_config, plan_budget
 from dendrite_sim.sites import select_sites
+from pipeline.plan_checks import DATASET_FILES, check_budget, check_config, plan_budget
 
 YAML_TEXT_NUMBER = re.compile(r"[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+")
 
@@ -164,14 +177,6 @@ def check_recipes():
 
 
 check_recipes()
-
-
-DATASET_FILES = {
-    "fashion_mnist": ["train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
-    "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
-    "cifar100": ["cifar-100-python/train", "train"],
-    "imagenet": ["train/", "val/"],
-}
 
 
 def dataset_status(name):

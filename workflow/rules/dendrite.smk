@@ -57,13 +57,8 @@ rule morphology_figure:
 
 
 # Stage 2: fit the bilinear coefficients and check the rule (dendrite_sim.kappa).
-KAPPA_FIGURES = [
-    "kappa_heatmaps",
-    "location_dependence",
-    "shunting_fits",
-    "kappa_over_time",
-    "multi_input_validation",
-]
+# The figures drawn from kappa.nc, by name (figures/<name>.png).
+KAPPA_FIGURES = list(FIGURES)
 
 
 rule fit_kappa:

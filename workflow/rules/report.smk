@@ -1,5 +1,5 @@
-# Stage 5: summarise each dataset's runs, then write the linked HTML report (ann.report).
-DATASET_PAGES = ["fashion_mnist", "cifar10", "cifar100", "imagenet"]
+# Stage 5: summarise each dataset's runs, then write the linked HTML report (pipeline.summary,
+# pipeline.report).
 
 
 rule summarise_dataset:
@@ -36,12 +36,14 @@ rule summarise_dataset:
 REPORT_CELLS = {cell: dendrite_inputs(cell) for cell in config["dendrite"]["cells"]}
 REPORT_DATASETS = {dataset: dataset_inputs(dataset) for dataset in TRAINED_DATASETS}
 REPORT_THEORY = {
-    "tables": {name: f"{RESULTS}/theory/gaussian_{name}.csv" for name in THEORY_TABLES}
+    "tables": {name: f"{RESULTS}/theory/gaussian_{name}.csv" for name in GAUSSIAN_TABLES}
     | {
         "fewshot_summary": f"{RESULTS}/theory/fewshot_summary.csv",
         "fewshot_lr_sweep": f"{RESULTS}/theory/fewshot_lr_sweep.csv",
     },
-    "figures": {key: f"{RESULTS}/theory/figures/{name}.png" for key, name in THEORY_FIGURES.items()}
+    "figures": {
+        key: f"{RESULTS}/theory/figures/{name}.png" for key, name in GAUSSIAN_FIGURES.items()
+    }
     | {"fewshot_png": f"{RESULTS}/theory/figures/fewshot.png"},
 }
 

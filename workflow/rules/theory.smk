@@ -1,22 +1,18 @@
-# Theory: a quadratic neuron reaches the Bayes classifier on Gaussian classes (ann.theory).
-THEORY_TABLES = ["bayes", "accuracy", "similarity", "sweep", "sweep_summary"]
-THEORY_FIGURES = {
-    "boundaries_png": "decision_boundaries",
-    "sweep_png": "accuracy_vs_samples",
-    "similarity_png": "quadratic_similarity",
-}
+# Theory: a quadratic neuron reaches the Bayes classifier on Gaussian classes, and few-shot
+# Fashion-MNIST (ann.theory; the steps: pipeline.theory).
+from pipeline.theory import GAUSSIAN_FIGURES, GAUSSIAN_TABLES
 
 
 rule theory_gaussian:
     output:
-        **{name: f"{RESULTS}/theory/gaussian_{name}.csv" for name in THEORY_TABLES},
+        **{name: f"{RESULTS}/theory/gaussian_{name}.csv" for name in GAUSSIAN_TABLES},
         **{
             key: report(
                 f"{RESULTS}/theory/figures/{name}.png",
                 caption=f"../report/theory_{name}.rst",
                 category="Theory",
             )
-            for key, name in THEORY_FIGURES.items()
+            for key, name in GAUSSIAN_FIGURES.items()
         },
     log:
         f"{RESULTS}/logs/theory_gaussian.log",

@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from ann.stages import build_prior
+from pipeline.runner import run_stage
+from pipeline.training import build_prior
 
 run_stage(
     build_prior,

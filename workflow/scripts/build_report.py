@@ -1,8 +1,7 @@
 from pathlib import Path
 
-from stage import run_stage
-
-from ann.stages import build_report
+from pipeline.report import build_report
+from pipeline.runner import run_stage
 
 run_stage(
     build_report,

@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from dendrite_sim.stages import fit
+from pipeline.dendrite import fit
+from pipeline.runner import run_stage
 
 run_stage(
     fit,

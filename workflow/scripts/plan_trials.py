@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from dendrite_sim.stages import plan
+from pipeline.dendrite import plan
+from pipeline.runner import run_stage
 
 run_stage(
     plan,

@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from ann.ablation_stages import analyse
+from pipeline.ablation import analyse
+from pipeline.runner import run_stage
 
 run_stage(
     analyse,

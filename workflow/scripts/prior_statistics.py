@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from ann.stages import prior_statistics
+from pipeline.runner import run_stage
+from pipeline.training import prior_statistics
 
 run_stage(
     prior_statistics,

@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from dendrite_sim.stages import simulate
+from pipeline.dendrite import simulate
+from pipeline.runner import run_stage
 
 run_stage(
     simulate,

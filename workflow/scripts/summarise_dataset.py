@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from ann.stages import summarise_dataset
+from pipeline.runner import run_stage
+from pipeline.summary import summarise_dataset
 
 run_stage(
     summarise_dataset,

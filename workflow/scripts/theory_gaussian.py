@@ -1,10 +1,9 @@
-from stage import run_stage
-
-from ann.stages import theory_gaussian
+from pipeline.runner import run_stage
+from pipeline.theory import theory_gaussian
 
 run_stage(
     theory_gaussian,
     snakemake.log[0],
-    gaussian=snakemake.params.gaussian,
+    config=snakemake.params.gaussian,
     outputs=dict(snakemake.output.items()),
 )

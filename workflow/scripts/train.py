@@ -1,6 +1,5 @@
-from stage import run_stage
-
-from ann.stages import train_run
+from pipeline.runner import run_stage
+from pipeline.training import train_run
 
 run_stage(
     train_run,

@@ -28,7 +28,7 @@ Models (`MODEL_NAMES`).
 - "dit_cnn_sum": the same without the halving, out = BN(conv(h)) + Q(LN(h)): at initialisation
   exactly the CNN (identity-preserving), so any difference comes from the quadratic term.
 
-Recipe (the same for every N; knobs in `DEFAULTS`). AdamW, `weight_decay` 1e-2 on matrices and
+Recipe (the same for every N; knobs in `FewShotConfig`). AdamW, `weight_decay` 1e-2 on matrices and
 kernels (none on biases and norms), cosine decay of the learning rate to zero, no warm-up. The
 quadratic parameters (U, V; Q and its LN) learn `quadratic_lr_mult` (10) times faster, as in the
 paper's recipe. Mini-batches of min(`batch_size` = 32, 10 N) images, cut from a stream of random
@@ -52,6 +52,9 @@ An empty or one-value `lr_grid` skips the sweep: then `lr_linear` / `lr_cnn` (3e
 Evaluation. Test accuracy on the test images above (BN in eval mode), train accuracy on the
 un-augmented training draw; `fewshot_experiment` reports one row per model x N x seed and the
 mean and sample std (ddof = 1; 0 for a single seed) over seeds per (model, N).
+
+One module of about 400 lines: the draw, the schedule, the learning-rate choice and the
+evaluation above are one protocol and are read together; the models are in fewshot_models.
 """
 
 from __future__ import annotations
@@ -59,8 +62,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
@@ -70,42 +73,78 @@ from torch import Tensor, nn
 
 from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
 from ann.engine import parameter_groups, torch_threads
-from ann.io import save_figure
-from ann.layers import DitQuadratic
-from ann.models import count_parameters, parameters_of
+from ann.errors import ConfigError
+from ann.models import count_parameters
 
-MODEL_NAMES = ("linear", "linear_quadratic", "cnn", "dit_cnn", "dit_cnn_sum")
-NUM_CLASSES = 10
-IMAGE_SIZE = 32
-CNN_WIDTHS = (8, 16, 16)
-DIT_MAP_SIZE = 8
+from .fewshot_models import (
+    MODEL_NAMES,
+    NUM_CLASSES,
+    build_model,
+    is_cnn,
+    quadratic_parameters,
+)
+
+DATASET = "fashion_mnist"
 EVAL_BATCH = 1000
 SWEEP_COLUMNS = ["model", "shots", "lr", "val_acc"]
 
-DEFAULTS: dict[str, Any] = {
-    "dataset": "fashion_mnist",
-    "models": list(MODEL_NAMES),
-    "shots": [1, 5, 10, 50, 100],
-    "seeds": [0, 1, 2],
-    "rank": 8,
-    "batch_size": 32,
-    "epochs": 20,
-    "min_steps": 100,
-    "max_steps": 500,
-    "lr_linear": 3e-3,
-    "lr_cnn": 3e-3,
-    "lr_grid": [1e-3, 3e-3, 1e-2],
-    "sweep_shots": [10],
-    "sweep_seed": 1000,
-    "validation_per_class": 100,
-    "weight_decay": 1e-2,
-    "quadratic_lr_mult": 10.0,
-    "crop_padding_linear": 0,
-    "crop_padding_cnn": 2,
-    "test_subset": None,
-    "test_seed": 0,
-    "threads": 1,
-}
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    """The `theory.fewshot` section; the defaults are the schema's (tests/test_config_sections.py
+    checks that they agree)."""
+
+    models: tuple[str, ...] = MODEL_NAMES
+    shots: tuple[int, ...] = (1, 5, 10, 50, 100)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    rank: int = 8
+    batch_size: int = 32
+    epochs: int = 20
+    min_steps: int = 100
+    max_steps: int = 500
+    lr_linear: float = 3e-3
+    lr_cnn: float = 3e-3
+    lr_grid: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    sweep_shots: tuple[int, ...] = (10,)
+    sweep_seed: int = 1000
+    validation_per_class: int = 100
+    weight_decay: float = 1e-2
+    quadratic_lr_mult: float = 10.0
+    crop_padding_linear: int = 0
+    crop_padding_cnn: int = 2
+    test_subset: int | None = None
+    test_seed: int = 0
+    threads: int = 1
+
+    @classmethod
+    def from_mapping(cls, values: Mapping | None, where: str = "theory.fewshot") -> FewShotConfig:
+        """The section from the config (missing keys take their defaults); a ConfigError names
+        the first key at fault."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()}
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"config key {where}.{unknown[0]}: unknown; known keys: {known}.")
+        config = cls(**values)
+        bad_models = sorted(set(config.models) - set(MODEL_NAMES))
+        if bad_models:
+            raise ConfigError(
+                f"config key {where}.models: unknown models {bad_models}; choose from {MODEL_NAMES}."
+            )
+        for key in ("shots", "sweep_shots"):
+            if any(int(shots) < 1 for shots in getattr(config, key)):
+                raise ConfigError(f"config key {where}.{key}: shots must be positive.")
+        if config.sweep_seed in config.seeds and len(config.lr_grid) > 1:
+            raise ConfigError(
+                f"config key {where}.sweep_seed: {config.sweep_seed} must differ from the "
+                f"evaluation seeds ({where}.seeds)."
+            )
+        return config
+
+
+def resolve_config(config: Mapping | FewShotConfig | None) -> FewShotConfig:
+    """`config` as a FewShotConfig (a mapping goes through from_mapping)."""
+    return config if isinstance(config, FewShotConfig) else FewShotConfig.from_mapping(config)
 
 
 # ----------------------------------------------------------------------------- data
@@ -131,14 +170,14 @@ def class_balanced_draw(
     return torch.cat(picks).sort().values
 
 
-def training_steps(shots: int, config: dict[str, Any]) -> int:
+def training_steps(shots: int, config: FewShotConfig) -> int:
     images = NUM_CLASSES * shots
-    epoch_steps = math.ceil(config["epochs"] * images / batch_size(shots, config))
-    return min(config["max_steps"], max(config["min_steps"], epoch_steps))
+    epoch_steps = math.ceil(config.epochs * images / batch_size(shots, config))
+    return min(config.max_steps, max(config.min_steps, epoch_steps))
 
 
-def batch_size(shots: int, config: dict[str, Any]) -> int:
-    return min(config["batch_size"], NUM_CLASSES * shots)
+def batch_size(shots: int, config: FewShotConfig) -> int:
+    return min(config.batch_size, NUM_CLASSES * shots)
 
 
 def batch_indices(
@@ -153,132 +192,15 @@ def batch_indices(
         pending = pending[size:]
 
 
-# ----------------------------------------------------------------------------- models
-
-
-class LowRankQuadratic(nn.Module):
-    """q_o(x) = sum_r (u_or . x)(v_or . x) for every output o; U ~ N(0, 1/D), V = 0."""
-
-    def __init__(self, in_features: int, out_features: int, rank: int) -> None:
-        super().__init__()
-        self.out_features = out_features
-        self.rank = rank
-        self.u = nn.Parameter(torch.randn(out_features * rank, in_features) / in_features**0.5)
-        self.v = nn.Parameter(torch.zeros(out_features * rank, in_features))
-
-    def forward(self, x: Tensor) -> Tensor:
-        products = (x @ self.u.t()) * (x @ self.v.t())
-        return products.view(-1, self.out_features, self.rank).sum(-1)
-
-
-class PixelClassifier(nn.Module):
-    """Softmax regression on the flattened pixels, optionally plus a low-rank quadratic term."""
-
-    def __init__(self, in_features: int, num_classes: int, rank: int | None = None) -> None:
-        super().__init__()
-        self.linear = nn.Linear(in_features, num_classes)
-        self.quadratic = None if rank is None else LowRankQuadratic(in_features, num_classes, rank)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.flatten(1)
-        scores = self.linear(x)
-        if self.quadratic is not None:
-            scores = scores + self.quadratic(x)
-        return scores
-
-
-class DitBlockBranch(nn.Module):
-    """Q(LN(h)), LN normalising each channel over its spatial map."""
-
-    def __init__(self, channels: int, map_size: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm((map_size, map_size))
-        self.quadratic = DitQuadratic(channels, channels)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.quadratic(self.norm(h))
-
-
-class ConvBlock(nn.Module):
-    """conv3x3-BN-(Dit)-ReLU-(maxpool): with a Dit branch, (BN(conv h) + Q(LN h)) / 2, or
-    BN(conv h) + Q(LN h) with halve=False."""
-
-    def __init__(
-        self,
-        in_chs: int,
-        out_chs: int,
-        *,
-        stride: int = 1,
-        pool: bool = True,
-        dit_map_size: int | None = None,
-        halve: bool = True,
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(out_chs)
-        self.dit = None if dit_map_size is None else DitBlockBranch(out_chs, dit_map_size)
-        self.halve = halve
-        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
-
-    def pre_activation(self, h: Tensor) -> Tensor:
-        out = self.bn(self.conv(h))
-        if self.dit is not None:
-            out = out + self.dit(h)
-            if self.halve:
-                out = out / 2
-        return out
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.pool(F.relu(self.pre_activation(h)))
-
-
-class SmallCNN(nn.Module):
-    """Three conv blocks (the first with stride 2 and no pool) and a linear head."""
-
-    def __init__(
-        self, num_classes: int = NUM_CLASSES, dit: bool = False, halve: bool = True
-    ) -> None:
-        super().__init__()
-        first, second, third = CNN_WIDTHS
-        self.blocks = nn.Sequential(
-            ConvBlock(1, first, stride=2, pool=False),
-            ConvBlock(first, second),
-            ConvBlock(second, third, dit_map_size=DIT_MAP_SIZE if dit else None, halve=halve),
-        )
-        final_size = IMAGE_SIZE // 8
-        self.head = nn.Linear(third * final_size * final_size, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(x).flatten(1))
-
-
-def build_model(name: str, config: dict[str, Any]) -> nn.Module:
-    if name == "linear":
-        return PixelClassifier(IMAGE_SIZE * IMAGE_SIZE, NUM_CLASSES)
-    if name == "linear_quadratic":
-        return PixelClassifier(IMAGE_SIZE * IMAGE_SIZE, NUM_CLASSES, rank=config["rank"])
-    if is_cnn(name):
-        return SmallCNN(NUM_CLASSES, dit=name.startswith("dit_"), halve=name == "dit_cnn")
-    raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
-
-
-def quadratic_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return parameters_of(model, LowRankQuadratic, DitBlockBranch)
-
-
 # ----------------------------------------------------------------------------- training
 
 
-def is_cnn(name: str) -> bool:
-    return name in ("cnn", "dit_cnn", "dit_cnn_sum")
+def model_lr(name: str, config: FewShotConfig) -> float:
+    return config.lr_cnn if is_cnn(name) else config.lr_linear
 
 
-def model_lr(name: str, config: dict[str, Any]) -> float:
-    return config["lr_cnn"] if is_cnn(name) else config["lr_linear"]
-
-
-def crop_padding(name: str, config: dict[str, Any]) -> int:
-    return config["crop_padding_cnn"] if is_cnn(name) else config["crop_padding_linear"]
+def crop_padding(name: str, config: FewShotConfig) -> int:
+    return config.crop_padding_cnn if is_cnn(name) else config.crop_padding_linear
 
 
 def train_model(
@@ -287,7 +209,7 @@ def train_model(
     train: DeviceDataset,
     shots: int,
     seed: int,
-    config: dict[str, Any],
+    config: FewShotConfig,
     lr: float | None = None,
 ) -> nn.Module:
     """Train in place with the module's recipe (at `lr`, default the configured one); batches
@@ -298,8 +220,8 @@ def train_model(
         parameter_groups(
             model,
             quadratic_parameters(model),
-            weight_decay=config["weight_decay"],
-            quadratic_lr_mult=config["quadratic_lr_mult"],
+            weight_decay=config.weight_decay,
+            quadratic_lr_mult=config.quadratic_lr_mult,
             decay_vectors=False,
             lr=lr,
         )
@@ -349,24 +271,9 @@ def run_seed(seed: int, shots: int) -> int:
 # ----------------------------------------------------------------------------- experiment
 
 
-def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
-    merged = {**DEFAULTS, **(config or {})}
-    unknown = set(merged) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown few-shot config keys: {sorted(unknown)}")
-    bad_models = set(merged["models"]) - set(MODEL_NAMES)
-    if bad_models:
-        raise ValueError(f"unknown models {sorted(bad_models)}; choose from {MODEL_NAMES}")
-    if any(int(shots) < 1 for shots in [*merged["shots"], *merged["sweep_shots"]]):
-        raise ValueError(f"shots must be positive, got {merged['shots']}")
-    if merged["sweep_seed"] in merged["seeds"] and len(merged["lr_grid"]) > 1:
-        raise ValueError("sweep_seed must differ from the evaluation seeds")
-    return merged
-
-
-def test_images(test: DeviceDataset, config: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    if config["test_subset"] is not None:
-        test = test.subset(int(config["test_subset"]), seed=config["test_seed"])
+def test_images(test: DeviceDataset, config: FewShotConfig) -> tuple[Tensor, Tensor]:
+    if config.test_subset is not None:
+        test = test.subset(int(config.test_subset), seed=config.test_seed)
     return normalize(test.images, test.mean, test.std), test.labels
 
 
@@ -376,7 +283,7 @@ def one_run(
     shots: int,
     seed: int,
     test: tuple[Tensor, Tensor],
-    config: dict[str, Any],
+    config: FewShotConfig,
     lr: float | None = None,
 ) -> dict[str, Any]:
     """Train `name` on the draw `train` and score it on `test` (images, labels)."""
@@ -384,7 +291,7 @@ def one_run(
     lr = model_lr(name, config) if lr is None else lr
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run_seed(seed, shots))
-        model = build_model(name, config)
+        model = build_model(name, config.rank)
         train_model(model, name, train, shots, seed, config, lr=lr)
     train_images = normalize(train.images, train.mean, train.std)
     return {
@@ -407,18 +314,18 @@ def few_shot_subset(train: DeviceDataset, shots: int, seed: int, skip: int = 0) 
     )
 
 
-def lr_sweep(train: DeviceDataset, config: dict[str, Any]) -> pd.DataFrame:
+def lr_sweep(train: DeviceDataset, config: FewShotConfig) -> pd.DataFrame:
     """Validation accuracy of every model at every learning rate of `lr_grid`, trained on the
     sweep draw (`sweep_shots` per class, `sweep_seed`) and scored on the next
     `validation_per_class` images per class of the same order (training split only)."""
     rows = []
-    seed, per_class = int(config["sweep_seed"]), int(config["validation_per_class"])
-    for shots in config["sweep_shots"]:
+    seed, per_class = int(config.sweep_seed), int(config.validation_per_class)
+    for shots in config.sweep_shots:
         draw = few_shot_subset(train, int(shots), seed)
         held_out = few_shot_subset(train, per_class, seed, skip=int(shots))
         validation = normalize(held_out.images, held_out.mean, held_out.std), held_out.labels
-        for name in config["models"]:
-            for lr in config["lr_grid"]:
+        for name in config.models:
+            for lr in config.lr_grid:
                 run = one_run(name, draw, int(shots), seed, validation, config, lr=float(lr))
                 rows.append(
                     {
@@ -431,10 +338,10 @@ def lr_sweep(train: DeviceDataset, config: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
-def chosen_lrs(sweep: pd.DataFrame, config: dict[str, Any]) -> dict[str, float]:
+def chosen_lrs(sweep: pd.DataFrame, config: FewShotConfig) -> dict[str, float]:
     """Per model, the learning rate of best mean validation accuracy (ties: the smaller); the
     configured lr_linear / lr_cnn where there was no sweep."""
-    chosen = {name: model_lr(name, config) for name in config["models"]}
+    chosen = {name: model_lr(name, config) for name in config.models}
     if len(sweep):
         means = sweep.groupby(["model", "lr"])["val_acc"].mean().reset_index()
         for name, rows in means.groupby("model"):
@@ -455,24 +362,24 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def fewshot_experiment(
-    config: dict[str, Any] | None = None, root: str | os.PathLike[str] | None = None
+    config: Mapping | FewShotConfig | None = None, root: str | os.PathLike[str] | None = None
 ) -> dict[str, pd.DataFrame]:
     """Choose every model's learning rate on the validation split (`lr_sweep`), then train
     every model for every N and seed: "runs" (one row each), "summary" and "sweep" tables."""
     cfg = resolve_config(config)
     rows = []
-    with torch_threads(int(cfg["threads"])):
-        train = load_dataset(cfg["dataset"], root, "train")
-        test = test_images(load_dataset(cfg["dataset"], root, "test"), cfg)
+    with torch_threads(int(cfg.threads)):
+        train = load_dataset(DATASET, root, "train")
+        test = test_images(load_dataset(DATASET, root, "test"), cfg)
         no_sweep = pd.DataFrame(columns=SWEEP_COLUMNS)
-        sweep = lr_sweep(train, cfg) if len(cfg["lr_grid"]) > 1 else no_sweep
+        sweep = lr_sweep(train, cfg) if len(cfg.lr_grid) > 1 else no_sweep
         lrs = chosen_lrs(sweep, cfg)
-        for seed in cfg["seeds"]:
-            for shots in cfg["shots"]:
+        for seed in cfg.seeds:
+            for shots in cfg.shots:
                 subset = few_shot_subset(train, int(shots), int(seed))
                 rows += [
                     one_run(name, subset, int(shots), int(seed), test, cfg, lr=lrs[name])
-                    for name in cfg["models"]
+                    for name in cfg.models
                 ]
     runs = pd.DataFrame(rows).sort_values(["model", "shots", "seed"], kind="stable")
     runs = runs.reset_index(drop=True)
@@ -482,11 +389,10 @@ def fewshot_experiment(
 # ----------------------------------------------------------------------------- figure
 
 
-def plot_fewshot(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def plot_fewshot(summary: pd.DataFrame) -> Any:
     """Test accuracy against N (log x), mean +- std over seeds as line and band, per model."""
     from matplotlib.figure import Figure
 
-    path = Path(path)
     figure = Figure(figsize=(5.5, 4))
     axes = figure.subplots()
     for name, rows in summary.groupby("model", sort=False):
@@ -501,8 +407,7 @@ def plot_fewshot(summary: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     axes.set_title("Few-shot Fashion-MNIST (mean ± std over seeds)")
     axes.grid(alpha=0.3)
     axes.legend()
-    save_figure(figure, path)
-    return path
+    return figure
 
 
 def _tick_labels(shots: Sequence[int] | pd.Series) -> list[str]:

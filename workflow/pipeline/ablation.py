@@ -1,18 +1,24 @@
 """The prior ablation's workflow steps (workflow/rules/ablation.smk): the analysis of one
-dataset's runs, and the report page "Does the prior matter?". The numbers come from
-ann.ablation; this module reads and writes the files."""
+dataset's runs, and the report page "Does the prior matter?". The numbers and figures come
+from ann.ablation; this module reads and writes the files."""
 
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from . import ablation
-from .errors import TrainingError
-from .io import save_csv
+from ann import ablation
+from ann.errors import TrainingError
+
+from .fields import Table
+from .files import save_csv, save_figure
+
+if TYPE_CHECKING:
+    from .report import Report
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"  # what ann.train writes after every epoch, beside metrics.json
@@ -20,8 +26,8 @@ CHECKPOINT = "checkpoint.pt"  # what ann.train writes after every epoch, beside 
 
 def quadratic_layer_names(model: str) -> list[str]:
     """The module names of the model's quadratic layers, in order."""
-    from .layers import DitQuadratic
-    from .models import create_model
+    from ann.layers import DitQuadratic
+    from ann.models import create_model
 
     network = create_model(model)
     return [name for name, m in network.named_modules() if isinstance(m, DitQuadratic)]
@@ -72,7 +78,7 @@ def analyse(
     save_csv(table, outputs["runs"])
     save_csv(summary, outputs["summary"])
     save_csv(statistics, outputs["statistics"])
-    ablation.plot_differences(statistics, metrics, outputs["differences"])
+    save_figure(ablation.plot_differences(statistics, metrics), outputs["differences"])
 
     layers_rows, spectra_rows = [], []
     dit = table[table.prior != "none"]
@@ -101,7 +107,7 @@ def analyse(
     )
     save_csv(layers, outputs["learned_k"])
     save_csv(spectra, outputs["spectra"])
-    ablation.plot_learned_k(layers, spectra, outputs["learned_k_png"])
+    save_figure(ablation.plot_learned_k(layers, spectra), outputs["learned_k_png"])
     for sentence in ablation.answer(statistics, table.dataset.iloc[0]):
         log.info("%s", sentence)
 
@@ -129,14 +135,14 @@ def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3g}"
 
 
-def _table(rows: list[dict], numeric: Sequence[str] = ()):  # noqa: ANN202 (ann.report.Table)
-    from .report import Table
-
+def _table(rows: list[dict], numeric: Sequence[str] = ()) -> Table:
     columns = list(rows[0]) if rows else []
     return Table(columns, [c in numeric for c in columns], [list(r.values()) for r in rows])
 
 
-def statistics_table(statistics: pd.DataFrame, summary: pd.DataFrame, metrics: Sequence[str]):  # noqa: ANN201
+def statistics_table(
+    statistics: pd.DataFrame, summary: pd.DataFrame, metrics: Sequence[str]
+) -> Table:
     """Per model, prior and metric: mean ± std of the prior and the reference, the paired
     difference with its 95 % interval and p-value, and the verdict."""
     stats = summary.set_index(["model", "prior", "metric"])
@@ -166,7 +172,7 @@ def statistics_table(statistics: pd.DataFrame, summary: pd.DataFrame, metrics: S
     return _table(rows, numeric)
 
 
-def accuracy_table(summary: pd.DataFrame, metrics: Sequence[str]):  # noqa: ANN201
+def accuracy_table(summary: pd.DataFrame, metrics: Sequence[str]) -> Table:
     """Mean ± std over seeds of every (model, prior), the plain model included."""
     rows = []
     for (model, prior), group in summary.groupby(["model", "prior"], sort=False):
@@ -181,7 +187,7 @@ def accuracy_table(summary: pd.DataFrame, metrics: Sequence[str]):  # noqa: ANN2
     return _table(rows, [k for k in (rows[0] if rows else {}) if k not in ("model", "prior")])
 
 
-def learned_k_table(layers: pd.DataFrame):  # noqa: ANN201
+def learned_k_table(layers: pd.DataFrame) -> Table:
     """Mean over seeds, per model, prior and layer, of the learned-K comparisons."""
     rows = []
     if len(layers):
@@ -219,7 +225,7 @@ def _statistics(path: str | Path) -> pd.DataFrame:
 
 def ablation_answers(experiment: Mapping) -> list[str]:
     """The page's sentences, every dataset's, for the report's index."""
-    from .report import DATASETS
+    from .report import DATASETS  # the report imports this module's pages
 
     return [
         sentence
@@ -230,11 +236,11 @@ def ablation_answers(experiment: Mapping) -> list[str]:
     ]
 
 
-def ablation_page(report, experiment: Mapping) -> Path:  # noqa: ANN001 (ann.report.Report)
+def ablation_page(report: "Report", experiment: Mapping) -> Path:
     """The page "Does the prior matter?": one sentence per dataset, the tables and figures.
     `experiment`: "datasets" (per analysed dataset its files), "skipped" (dataset -> why),
     "sample_epochs", "reference" and "seeds"."""
-    from .report import DATASETS
+    from .report import DATASETS  # the report imports this module's pages
 
     sample = [ablation.epoch_metric(e) for e in experiment["sample_epochs"]]
     pages = []

@@ -1,4 +1,4 @@
-"""The published numbers this project reproduces (the seed talk's two tables), where each
+"""The published numbers this project reproduces (the Dit-CNN talk's two tables), where each
 comes from and how it was measured, and where this project deliberately differs.
 
 CIFAR: parameters (millions) and top-1 accuracy (%) on CIFAR-10 and CIFAR-100 (mean, std
@@ -44,7 +44,7 @@ IMAGENET = {
 
 
 def published(dataset: str, model: str) -> dict | None:
-    """The seed's numbers for (dataset, model), or None where it has none."""
+    """The talk's numbers for (dataset, model), or None where it has none."""
     if dataset in ("cifar10", "cifar100") and model in CIFAR:
         p10, a10, p100, a100, s100 = CIFAR[model]
         if dataset == "cifar10":

@@ -3,12 +3,13 @@
 Two accuracies per run: `test_top1`, the final epoch's, and `best_top1`, the best over the
 epochs evaluated on the whole test set, which selects on the test set (what the official
 scripts and timm's checkpoint saver report). The summary gives mean and std over seeds of
-both, the published number with its protocol (ann.paper.protocol), and ours under that
+both, the published number with its protocol (pipeline.paper.protocol), and ours under that
 protocol beside it.
 """
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -19,9 +20,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .io import FIGURE_MAX_WIDTH_IN as MAX_WIDTH_IN  # noqa: E402
-from .io import save_figure  # noqa: E402
+from .files import MAX_WIDTH_IN, save_csv, save_figure  # noqa: E402
 from .paper import protocol, published  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 def _number(value: float | None) -> float:
@@ -60,7 +62,7 @@ def load_runs(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (model, prior) of the final and the best-of-epochs top-1
-    (test-set selection), with the seed's published numbers and the protocol behind them."""
+    (test-set selection), with the talk's published numbers and the protocol behind them."""
     grouped = runs.groupby(["dataset", "model", "prior"], sort=False)
     table = grouped.agg(
         seeds=("seed", "count"),
@@ -99,7 +101,7 @@ def _label(model: str, prior: str) -> str:
     return model if prior == "none" else f"{model} ({prior})"
 
 
-def plot_training_curves(runs: pd.DataFrame, path: str | Path) -> None:
+def plot_training_curves(runs: pd.DataFrame) -> plt.Figure:
     """Training loss and test top-1 per epoch, one line per run."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs.itertuples():
@@ -112,10 +114,10 @@ def plot_training_curves(runs: pd.DataFrame, path: str | Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc_ax.set(xlabel="epoch", ylabel="test top-1 (%)")
     acc_ax.legend(fontsize=8, ncol=2)
-    save_figure(fig, path)
+    return fig
 
 
-def plot_prior_ablation(summary: pd.DataFrame, path: str | Path) -> None:
+def plot_prior_ablation(summary: pd.DataFrame) -> plt.Figure:
     """Test top-1 (mean +- std over seeds) of every (model, prior)."""
     fig, ax = plt.subplots(figsize=(min(MAX_WIDTH_IN, max(5, 1.2 * len(summary))), 4))
     x = np.arange(len(summary))
@@ -132,4 +134,20 @@ def plot_prior_ablation(summary: pd.DataFrame, path: str | Path) -> None:
     ax.set(
         ylabel="final test top-1 (%, mean ± std over seeds)", title="Models and quadratic priors"
     )
-    save_figure(fig, path)
+    return fig
+
+
+def summarise_dataset(metrics: list[str | Path], outputs: Mapping[str, str | Path]) -> None:
+    """The runs of one dataset: a table per run, mean/std per model and prior, two figures."""
+    runs = load_runs(metrics)
+    table = summarise(runs)
+    save_csv(runs, outputs["runs"])
+    save_csv(table, outputs["summary"])
+    save_figure(plot_training_curves(runs), outputs["curves"])
+    save_figure(plot_prior_ablation(table), outputs["ablation"])
+    log.info(
+        "%s: %d runs\n%s",
+        runs.dataset.iloc[0],
+        len(runs),
+        table[["model", "prior", "seeds", "top1_mean", "top1_std"]].to_string(index=False),
+    )

@@ -1,7 +1,7 @@
-"""The workflow's dendrite steps as plain functions of paths and the config section.
+"""Stages 1-2, the dendrite steps, as plain functions of paths and the config section.
 
-Each step reads its inputs, does one thing and writes one NetCDF file atomically;
-the Snakemake scripts in workflow/scripts call these and nothing else.
+Each step reads its inputs, calls dendrite_sim and writes its file atomically
+(pipeline.files); the Snakemake scripts in workflow/scripts call these and nothing else.
 """
 
 import logging
@@ -14,24 +14,25 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .checks import SIMULATION_CAUSES, require_finite_traces
-from .dataset import (
+from dendrite_sim.checks import SIMULATION_CAUSES, require_finite_traces
+from dendrite_sim.dataset import (
     cell_morphology,
     cell_settings,
     chunk_dataset,
     compartment_coords,
     psp_dataset,
     read_dataset,
-    write_atomic,
 )
-from .errors import InputError
-from .figures import FIGURES, check_kappa_dataset, morphology_figure
-from .kappa import check_fit, fit_kappa
-from .model import CellModel
-from .morphology import load_cell
-from .protocols import plan_trials
-from .simulate import simulate_trials
-from .sites import select_sites
+from dendrite_sim.errors import InputError
+from dendrite_sim.figures import FIGURES, check_kappa_dataset, morphology_figure
+from dendrite_sim.kappa import check_fit, fit_kappa
+from dendrite_sim.model import CellModel
+from dendrite_sim.morphology import load_cell
+from dendrite_sim.protocols import plan_trials
+from dendrite_sim.simulate import simulate_trials
+from dendrite_sim.sites import select_sites
+
+from .files import MAX_WIDTH_IN, save_figure, save_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
     trials.attrs = built.attrs(dendrite["membrane"]["Rm_ohm_cm2"])
     counts = trials.kind.to_series().value_counts().to_dict()
     log.info("cell %s: %d sites, %d trials %s", cell, len(sites), trials.sizes["trial"], counts)
-    write_atomic(trials, out)
+    save_netcdf(trials, out)
 
 
 def simulate(
@@ -97,7 +98,7 @@ def simulate(
     )
     chunks = [chunk_dataset(piece, v, record_dt) for piece, v in zip(pieces, traces, strict=True)]
     ds = psp_dataset(trials, chunks, CellModel.from_config(dendrite), dendrite, cell)
-    write_atomic(ds, out)
+    save_netcdf(ds, out)
     log.info("wrote %s: %d trials x %d samples", out, ds.sizes["trial"], ds.sizes["time"])
 
 
@@ -123,7 +124,7 @@ def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
     check_fit(ds, psp)
     headline = {k: round(v, 4) for k, v in ds.attrs.items() if k.startswith(("median_", "mean_"))}
     log.info("kappa fitted: %s", headline)
-    write_atomic(ds, out)
+    save_netcdf(ds, out)
 
 
 def figures(kappa_path: str | Path, outputs: Mapping[str, str | Path]) -> None:
@@ -131,12 +132,12 @@ def figures(kappa_path: str | Path, outputs: Mapping[str, str | Path]) -> None:
     ds = read_dataset(kappa_path)
     check_kappa_dataset(ds, kappa_path)
     for name, path in outputs.items():
-        FIGURES[name](ds, path)
+        save_figure(FIGURES[name](ds, max_width_in=MAX_WIDTH_IN), path)
         log.info("wrote %s", path)
 
 
 def morphology(psp_path: str | Path, out: str | Path) -> None:
     """Draw the cell in 2-D projection with its sites (from psp.nc)."""
     psp = read_dataset(psp_path)
-    morphology_figure(psp, out)
+    save_figure(morphology_figure(psp), out)
     log.info("wrote %s", out)

@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import InputError
-from .protocols import check_timing, trial_counts
+from dendrite_sim.config import DendriteConfig, KappaConfig
+from dendrite_sim.errors import InputError
+from dendrite_sim.protocols import check_timing, trial_counts
 
 # CPU time per compartment per integration step of the compiled simulator, from the
 # measured figures (README: 5 ms per 100-ms trial of the 95-compartment cell at dt 0.05 ms,
@@ -29,6 +30,8 @@ MEMORY_SHARE = 0.8  # of the machine's memory a plan may take
 
 def check_config(dendrite: Mapping, kappa: Mapping) -> None:
     """Settings the schema cannot judge alone; an InputError names the key and the fix."""
+    DendriteConfig.from_mapping(dendrite)
+    KappaConfig.from_mapping(kappa)
     for receptor, kinetics in dendrite["synapses"].items():
         _distinct_time_constants(f"dendrite.synapses.{receptor}", kinetics)
     if dendrite["nmda"]["enabled"]:
@@ -160,3 +163,15 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+# What shows that datasets.<name>.root holds the dataset (any one file; for ImageNet every
+# folder), as ann.data.expected_files gives it: copied here because the rules read it when
+# the workflow is read and importing ann would load torch then (tests/test_config_sections.py
+# checks that the two agree).
+DATASET_FILES = {
+    "fashion_mnist": ["train-images-idx3-ubyte.gz", "FashionMNIST/raw/train-images-idx3-ubyte.gz"],
+    "cifar10": ["cifar-10-batches-py/data_batch_1", "data_batch_1"],
+    "cifar100": ["cifar-100-python/train", "train"],
+    "imagenet": ["train/", "val/"],
+}

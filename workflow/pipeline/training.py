@@ -1,0 +1,167 @@
+"""Stages 3-4: the kappa priors and the training runs, as plain functions of paths and
+config sections (the Snakemake scripts in workflow/scripts call these and nothing else)."""
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import yaml
+
+from ann.engine import file_sha256, run_from_config, train
+from ann.errors import TrainingError
+from ann.models import create_model
+from ann.priors import load_kappa, prior_weights
+
+from .files import MAX_WIDTH_IN, save_csv, save_figure, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def build_prior(
+    model: str, prior: str, seed: int, kappa_path: str | Path, priors: Mapping, out: str | Path
+) -> None:
+    """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc: shuffled,
+    or bio and every other named biological prior (built like bio from its own cell's kappa;
+    the same seed draws the same channel types and sites for each)."""
+    network = create_model(model)
+    weights = prior_weights(
+        network,
+        prior if prior in ("zero", "shuffled") else "bio",
+        load_kappa(kappa_path),
+        seed=seed,
+        fraction_inhibitory=priors["fraction_inhibitory"],
+        init_ratio=priors["init_ratio"],
+        diagonal=priors.get("diagonal", "zero"),
+    )
+    record = {
+        "model": model,
+        "prior": prior,
+        "seed": seed,
+        "weights": weights,
+        "kappa_sha256": file_sha256(kappa_path),
+        "kappa_path": str(kappa_path),
+    }
+    write_atomic(out, lambda tmp: torch.save(record, tmp))
+    sizes = {name: tuple(w.shape) for name, w in weights.items()}
+    log.info("%s prior for %s seed %d: layers %s", prior, model, seed, sizes)
+
+
+def prior_statistics(
+    model: str,
+    kappa_paths: Mapping[str, str | Path],
+    cells: Mapping[str, str],
+    priors: Mapping,
+    outputs: Mapping[str, str | Path],
+) -> None:
+    """What each named prior looks like on the first Dit layer of `model` (seed 0): the kappa
+    of its cell beside its K's sign structure and eigen-spectrum (ann.prior_statistics), as a
+    table (CSV) and a figure."""
+    from ann import prior_statistics as stats
+    from ann.layers import DitQuadratic
+
+    layer = next(m for m in create_model(model).modules() if isinstance(m, DitQuadratic))
+    c_out, c_in = layer.weight.shape[0], round(layer.weight.shape[1] ** 0.5)
+    kappas = {name: load_kappa(path) for name, path in kappa_paths.items()}
+    built = stats.layer_priors(kappas, c_in, c_out, priors)
+    table = stats.statistics_table(built, cells)
+    table.insert(0, "layer", f"{model} first Dit layer ({c_in} -> {c_out} channels)")
+    save_csv(table, outputs["table"])
+    save_figure(stats.statistics_figure(built, kappas, cells, MAX_WIDTH_IN), outputs["figure"])
+    signs, spectrum = stats.summary_tables(table)
+    log.info("K of %s:\n%s\n%s", model, signs.to_string(index=False), spectrum.to_string())
+
+
+def train_run(
+    config: Mapping,
+    dataset: str,
+    model: str,
+    prior: str,
+    seed: int,
+    out_dir: str | Path,
+    prior_file: str | Path | None,
+    threads: int,
+    processes: int = 1,
+) -> None:
+    """Train one run of the experiment grid into out_dir (resuming from its checkpoint).
+
+    With processes > 1 the run goes through torchrun on this node (DistributedDataParallel:
+    one process per GPU, or CPU processes with the gloo backend).
+    """
+    out_dir = Path(out_dir)
+    if processes > 1:
+        _train_with_torchrun(
+            config, dataset, model, prior, seed, out_dir, prior_file, threads, processes
+        )
+        return
+    run = run_from_config(
+        config,
+        dataset,
+        model,
+        prior,
+        seed,
+        out_dir,
+        prior_file=Path(prior_file) if prior_file else None,
+        threads=threads,
+    )
+    summary = train(run)
+    log.info(
+        "%s %s %s seed %d: test top-1 %.4f",
+        dataset,
+        model,
+        prior,
+        seed,
+        summary["final"]["test_top1"],
+    )
+
+
+def _train_with_torchrun(
+    config: Mapping,
+    dataset: str,
+    model: str,
+    prior: str,
+    seed: int,
+    out_dir: Path,
+    prior_file: str | Path | None,
+    threads: int,
+    processes: int,
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out_dir / "run_config.yaml"
+    config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "-m",
+        "ann.train",
+        "--config",
+        str(config_file),
+        "--dataset",
+        dataset,
+        "--model",
+        model,
+        "--prior",
+        prior,
+        "--seed",
+        str(seed),
+        "--out",
+        str(out_dir),
+        "--threads",
+        str(max(1, threads // processes)),
+    ]
+    if prior_file:
+        command += ["--prior-file", str(prior_file)]
+    log.info("launching: %s", " ".join(command))
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // processes))}
+    result = subprocess.run(command, env=env)
+    if result.returncode != 0:
+        raise TrainingError(
+            f"torchrun with {processes} processes failed (exit code "
+            f"{result.returncode}); see the messages above."
+        )
