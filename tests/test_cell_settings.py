@@ -10,9 +10,9 @@ import yaml
 from snakemake.utils import validate
 from test_bad_input import SCHEMA
 
-from dendrite_sim import stages
 from dendrite_sim.dataset import cell_morphology, cell_overrides, cell_settings
 from dendrite_sim.model import CellModel
+from pipeline import dendrite as stages
 
 NMDA_CELL = {"morphology": "builtin:pyramidal", "nmda": {"enabled": True, "g_ratio": 3.0}}
 
