@@ -19,6 +19,10 @@ Both are scored over the whole trial and over the response window (first input t
 `response_ms` after the last). The scalar kappa describes the interaction around the PSP
 peak: late in the decay the shunting deficit fades at the membrane rate while V_a * V_b
 fades about twice as fast, so kappa(t) grows there and a constant kappa underestimates it.
+
+One module (about 470 lines) because the peak, timing, time-resolved and multi-input fits
+share one way of shifting single PSPs to a pair's onsets and one regression; split, each
+piece would import the others' private helpers.
 """
 
 import itertools

@@ -15,9 +15,7 @@ from fixtures import (
     write_pickle,
 )
 
-from ann import data
 from ann.data import (
-    DatasetError,
     DeviceDataset,
     GpuAugment,
     ImageNetAugment,
@@ -27,7 +25,9 @@ from ann.data import (
     load_dataset,
     load_imagenet,
     normalize,
+    readers,
 )
+from ann.errors import DatasetError
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -37,7 +37,7 @@ def no_download(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a download was attempted")
 
-    monkeypatch.setattr(data, "_torchvision_download", refuse)
+    monkeypatch.setattr(readers, "_torchvision_download", refuse)
 
 
 # --- Fashion-MNIST -------------------------------------------------------------------------------
