@@ -8,7 +8,8 @@ from ann.data import FASHION_MNIST_ROOT
 from ann.engine import parameter_groups
 from ann.errors import ConfigError
 from ann.models import count_parameters
-from ann.theory import fewshot, fewshot_models
+from ann.models import fewshot as fewshot_models
+from ann.theory import fewshot
 
 needs_fashion_mnist = pytest.mark.skipif(
     not (FASHION_MNIST_ROOT / "t10k-images-idx3-ubyte.gz").exists(),

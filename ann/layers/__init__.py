@@ -6,11 +6,13 @@
 - dit_quadratic: DitQuadratic, the term as a module
 - dit_branch: DitBranch (CIFAR ResNets) and DitDepthwiseConv (ConvNeXt), the term in a block
 - quadratic_conv: Fan's and QuadraLib's quadratic convolutions (the CIFAR baselines)
+- low_rank: LowRankQuadratic, the few-shot pixel model's quadratic term
 """
 
 from .dit_branch import DitBranch, DitDepthwiseConv, chunk_option
 from .dit_op import KERNELS, dit_quadratic, quadratic_images, quadratic_rows
 from .dit_quadratic import DitQuadratic
+from .low_rank import LowRankQuadratic
 from .quadratic_conv import FanQuadraticConv2d, QuadraConv2d
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "DitDepthwiseConv",
     "DitQuadratic",
     "FanQuadraticConv2d",
+    "LowRankQuadratic",
     "QuadraConv2d",
     "chunk_option",
     "dit_quadratic",

@@ -6,7 +6,7 @@ dit_resnet*_transposed, the Dit-ResNets with the official CIFAR layer's transpos
 ImageNet: timm's convnext_tiny/small/base and dit_convnext_tiny/small/base
 (ann.models.dit_convnext). Each is built by timm's build_model_with_cfg with a default cfg and
 keeps timm's model contract (features_only, forward_intermediates, fx tracing); the layers
-they are made of are in ann.layers. The few-shot models are in ann.theory.fewshot_models.
+they are made of are in ann.layers. The few-shot experiment's models are in ann.models.fewshot (not registered in timm).
 """
 
 from typing import Any

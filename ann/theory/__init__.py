@@ -6,7 +6,7 @@ critical point, the trained quadratic neurons and MLP, their similarity), gaussi
 experiment and its config section), figures. The derivation is in docs/theory.md.
 
 Few-shot Fashion-MNIST (do quadratic terms need less data?): fewshot (the experiment and
-its config section), fewshot_models (its models).
+its config section; its models are in ann.models.fewshot).
 
 Importing the package loads nothing; import the module you need.
 """

@@ -54,7 +54,7 @@ un-augmented training draw; `fewshot_experiment` reports one row per model x N x
 mean and sample std (ddof = 1; 0 for a single seed) over seeds per (model, N).
 
 One module of about 400 lines: the draw, the schedule, the learning-rate choice and the
-evaluation above are one protocol and are read together; the models are in fewshot_models.
+evaluation above are one protocol and are read together; the models are in ann.models.fewshot.
 """
 
 from __future__ import annotations
@@ -75,8 +75,7 @@ from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
 from ann.engine import parameter_groups, torch_threads
 from ann.errors import ConfigError
 from ann.models import count_parameters
-
-from .fewshot_models import (
+from ann.models.fewshot import (
     MODEL_NAMES,
     NUM_CLASSES,
     build_model,

@@ -1,15 +1,16 @@
 """The few-shot experiment's models (MODEL_NAMES): softmax regression on the pixels, with or
 without a low-rank quadratic term, and a small CNN with or without a Dit branch in its third
-block (ann/theory/fewshot.py describes them)."""
+block (ann/theory/fewshot.py describes them). They are built by `build_model` for that
+experiment only and are not registered in timm's registry."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ann.layers import DitQuadratic
-from ann.models import parameters_of
+from ann.layers import DitQuadratic, LowRankQuadratic
+
+from . import parameters_of
 
 MODEL_NAMES = ("linear", "linear_quadratic", "cnn", "dit_cnn", "dit_cnn_sum")
 NUM_CLASSES = 10
@@ -20,21 +21,6 @@ DIT_MAP_SIZE = 8
 
 def is_cnn(name: str) -> bool:
     return name in ("cnn", "dit_cnn", "dit_cnn_sum")
-
-
-class LowRankQuadratic(nn.Module):
-    """q_o(x) = sum_r (u_or . x)(v_or . x) for every output o; U ~ N(0, 1/D), V = 0."""
-
-    def __init__(self, in_features: int, out_features: int, rank: int) -> None:
-        super().__init__()
-        self.out_features = out_features
-        self.rank = rank
-        self.u = nn.Parameter(torch.randn(out_features * rank, in_features) / in_features**0.5)
-        self.v = nn.Parameter(torch.zeros(out_features * rank, in_features))
-
-    def forward(self, x: Tensor) -> Tensor:
-        products = (x @ self.u.t()) * (x @ self.v.t())
-        return products.view(-1, self.out_features, self.rank).sum(-1)
 
 
 class PixelClassifier(nn.Module):
