@@ -22,14 +22,14 @@ def checked_keys(
 ) -> dict:
     """`values` as a dict, after checking its keys against the fields of dataclass `cls`."""
     if not isinstance(values, Mapping):
-        raise error(f"{where}: expected a mapping of keys, got {type(values).__name__}.")
+        raise error(f"config key {where}: expected a mapping of keys, got {type(values).__name__}.")
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise error(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}.")
+        raise error(f"config key {where}.{unknown[0]}: unknown key; known keys: {sorted(known)}.")
     missing = [key for key in required_fields(cls) if key not in values]
     if missing:
-        raise error(f"{where}: missing {missing}.")
+        raise error(f"config key {where}.{missing[0]}: missing.")
     return dict(values)
 
 

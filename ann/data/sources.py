@@ -4,10 +4,10 @@ std, how to get the data (`HOW_TO_GET`) and the `datasets:` config entry (`Datas
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from ann.errors import ConfigError
+from ann.sections import checked_keys
 
 FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "test")
@@ -95,11 +95,4 @@ class DatasetSource:
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "datasets") -> DatasetSource:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"config key {where}.{unknown[0]}: unknown; known keys: {known}.")
-        missing = [name for name in ("root", "recipe") if name not in values]
-        if missing:
-            raise ConfigError(f"config key {where}.{missing[0]}: missing.")
-        return cls(**values)
+        return cls(**checked_keys(cls, values, where))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from ann.data import DatasetSource
 from ann.errors import ConfigError, DatasetError
 from ann.priors import PRIORS, PriorSettings
 from ann.recipes import Recipe, recipe_name, resolve_recipe
@@ -118,7 +119,7 @@ def run_from_config(
     is the dataset's recipe for the device the run trains on."""
     if dataset not in config["datasets"]:
         raise DatasetError(f"no dataset '{dataset}' under datasets in the config.")
-    source = config["datasets"][dataset]
+    source = DatasetSource.from_mapping(config["datasets"][dataset], f"datasets.{dataset}")
     settings = TrainSettings.from_mapping(config["train"])
     device = device or settings.device
     checked_choice(device, DEVICES, "--device")
@@ -132,8 +133,8 @@ def run_from_config(
         device=device,
         compile=settings.compile if compile is None else compile,
         priors=PriorSettings.from_mapping(config["priors"]),
-        root=source.get("root"),
-        download=source.get("download", False),
+        root=source.root,
+        download=source.download,
         threads=threads,
         micro_batches=micro_batches,
         prior_file=prior_file,

@@ -63,7 +63,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -82,6 +82,7 @@ from ann.models.fewshot import (
     is_cnn,
     quadratic_parameters,
 )
+from ann.sections import checked_keys
 
 DATASET = "fashion_mnist"
 EVAL_BATCH = 1000
@@ -120,10 +121,7 @@ class FewShotConfig:
         """The section from the config (missing keys take their defaults); a ConfigError names
         the first key at fault."""
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()}
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"config key {where}.{unknown[0]}: unknown; known keys: {known}.")
+        checked_keys(cls, values, where)
         config = cls(**values)
         bad_models = sorted(set(config.models) - set(MODEL_NAMES))
         if bad_models:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ann.engine import torch_threads
-from ann.errors import ConfigError
+from ann.sections import checked_keys
 
 from .bayes import bayes_accuracy, bayes_predict, best_bayes_estimate
 from .fit import MLPClassifier, quadratic_similarity, train_mlp, train_quadratic_neuron
@@ -63,10 +63,7 @@ class GaussianConfig:
         """The section from the config (missing keys take their defaults); an unknown key is a
         ConfigError that names it."""
         values = dict(values or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"config key {where}.{unknown[0]}: unknown; known keys: {known}.")
+        checked_keys(cls, values, where)
         for key, value in values.items():
             if isinstance(value, list):
                 values[key] = tuple(value)
