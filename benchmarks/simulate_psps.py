@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from dendrite_sim.config import DendriteConfig
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import load_cell
 from dendrite_sim.protocols import plan_trials
@@ -57,18 +58,20 @@ def main():
     parser.add_argument("--config", default=str(ROOT / "config.yaml"))
     args = parser.parse_args()
 
-    dendrite = yaml.safe_load(Path(args.config).read_text())["dendrite"]
-    protocol = dendrite["protocol"]
+    dendrite = DendriteConfig.from_mapping(
+        yaml.safe_load(Path(args.config).read_text())["dendrite"]
+    )
+    protocol = dendrite.protocol
     scratch = tempfile.TemporaryDirectory()
     if args.swc:
         spec = args.swc
     elif args.cell == "realistic":
         spec = str(realistic_swc(Path(scratch.name)))
     else:
-        spec = dendrite["cells"]["pyramidal"]
+        spec = dendrite.cells["pyramidal"]
     cell = load_cell(spec, dendrite)
     morphology = cell.morphology
-    sites = select_sites(cell.compartments(), dendrite["sites"])
+    sites = select_sites(cell.compartments(), dendrite.sites)
     trials = plan_trials(sites, protocol)
     if args.trials:
         pick = np.linspace(0, trials.sizes["trial"] - 1, args.trials).astype(int)
@@ -77,9 +80,7 @@ def main():
     where = sites.compartment.values
     n = trials.sizes["trial"]
     print(f"cell: {cell.summary()}")
-    print(
-        f"{len(sites)} sites; {n} trials of {protocol['trial_ms']} ms at dt = {protocol['dt_ms']} ms"
-    )
+    print(f"{len(sites)} sites; {n} trials of {protocol.trial_ms} ms at dt = {protocol.dt_ms} ms")
 
     reference = None
     try:

@@ -23,12 +23,11 @@ which for a linearly tapering piece is 4 Ri dx / (pi d1 d2).
 """
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from .config import dendrite_section
+from .config import DendriteConfig
 
 
 @dataclass(frozen=True)
@@ -42,16 +41,13 @@ class Segmentation:
     Cm_uF_per_cm2: float
 
     @classmethod
-    def from_config(cls, dendrite: Mapping) -> "Segmentation":
+    def from_config(cls, dendrite: DendriteConfig) -> "Segmentation":
         """From the `dendrite` config section (segmentation, max_compartment_um, membrane)."""
-        rule, membrane = (
-            dendrite_section(dendrite, "segmentation"),
-            dendrite_section(dendrite, "membrane"),
-        )
+        rule, membrane = dendrite.segmentation, dendrite.membrane
         return cls(
             d_lambda=float(rule.d_lambda),
             frequency_Hz=float(rule.frequency_Hz),
-            max_compartment_um=float(dendrite_section(dendrite, "max_compartment_um")),
+            max_compartment_um=float(dendrite.max_compartment_um),
             Ri_ohm_cm=float(membrane.Ri_ohm_cm),
             Cm_uF_per_cm2=float(membrane.Cm_uF_per_cm2),
         )

@@ -33,6 +33,7 @@ import pandas as pd
 import xarray as xr
 
 from .checks import require_finite
+from .config import KappaConfig
 from .dataset import config_hash
 from .errors import InputError, NotFiniteError
 from .protocols import trial_events
@@ -399,16 +400,17 @@ def single_peaks(psp: xr.Dataset) -> xr.Dataset:
     return xr.Dataset({"psp_peak": da.rename(site="psp_site", strength="psp_strength")})
 
 
-def fit_kappa(psp: xr.Dataset, kappa_config: Mapping, source: str = "") -> xr.Dataset:
-    """The full kappa dataset from a psp dataset (see the module docstring)."""
-    start, stop = kappa_config["window_ms"]
+def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Dataset:
+    """The full kappa dataset from a psp dataset (see the module docstring), fitted as the
+    `kappa` config section says."""
+    start, stop = config.window_ms
     in_window = (psp.time.values >= start) & (psp.time.values <= stop)
     window = slice(int(np.argmax(in_window)), int(len(in_window) - np.argmax(in_window[::-1])))
     fits = fit_pairs(psp, window)
     if not any(fits.values()):
         raise InputError("the psp dataset has no pair trials; add 'pairs' to the protocol kinds.")
     matrices = kappa_matrices(psp, fits, psp.time.values[window])
-    multi = predict_multi(psp, matrices, kappa_config["response_ms"])
+    multi = predict_multi(psp, matrices, config.response_ms)
     ds = xr.merge([matrices, fit_timing(psp), multi, single_peaks(psp)])
     site_table = {name: psp[name] for name in psp.coords if name.startswith("site")}
     ds = ds.assign_coords(site_table)
@@ -421,7 +423,14 @@ def fit_kappa(psp: xr.Dataset, kappa_config: Mapping, source: str = "") -> xr.Da
         "brian2_version": psp.attrs.get("brian2_version", ""),
         "source_file": source,
         "psp_config_hash": psp.attrs.get("config_hash", ""),
-        "config_hash": config_hash({"psp": psp.attrs.get("config_hash", ""), **kappa_config}),
+        # the section as the config file gives it (a list, not a tuple), as before
+        "config_hash": config_hash(
+            {
+                "psp": psp.attrs.get("config_hash", ""),
+                "window_ms": list(config.window_ms),
+                "response_ms": config.response_ms,
+            }
+        ),
         **summary(ds),
     }
     return ds

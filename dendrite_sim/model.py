@@ -7,13 +7,12 @@ strength: g(t) = w * f * (exp(-t/tau_decay) - exp(-t/tau_rise)).
 """
 
 import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import brian2 as b2
 import numpy as np
 
-from .config import dendrite_section
+from .config import ActiveSoma, DendriteConfig, Nmda
 
 
 @dataclass(frozen=True)
@@ -41,17 +40,15 @@ class CellModel:
     EL_mV: float
     E: Kinetics
     I: Kinetics
-    hh: Mapping | None = None
-    nmda: Mapping | None = None
+    hh: ActiveSoma | None = None
+    nmda: Nmda | None = None
 
     @classmethod
-    def from_config(cls, dendrite: Mapping) -> "CellModel":
-        """Build from the `dendrite` section of the config (dendrite_sim.config)."""
-        membrane, synapses = (
-            dendrite_section(dendrite, "membrane"),
-            dendrite_section(dendrite, "synapses"),
-        )
-        active, nmda = dendrite_section(dendrite, "active_soma"), dendrite_section(dendrite, "nmda")
+    def from_config(cls, dendrite: DendriteConfig) -> "CellModel":
+        """Build from the `dendrite` section of the config (as dendrite_sim.config builds it);
+        hh and nmda are the enabled sections, None where disabled."""
+        membrane, synapses = dendrite.membrane, dendrite.synapses
+        active, nmda = dendrite.active_soma, dendrite.nmda
         return cls(
             Cm_uF_per_cm2=membrane.Cm_uF_per_cm2,
             Rm_ohm_cm2=membrane.Rm_ohm_cm2,
@@ -59,8 +56,8 @@ class CellModel:
             EL_mV=membrane.EL_mV,
             E=Kinetics(**asdict(synapses.E)),
             I=Kinetics(**asdict(synapses.I)),
-            hh=asdict(active) if active.enabled else None,
-            nmda=asdict(nmda) if nmda.enabled else None,
+            hh=active if active.enabled else None,
+            nmda=nmda if nmda.enabled else None,
         )
 
     def equations(self) -> b2.Equations:
@@ -102,18 +99,18 @@ class CellModel:
         }
         if self.hh:
             ns |= {
-                "ENa": self.hh["ENa_mV"] * mV,
-                "EK": self.hh["EK_mV"] * mV,
+                "ENa": self.hh.ENa_mV * mV,
+                "EK": self.hh.EK_mV * mV,
                 "V_hh": self.EL_mV * mV,
             }
         if self.nmda:
-            nmda = Kinetics(self.nmda["E_mV"], self.nmda["tau_rise_ms"], self.nmda["tau_decay_ms"])
+            nmda = Kinetics(self.nmda.E_mV, self.nmda.tau_rise_ms, self.nmda.tau_decay_ms)
             ns |= {
                 "E_N": nmda.E_rev_mV * mV,
                 "tauN_rise": nmda.tau_rise_ms * ms,
                 "tauN_decay": nmda.tau_decay_ms * ms,
-                "fN": nmda.peak_factor() * self.nmda["g_ratio"],
-                "mg": self.nmda["mg_mM"] * b2.mM,
+                "fN": nmda.peak_factor() * self.nmda.g_ratio,
+                "mg": self.nmda.mg_mM * b2.mM,
             }
         return ns
 
@@ -144,9 +141,9 @@ class CellModel:
         if not self.hh:
             return {}
         mS_cm2 = b2.msiemens / b2.cm**2
-        gNa, gK = self.hh["gNa_mS_per_cm2"] * mS_cm2, self.hh["gK_mS_per_cm2"] * mS_cm2
+        gNa, gK = self.hh.gNa_mS_per_cm2 * mS_cm2, self.hh.gK_mS_per_cm2 * mS_cm2
         m, h, n = hh_steady_state(0.0)
-        ENa, EK, EL = (self.hh["ENa_mV"] * b2.mV, self.hh["EK_mV"] * b2.mV, self.EL_mV * b2.mV)
+        ENa, EK, EL = (self.hh.ENa_mV * b2.mV, self.hh.EK_mV * b2.mV, self.EL_mV * b2.mV)
         rest = gNa * m**3 * h * (ENa - EL) + gK * n**4 * (EK - EL)
         return {"gNa": gNa, "gK": gK, "I_hh_rest": rest}
 
@@ -168,13 +165,13 @@ class CellModel:
             }
         if self.hh:
             out |= {
-                "gNa_soma": f"{self.hh['gNa_mS_per_cm2']} mS/cm**2",
-                "gK_soma": f"{self.hh['gK_mS_per_cm2']} mS/cm**2",
-                "ENa": f"{self.hh['ENa_mV']} mV",
-                "EK": f"{self.hh['EK_mV']} mV",
+                "gNa_soma": f"{self.hh.gNa_mS_per_cm2} mS/cm**2",
+                "gK_soma": f"{self.hh.gK_mS_per_cm2} mS/cm**2",
+                "ENa": f"{self.hh.ENa_mV} mV",
+                "EK": f"{self.hh.EK_mV} mV",
             }
         if self.nmda:
-            out |= {f"nmda_{k}": str(v) for k, v in self.nmda.items() if k != "enabled"}
+            out |= {f"nmda_{k}": str(v) for k, v in asdict(self.nmda).items() if k != "enabled"}
         return out
 
 

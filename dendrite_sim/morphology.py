@@ -1,8 +1,9 @@
 """Cells: the built-in reduced cells and SWC reconstructions, as Brian2 `Morphology` objects.
 
-`load_cell(spec, dendrite)` gives a `Cell`: the Brian2 morphology, labels for its
-branches and a description (compartments, segmentation rule, soma, merged points,
-total length, soma input resistance) that goes into psp.nc's attributes.
+`load_cell(spec, dendrite)` (a dendrite_sim.config.DendriteConfig) gives a `Cell`: the
+Brian2 morphology, labels for its branches and a description (compartments, segmentation
+rule, soma, merged points, total length, soma input resistance) that goes into psp.nc's
+attributes.
 
 SWC files are read with NEURON Import3d's conventions (`dendrite_sim.swc`) and every
 section is cut into compartments by the d_lambda rule (`dendrite_sim.cable`); each
@@ -16,7 +17,7 @@ that the rest of the package works with: one row per compartment, in Brian2's or
 and extent.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from .cable import Compartments, Segmentation, integrate
+from .config import DendriteConfig
 from .errors import InputError
 from .swc import SwcCell, read_cell
 
@@ -200,7 +202,7 @@ def swc_morphology(swc: SwcCell, segmentation: Segmentation) -> b2.Morphology:
     return soma
 
 
-def load_cell(spec: str, dendrite: Mapping) -> Cell:
+def load_cell(spec: str, dendrite: DendriteConfig) -> Cell:
     """The cell for `spec` ("builtin:<name>" or the path of an SWC file), with the
     segmentation and membrane of the `dendrite` config section."""
     segmentation = Segmentation.from_config(dendrite)
@@ -224,7 +226,7 @@ def load_cell(spec: str, dendrite: Mapping) -> Cell:
     )
 
 
-def load_morphology(spec: str, dendrite: Mapping) -> b2.Morphology:
+def load_morphology(spec: str, dendrite: DendriteConfig) -> b2.Morphology:
     """The Brian2 morphology of `load_cell`."""
     return load_cell(spec, dendrite).morphology
 

@@ -13,7 +13,6 @@ peaks at its weight) is translated. Two ways to build the cell:
 NEURON is optional: `pip install -e .[bench]`.
 """
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .config import Protocol
 from .model import CellModel
 from .morphology import _sections
 from .protocols import trials_events
@@ -73,13 +73,13 @@ class _Reference:
         impedance.compute(0)
         return float(impedance.input(self.soma))
 
-    def run(self, trials: xr.Dataset, protocol: Mapping) -> np.ndarray:
+    def run(self, trials: xr.Dataset, protocol: Protocol) -> np.ndarray:
         """Somatic potential minus rest (mV), shape (trial, time), like `simulate_trials`."""
         h = self.h
-        h.dt, h.secondorder = protocol["dt_ms"], 0
+        h.dt, h.secondorder = protocol.dt_ms, 0
         h.cvode_active(0)
-        n_samples = round(protocol["trial_ms"] / protocol["record_dt_ms"])
-        trace = h.Vector().record(self.soma._ref_v, protocol["record_dt_ms"])
+        n_samples = round(protocol.trial_ms / protocol.record_dt_ms)
+        trace = h.Vector().record(self.soma._ref_v, protocol.record_dt_ms)
         out = np.empty((trials.sizes["trial"], n_samples))
         for t, events in enumerate(trials_events(trials)):
             self.pending = []
@@ -88,7 +88,7 @@ class _Reference:
                 netcon.weight[0] = strength * 1e-3  # nS -> uS
                 self.pending.append((netcon, onset))
             h.finitialize(self.model.EL_mV)
-            h.continuerun(protocol["trial_ms"])
+            h.continuerun(protocol.trial_ms)
             out[t] = np.asarray(trace)[:n_samples] - self.model.EL_mV
         return out
 

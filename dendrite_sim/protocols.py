@@ -1,8 +1,9 @@
 """Stimulation protocols: which inputs every trial receives, and when.
 
 A trial is a list of input events (site, type E/I, strength in nS, onset in ms).
-`plan_trials` turns the `dendrite.protocol` config and a site table into a Dataset
-with dimensions (trial, event), padded where a trial has fewer events.
+`plan_trials` turns the `dendrite.protocol` config section (a dendrite_sim.config.Protocol)
+and a site table into a Dataset with dimensions (trial, event), padded where a trial has
+fewer events.
 
 Protocols:
   single  each site alone, E and I, at every strength
@@ -12,12 +13,13 @@ Protocols:
 """
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .config import Multi, Pairs, Protocol, Strengths, Timing
 from .errors import InputError
 
 PROTOCOLS = ("single", "pairs", "timing", "multi")
@@ -26,10 +28,10 @@ PAIR_KINDS = ("EI", "EE", "II")
 Event = tuple[int, str, float, float]
 
 
-def _single(n_sites: int, strengths: Mapping, onset: float):
+def _single(n_sites: int, strengths: Strengths, onset: float):
     for site in range(n_sites):
         for receptor in ("E", "I"):
-            for s in strengths[receptor]:
+            for s in getattr(strengths, receptor):
                 yield "single", receptor, [(site, receptor, s, onset)]
 
 
@@ -44,82 +46,82 @@ def _site_pairs(kind: str, n_sites: int, max_pairs: int, rng: np.random.Generato
     return pairs
 
 
-def _pair_events(kind: str, a: int, b: int, strengths: Mapping, onset_a: float, onset_b: float):
+def _pair_events(kind: str, a: int, b: int, strengths: Strengths, onset_a: float, onset_b: float):
     ra, rb = kind
-    for sa, sb in itertools.product(strengths[ra], strengths[rb]):
+    for sa, sb in itertools.product(getattr(strengths, ra), getattr(strengths, rb)):
         yield [(a, ra, sa, onset_a), (b, rb, sb, onset_b)]
 
 
-def _pairs(n_sites: int, strengths: Mapping, onset: float, config: Mapping):
-    rng = np.random.default_rng(config["seed"])
-    for kind in config["kinds"]:
-        for a, b in _site_pairs(kind, n_sites, config["max_pairs_per_kind"], rng):
+def _pairs(n_sites: int, strengths: Strengths, onset: float, config: Pairs):
+    rng = np.random.default_rng(config.seed)
+    for kind in config.kinds:
+        for a, b in _site_pairs(kind, n_sites, config.max_pairs_per_kind, rng):
             for events in _pair_events(kind, a, b, strengths, onset, onset):
                 yield "pairs", kind, events
 
 
-def _timing(n_sites: int, strengths: Mapping, onset: float, config: Mapping):
-    rng = np.random.default_rng(config["seed"])
-    for a, b in _site_pairs("EI", n_sites, config["n_pairs"], rng):
-        for dt in config["delta_t_ms"]:
+def _timing(n_sites: int, strengths: Strengths, onset: float, config: Timing):
+    rng = np.random.default_rng(config.seed)
+    for a, b in _site_pairs("EI", n_sites, config.n_pairs, rng):
+        for dt in config.delta_t_ms:
             for events in _pair_events("EI", a, b, strengths, onset, onset + dt):
                 yield "timing", "EI", events
 
 
-def _multi(n_sites: int, strengths: Mapping, onset: float, record_dt: float, config: Mapping):
-    rng = np.random.default_rng(config["seed"])
-    for _ in range(config["n_trials"]):
+def _multi(n_sites: int, strengths: Strengths, onset: float, record_dt: float, config: Multi):
+    rng = np.random.default_rng(config.seed)
+    for _ in range(config.n_trials):
         events = []
-        for receptor, count in (("E", config["n_E"]), ("I", config["n_I"])):
+        for receptor, count in (("E", config.n_E), ("I", config.n_I)):
             for _ in range(count):
-                shift = round(rng.uniform(0, config["window_ms"]) / record_dt) * record_dt
-                s = float(rng.choice(strengths[receptor]))
+                shift = round(rng.uniform(0, config.window_ms) / record_dt) * record_dt
+                s = float(rng.choice(getattr(strengths, receptor)))
                 events.append((int(rng.integers(n_sites)), receptor, s, onset + shift))
         yield "multi", "multi", events
 
 
-def _trials(n_sites: int, protocol: Mapping, kind: str) -> Iterator[tuple[str, str, list]]:
-    strengths, onset = protocol["strengths_nS"], protocol["onset_ms"]
+def _trials(n_sites: int, protocol: Protocol, kind: str) -> Iterator[tuple[str, str, list]]:
+    strengths, onset = protocol.strengths_nS, protocol.onset_ms
     if kind == "single":
         return _single(n_sites, strengths, onset)
     if kind == "pairs":
-        return _pairs(n_sites, strengths, onset, protocol["pairs"])
+        return _pairs(n_sites, strengths, onset, protocol.pairs)
     if kind == "timing":
-        return _timing(n_sites, strengths, onset, protocol["timing"])
+        return _timing(n_sites, strengths, onset, protocol.timing)
     if kind == "multi":
-        return _multi(n_sites, strengths, onset, protocol["record_dt_ms"], protocol["multi"])
+        return _multi(n_sites, strengths, onset, protocol.record_dt_ms, protocol.multi)
     raise InputError(
         f"dendrite.protocol.kinds: unknown protocol kind {kind!r}; choose from {PROTOCOLS}."
     )
 
 
-def plan_trials(sites: pd.DataFrame, protocol: Mapping) -> xr.Dataset:
+def plan_trials(sites: pd.DataFrame, protocol: Protocol) -> xr.Dataset:
     """The trial table for `protocol` (the `dendrite.protocol` config section)."""
     check_timing(protocol)
-    trials = [t for kind in protocol["kinds"] for t in _trials(len(sites), protocol, kind)]
+    trials = [t for kind in protocol.kinds for t in _trials(len(sites), protocol, kind)]
     return _trial_dataset(trials, sites)
 
 
-def trial_counts(n_sites: int, protocol: Mapping) -> dict[str, int]:
+def trial_counts(n_sites: int, protocol: Protocol) -> dict[str, int]:
     """How many trials `plan_trials` makes of each protocol kind for n_sites sites (the
     random multi-input trials are counted, not drawn)."""
     return {
-        kind: protocol["multi"]["n_trials"]
+        kind: protocol.multi.n_trials
         if kind == "multi"
         else sum(1 for _ in _trials(n_sites, protocol, kind))
-        for kind in protocol["kinds"]
+        for kind in protocol.kinds
     }
 
 
-def check_timing(protocol: Mapping) -> None:
+def check_timing(protocol: Protocol) -> None:
     """Every input must start inside its trial, on the recording grid."""
-    onset, trial, rec = protocol["onset_ms"], protocol["trial_ms"], protocol["record_dt_ms"]
-    if protocol["dt_ms"] > rec or not _is_multiple(rec, protocol["dt_ms"]):
+    onset, trial, rec = protocol.onset_ms, protocol.trial_ms, protocol.record_dt_ms
+    if protocol.dt_ms > rec or not _is_multiple(rec, protocol.dt_ms):
         raise InputError("dendrite.protocol.record_dt_ms must be a multiple of dt_ms.")
     if not _is_multiple(trial, rec):
         raise InputError("dendrite.protocol.trial_ms must be a multiple of record_dt_ms.")
-    latest = onset + max([0.0, *protocol["timing"]["delta_t_ms"], protocol["multi"]["window_ms"]])
-    earliest = onset + min([0.0, *protocol["timing"]["delta_t_ms"]])
+    latest = onset + max([0.0, *protocol.timing.delta_t_ms, protocol.multi.window_ms])
+    earliest = onset + min([0.0, *protocol.timing.delta_t_ms])
     if earliest < 0 or latest >= trial:
         raise InputError(
             "dendrite.protocol: inputs would start outside the trial "

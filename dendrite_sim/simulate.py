@@ -15,13 +15,14 @@ import contextlib
 import os
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import brian2 as b2
 import numpy as np
 import xarray as xr
 
+from .config import Protocol
 from .model import CellModel
 from .protocols import trials_events
 
@@ -85,16 +86,17 @@ def simulate_trials(
     sites_compartment: np.ndarray,
     trials: xr.Dataset,
     model: CellModel,
-    protocol: Mapping,
+    protocol: Protocol,
     device: str = "cpp_standalone",
     build_dir: Path | None = None,
 ) -> np.ndarray:
     """Somatic potential minus rest (mV), shape (trial, time), for every trial in `trials`.
 
-    `sites_compartment[s]` is the compartment of site s; `protocol` gives dt_ms,
+    `sites_compartment[s]` is the compartment of site s; `protocol` (the dendrite.protocol
+    section) gives dt_ms,
     record_dt_ms and trial_ms. The build directory is temporary unless given.
     """
-    dt, rec_dt, trial_ms = protocol["dt_ms"], protocol["record_dt_ms"], protocol["trial_ms"]
+    dt, rec_dt, trial_ms = protocol.dt_ms, protocol.record_dt_ms, protocol.trial_ms
     events = [[]] + trials_events(trials)
     n_trials, n_samples = len(events), round(trial_ms / rec_dt)
     channels, indices, times = input_channels(events, dt)
@@ -155,7 +157,7 @@ def naive_loop(
     sites_compartment: np.ndarray,
     trials: xr.Dataset,
     model: CellModel,
-    protocol: Mapping,
+    protocol: Protocol,
 ) -> np.ndarray:
     """The slow baseline: a new runtime-mode network for every single trial."""
     return np.concatenate(

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .config import Sites
 from .errors import InputError
 
 # How many micrometres of path distance a second site on an already used branch costs
@@ -86,8 +87,8 @@ def _site_table(compartments: pd.DataFrame, chosen: Sequence[int]) -> pd.DataFra
     return table
 
 
-def select_sites(compartments: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+def select_sites(compartments: pd.DataFrame, config: Sites) -> pd.DataFrame:
     """The site table for the `dendrite.sites` config section (explicit list wins)."""
-    if config.get("explicit"):
-        return explicit_sites(compartments, config["explicit"])
-    return auto_sites(compartments, config["n_sites"])
+    if config.explicit:
+        return explicit_sites(compartments, config.explicit)
+    return auto_sites(compartments, config.n_sites)

@@ -10,6 +10,7 @@ import xarray as xr
 from conftest import run_snakemake
 from snakemake.utils import validate
 
+from dendrite_sim.config import DendriteConfig, Protocol, from_mapping
 from dendrite_sim.errors import InputError
 from dendrite_sim.morphology import compartment_table, load_cell, load_morphology
 from dendrite_sim.protocols import plan_trials
@@ -45,7 +46,7 @@ def test_malformed_swc_names_file_and_line(tmp_path, default_config, rows, line,
     path = tmp_path / "cell.swc"
     path.write_text(rows)
     with pytest.raises(InputError) as err:
-        load_morphology(str(path), default_config["dendrite"])
+        load_morphology(str(path), DendriteConfig.from_mapping(default_config["dendrite"]))
     message = str(err.value)
     assert f"'{path}'" in message and f"line {line}:" in message and fragment in message
 
@@ -61,7 +62,7 @@ def test_missing_or_empty_swc(tmp_path):
 def test_good_swc_loads_with_its_compartments(tmp_path, small_dendrite):
     path = tmp_path / "cell.swc"
     path.write_text(GOOD_SWC)
-    table = load_cell(str(path), small_dendrite).compartments()
+    table = load_cell(str(path), DendriteConfig.from_mapping(small_dendrite)).compartments()
     assert table.branch.tolist() == ["soma"] + ["dend[0]"] * 5
     # the dendrite starts at its first point, on the soma's surface (Import3d's wire),
     # 100 um long: d_lambda asks for 3 compartments, max_compartment_um (20) for 5
@@ -71,7 +72,11 @@ def test_good_swc_loads_with_its_compartments(tmp_path, small_dendrite):
 
 @pytest.fixture(scope="module")
 def pyramidal_table(default_config):
-    return compartment_table(load_morphology("builtin:pyramidal", default_config["dendrite"]))
+    return compartment_table(
+        load_morphology(
+            "builtin:pyramidal", DendriteConfig.from_mapping(default_config["dendrite"])
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,7 +98,7 @@ def test_unknown_protocol_kind(pyramidal_table, small_dendrite):
     protocol["kinds"] = ["single", "quadruples"]
     sites = explicit_sites(pyramidal_table, [{"compartment": 5}])
     with pytest.raises(InputError, match="unknown protocol kind.*quadruples"):
-        plan_trials(sites, protocol)
+        plan_trials(sites, from_mapping(Protocol, protocol, "dendrite.protocol"))
 
 
 def test_input_outside_the_trial(pyramidal_table, small_dendrite):
@@ -101,7 +106,7 @@ def test_input_outside_the_trial(pyramidal_table, small_dendrite):
     protocol["timing"]["delta_t_ms"] = [-50.0]
     sites = explicit_sites(pyramidal_table, [{"compartment": 5}])
     with pytest.raises(InputError, match="outside the trial"):
-        plan_trials(sites, protocol)
+        plan_trials(sites, from_mapping(Protocol, protocol, "dendrite.protocol"))
 
 
 def _set(config: dict, dotted: str, value) -> dict:

@@ -4,6 +4,7 @@ import brian2 as b2
 import numpy as np
 import pytest
 
+from dendrite_sim.config import DendriteConfig
 from dendrite_sim.model import CellModel
 
 LENGTH_UM, DIAMETER_UM, N = 800.0, 1.0, 160
@@ -12,7 +13,7 @@ I_INJECT = 20 * b2.pA
 
 @pytest.fixture(scope="module")
 def steady_state(default_config):
-    model = CellModel.from_config(default_config["dendrite"])
+    model = CellModel.from_config(DendriteConfig.from_mapping(default_config["dendrite"]))
     b2.set_device("runtime")
     b2.prefs.codegen.target = "numpy"
     b2.start_scope()

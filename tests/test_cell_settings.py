@@ -10,6 +10,7 @@ import yaml
 from snakemake.utils import validate
 from test_bad_input import SCHEMA
 
+from dendrite_sim.config import DendriteConfig
 from dendrite_sim.dataset import cell_morphology, cell_overrides, cell_settings
 from dendrite_sim.model import CellModel
 from pipeline import dendrite as stages
@@ -36,8 +37,8 @@ def test_cell_settings_merge_the_overrides_over_the_global_sections(default_conf
     assert cell_settings(nmda, "nmda") == nmda  # idempotent
     assert cell_morphology(NMDA_CELL) == "builtin:pyramidal"
     assert cell_overrides("builtin:pyramidal") == {}
-    assert CellModel.from_config(nmda).nmda is not None
-    assert CellModel.from_config(passive).nmda is None
+    assert CellModel.from_config(DendriteConfig.from_mapping(nmda)).nmda is not None
+    assert CellModel.from_config(DendriteConfig.from_mapping(passive)).nmda is None
 
 
 def test_schema_takes_a_cell_mapping_and_rejects_unknown_keys(default_config):

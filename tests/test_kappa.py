@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from dendrite_sim.config import KappaConfig, Protocol, from_mapping
 from dendrite_sim.kappa import fit_kappa, steady_state_kappa
 from dendrite_sim.protocols import plan_trials, trial_events
 from pipeline import dendrite as stages
@@ -43,7 +44,7 @@ def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
             "z_um": 0.0,
         }
     )
-    trials = plan_trials(sites, PROTOCOL)
+    trials = plan_trials(sites, from_mapping(Protocol, PROTOCOL, "dendrite.protocol"))
     time = np.arange(0, PROTOCOL["trial_ms"], PROTOCOL["record_dt_ms"])
     tau = {("E", s): 3.0 + s for s in range(n_sites)} | {
         ("I", s): 6.0 + 2 * s for s in range(n_sites)
@@ -78,7 +79,7 @@ def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
 @pytest.fixture(scope="module")
 def planted():
     psp, kappa = planted_psp(np.random.default_rng(7))
-    return psp, kappa, fit_kappa(psp, {"window_ms": [12.0, 60.0], "response_ms": 20.0})
+    return psp, kappa, fit_kappa(psp, KappaConfig(window_ms=(12.0, 60.0), response_ms=20.0))
 
 
 def test_planted_kappa_is_recovered_exactly(planted):

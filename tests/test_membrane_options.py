@@ -1,10 +1,12 @@
 """The optional membrane mechanisms: Hodgkin-Huxley Na/K on the soma and NMDA with Mg block."""
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from dendrite_sim.config import DendriteConfig, Strengths
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import compartment_table, load_morphology
 from dendrite_sim.protocols import plan_trials
@@ -17,21 +19,24 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def morphology(default_config):
-    return load_morphology("builtin:pyramidal", default_config["dendrite"])
+    return load_morphology(
+        "builtin:pyramidal", DendriteConfig.from_mapping(default_config["dendrite"])
+    )
 
 
 def single_inputs(dendrite: dict, site: dict, strengths: list[float], morphology) -> tuple:
     sites = explicit_sites(compartment_table(morphology), [site])
-    protocol = {
-        **dendrite["protocol"],
-        "kinds": ["single"],
-        "trial_ms": 100.0,
-        "strengths_nS": {"E": strengths, "I": [1.0]},
-    }
+    config = DendriteConfig.from_mapping(dendrite)
+    protocol = replace(
+        config.protocol,
+        kinds=("single",),
+        trial_ms=100.0,
+        strengths_nS=Strengths(E=tuple(strengths), I=(1.0,)),
+    )
     trials = plan_trials(sites, protocol)
     e_trials = trials.sel(trial=trials.kind == "E")
     traces = simulate_trials(
-        morphology, sites.compartment.values, e_trials, CellModel.from_config(dendrite), protocol
+        morphology, sites.compartment.values, e_trials, CellModel.from_config(config), protocol
     )
     return traces, protocol
 
@@ -77,7 +82,7 @@ def test_nmda_adds_a_slow_voltage_dependent_component(default_config, morphology
     strengths = [0.25, 2.0]
     ampa, protocol = single_inputs(dendrite, tuft, strengths, morphology)
     nmda, _ = single_inputs(with_option(dendrite, "nmda"), tuft, strengths, morphology)
-    late = round(60.0 / protocol["record_dt_ms"])
+    late = round(60.0 / protocol.record_dt_ms)
     assert (nmda.max(axis=1) > ampa.max(axis=1)).all()
     assert (nmda[:, late] > 2 * ampa[:, late]).all()  # 50 ms after the input: NMDA decays slowly
     gain = nmda.max(axis=1) / ampa.max(axis=1)

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 from test_kappa import planted_psp
 
+from dendrite_sim.config import DendriteConfig, KappaConfig
 from dendrite_sim.errors import NotFiniteError
 from dendrite_sim.figures import FIGURES
 from dendrite_sim.kappa import check_fit, fit_kappa
@@ -63,7 +64,7 @@ def test_brian2s_own_reading_of_a_duplicate_point_is_caught(planned, monkeypatch
     dendrite["cells"] = {"dup": str(swc)}
     dendrite["sites"] = {"n_sites": 1, "explicit": [{"compartment": 3}]}
     dendrite["protocol"]["kinds"] = ["single"]
-    ours = load_cell(str(swc), dendrite)
+    ours = load_cell(str(swc), DendriteConfig.from_mapping(dendrite))
     assert ours.merged_points == 1 and ours.compartments().length_um[1:].min() > 0
     stages.plan("dup", dendrite, folder / "dup.nc")
     with xr.open_dataset(folder / "dup.nc") as plan:
@@ -97,7 +98,7 @@ def test_fit_refuses_a_nan_kappa(tmp_path):
     psp.attrs["cell"] = "planted"
     silent = ((psp.kind == "E") & (psp.event_site[:, 0] == 1)).values
     psp.v[silent] = 0.0
-    ds = fit_kappa(psp, KAPPA)
+    ds = fit_kappa(psp, KappaConfig.from_mapping(KAPPA))
     with pytest.raises(NotFiniteError, match=r"cell planted: kappa_EI is NaN .*\(1, 0\)"):
         check_fit(ds, psp)
     save_netcdf(psp, tmp_path / "psp.nc")
@@ -108,7 +109,7 @@ def test_fit_refuses_a_nan_kappa(tmp_path):
 
 def test_figures_refuse_a_kappa_file_without_finite_values(tmp_path):
     psp, _ = planted_psp(np.random.default_rng(7))
-    ds = fit_kappa(psp, KAPPA)
+    ds = fit_kappa(psp, KappaConfig.from_mapping(KAPPA))
     ds.attrs["cell"] = "planted"
     ds["kappa_EI"][:] = np.nan
     save_netcdf(ds, tmp_path / "kappa.nc")

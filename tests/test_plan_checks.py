@@ -4,6 +4,7 @@ import copy
 
 import pytest
 
+from dendrite_sim.config import DendriteConfig
 from dendrite_sim.dataset import read_dataset
 from dendrite_sim.errors import InputError
 from dendrite_sim.protocols import trial_counts
@@ -47,11 +48,11 @@ def test_settings_that_would_fail_later_are_named(default_config, dotted, value,
 def test_budget_counts_the_trials_the_plan_makes(small_dendrite, tmp_path):
     stages.plan("pyramidal", small_dendrite, tmp_path / "trials.nc")
     trials = read_dataset(tmp_path / "trials.nc")
-    counts = trial_counts(trials.sizes["site"], small_dendrite["protocol"])
+    config = DendriteConfig.from_mapping(small_dendrite)
+    counts = trial_counts(trials.sizes["site"], config.protocol)
     assert sum(counts.values()) == trials.sizes["trial"]
-    budget = plan_budget("pyramidal", small_dendrite, trials.sizes["site"], 97)
-    protocol = small_dendrite["protocol"]
-    samples = round(protocol["trial_ms"] / protocol["record_dt_ms"])
+    budget = plan_budget("pyramidal", config, trials.sizes["site"], 97)
+    samples = round(config.protocol.trial_ms / config.protocol.record_dt_ms)
     assert (budget.trials, budget.samples) == (trials.sizes["trial"], samples)
     assert budget.trace_bytes == trials.sizes["trial"] * samples * 8
     assert budget.memory_bytes > budget.trace_bytes and budget.cpu_seconds > 0
@@ -59,7 +60,9 @@ def test_budget_counts_the_trials_the_plan_makes(small_dendrite, tmp_path):
 
 
 def test_a_plan_larger_than_memory_is_refused_with_the_keys_to_change(default_config):
-    budget = plan_budget("pyramidal", default_config["dendrite"], 8, 97)
+    budget = plan_budget(
+        "pyramidal", DendriteConfig.from_mapping(default_config["dendrite"]), 8, 97
+    )
     check_budget(budget, available_bytes=64 * 2**30)
     with pytest.raises(InputError) as err:
         check_budget(budget, available_bytes=budget.memory_bytes)
@@ -68,7 +71,7 @@ def test_a_plan_larger_than_memory_is_refused_with_the_keys_to_change(default_co
 
 
 def test_more_processes_than_trials_is_refused(small_dendrite):
-    dendrite = {**small_dendrite, "chunks": 10_000}
+    dendrite = DendriteConfig.from_mapping({**small_dendrite, "chunks": 10_000})
     with pytest.raises(InputError, match="config key dendrite.chunks"):
         plan_budget("pyramidal", dendrite, 3, 97)
 

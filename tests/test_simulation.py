@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from dendrite_sim.config import DendriteConfig
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import compartment_table, load_morphology
 from dendrite_sim.protocols import plan_trials
@@ -63,10 +64,10 @@ def test_rerun_in_one_process_gives_identical_traces(psp):
         assert "chunks" not in again.attrs["config_yaml"]
 
 
-def small_plan(dendrite):
+def small_plan(dendrite: DendriteConfig):
     morphology = load_morphology("builtin:pyramidal", dendrite)
-    sites = select_sites(compartment_table(morphology), dendrite["sites"])
-    trials = plan_trials(sites, dendrite["protocol"])
+    sites = select_sites(compartment_table(morphology), dendrite.sites)
+    trials = plan_trials(sites, dendrite.protocol)
     pick = [int(np.flatnonzero(trials.kind == k)[0]) for k in ("E", "I", "EE", "EI", "II", "multi")]
     return morphology, sites, trials.isel(trial=pick)
 
@@ -75,9 +76,9 @@ def small_plan(dendrite):
 def test_compiled_runs_equal_runtime_mode(small_dendrite, monkeypatch):
     import brian2
 
-    morphology, sites, trials = small_plan(small_dendrite)
-    model = CellModel.from_config(small_dendrite)
-    protocol = small_dendrite["protocol"]
+    config = DendriteConfig.from_mapping(small_dendrite)
+    morphology, sites, trials = small_plan(config)
+    model, protocol = CellModel.from_config(config), config.protocol
     compiled = simulate_trials(morphology, sites.compartment.values, trials, model, protocol)
     monkeypatch.setitem(brian2.prefs, "codegen.target", "numpy")  # no Cython build in the test
     runtime = simulate_trials(
@@ -90,9 +91,9 @@ def test_compiled_runs_equal_runtime_mode(small_dendrite, monkeypatch):
 def test_brian2_agrees_with_neuron(small_dendrite):
     from dendrite_sim.neuron_ref import NeuronCell
 
-    morphology, sites, trials = small_plan(small_dendrite)
-    model = CellModel.from_config(small_dendrite)
-    protocol = small_dendrite["protocol"]
+    config = DendriteConfig.from_mapping(small_dendrite)
+    morphology, sites, trials = small_plan(config)
+    model, protocol = CellModel.from_config(config), config.protocol
     brian = simulate_trials(morphology, sites.compartment.values, trials, model, protocol)
     neuron = NeuronCell(morphology, model, sites.compartment.values).run(trials, protocol)
     peak = np.abs(brian).max(axis=1, keepdims=True)
@@ -105,12 +106,13 @@ def test_simulation_leaves_the_environment_alone(small_dendrite, monkeypatch):
     import os
 
     monkeypatch.delenv("LD_BIND_NOW", raising=False)
-    morphology, sites, trials = small_plan(small_dendrite)
+    config = DendriteConfig.from_mapping(small_dendrite)
+    morphology, sites, trials = small_plan(config)
     simulate_trials(
         morphology,
         sites.compartment.values,
         trials.isel(trial=[0]),
-        CellModel.from_config(small_dendrite),
-        small_dendrite["protocol"],
+        CellModel.from_config(config),
+        config.protocol,
     )
     assert "LD_BIND_NOW" not in os.environ

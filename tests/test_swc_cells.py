@@ -17,6 +17,7 @@ import xarray as xr
 from fixtures import SOMA_KINDS, write_reconstruction
 
 from dendrite_sim.cable import Segmentation
+from dendrite_sim.config import DendriteConfig, KappaConfig
 from dendrite_sim.errors import InputError
 from dendrite_sim.model import CellModel
 from dendrite_sim.morphology import _sections, load_cell
@@ -66,8 +67,8 @@ def test_geometry_is_neurons_import3d(reconstructions, small_dendrite, soma):
     """Same sections (names, d_lambda segments), same segment areas and axial
     resistances, same path distances and soma input resistance as NEURON's Import3d."""
     dendrite = d_lambda_only(small_dendrite)
-    cell = load_cell(str(reconstructions[soma]), dendrite)
-    model = CellModel.from_config(dendrite)
+    cell = load_cell(str(reconstructions[soma]), DendriteConfig.from_mapping(dendrite))
+    model = CellModel.from_config(DendriteConfig.from_mapping(dendrite))
     sites = cell.compartments().iloc[:0]
     ref = Import3dCell(reconstructions[soma], model, sites)
     h = ref.h
@@ -107,7 +108,9 @@ def test_dendrites_of_a_point_soma_start_at_their_first_point(reconstructions, s
         first = points.xyz[np.flatnonzero(points.lines == section.first_line)[0]]
         np.testing.assert_array_equal(section.xyz[0], first)
         assert np.linalg.norm(first) == pytest.approx(7.5, abs=1e-3)  # on the surface
-    table = load_cell(str(reconstructions["one-point"]), small_dendrite).compartments()
+    table = load_cell(
+        str(reconstructions["one-point"]), DendriteConfig.from_mapping(small_dendrite)
+    ).compartments()
     for section in on_soma:  # path distance counts from the soma surface
         first = table[table.branch == section.name].iloc[0]
         start = first[["start_x_um", "start_y_um", "start_z_um"]].to_numpy(float)
@@ -116,8 +119,10 @@ def test_dendrites_of_a_point_soma_start_at_their_first_point(reconstructions, s
 
 
 def test_three_point_soma_is_the_one_point_sphere(reconstructions, small_dendrite):
-    one = load_cell(str(reconstructions["one-point"]), small_dendrite)
-    three = load_cell(str(reconstructions["three-point"]), small_dendrite)
+    one = load_cell(str(reconstructions["one-point"]), DendriteConfig.from_mapping(small_dendrite))
+    three = load_cell(
+        str(reconstructions["three-point"]), DendriteConfig.from_mapping(small_dendrite)
+    )
     assert "three-point" in three.soma and "one-point" in one.soma
     a, b = one.compartments(), three.compartments()
     np.testing.assert_array_equal(a.branch, b.branch)
@@ -127,7 +132,7 @@ def test_three_point_soma_is_the_one_point_sphere(reconstructions, small_dendrit
 
 
 def test_zero_length_segments_are_merged_and_counted(reconstructions, small_dendrite):
-    cell = load_cell(str(reconstructions["one-point"]), small_dendrite)
+    cell = load_cell(str(reconstructions["one-point"]), DendriteConfig.from_mapping(small_dendrite))
     assert cell.merged_points == 18
     assert "merged 18 zero-length segments" in cell.summary()
     table = cell.compartments()
@@ -148,8 +153,10 @@ def test_unsorted_file_gives_the_same_cell(reconstructions, small_dendrite, tmp_
     order = np.random.default_rng(0).permutation(len(rows))
     shuffled = tmp_path / "shuffled.swc"
     shuffled.write_text("\n".join(header + [rows[k] for k in order]) + "\n")
-    a = load_cell(str(reconstructions["one-point"]), small_dendrite).compartments()
-    b = load_cell(str(shuffled), small_dendrite).compartments()
+    a = load_cell(
+        str(reconstructions["one-point"]), DendriteConfig.from_mapping(small_dendrite)
+    ).compartments()
+    b = load_cell(str(shuffled), DendriteConfig.from_mapping(small_dendrite)).compartments()
     np.testing.assert_array_equal(a.branch, b.branch)
     np.testing.assert_allclose(
         a[["x_um", "y_um", "distance_um"]], b[["x_um", "y_um", "distance_um"]]
@@ -189,13 +196,18 @@ def test_max_compartment_bound_and_config_change_the_count(small_dendrite):
     rule = Segmentation(0.1, 100.0, 20.0, Ri_ohm_cm=150.0, Cm_uF_per_cm2=1.0)
     assert rule.n_cylinder(200.0, 1.0) == 10  # d_lambda asks for 9, 20 um for 10
     assert rule.n_cylinder(200.0, 0.2) == 21  # thin (lambda_f 103 um): d_lambda asks for more
-    pyramidal = load_cell("builtin:pyramidal", small_dendrite)
+    pyramidal = load_cell("builtin:pyramidal", DendriteConfig.from_mapping(small_dendrite))
     table = pyramidal.compartments()
     assert len(table) == 97  # the obliques get 9 compartments by d_lambda, the rest 20 um
     assert table.length_um.max() <= 20.0 + 1e-9
     finer = copy.deepcopy(small_dendrite)
     finer["segmentation"] = {"d_lambda": 0.02, "frequency_Hz": 100.0}
-    assert load_cell("builtin:pyramidal", finer).morphology.total_compartments > 150
+    assert (
+        load_cell(
+            "builtin:pyramidal", DendriteConfig.from_mapping(finer)
+        ).morphology.total_compartments
+        > 150
+    )
 
 
 # ---------------------------------------------------------------- bad files
@@ -213,7 +225,7 @@ def test_unrepairable_files_name_the_line(tmp_path, small_dendrite, rows, line, 
     path = tmp_path / "bad.swc"
     path.write_text(rows)
     with pytest.raises(InputError) as err:
-        load_cell(str(path), small_dendrite)
+        load_cell(str(path), DendriteConfig.from_mapping(small_dendrite))
     message = str(err.value)
     assert f"SWC file '{path}', line {line}:" in message and fragment in message
 
@@ -281,15 +293,16 @@ def test_psps_and_kappa_agree_with_neurons_import3d(reconstructions, realistic_r
         psp, ours = psp_ds.load(), np.diag(k.kappa_EI.values)
     sites = psp.site.to_dataframe()[["site_branch", "site_x", "site_y", "site_z"]]
     sites.columns = ["branch", "x_um", "y_um", "z_um"]
-    ref = Import3dCell(reconstructions["one-point"], CellModel.from_config(dendrite), sites)
+    config = DendriteConfig.from_mapping(dendrite)
+    ref = Import3dCell(reconstructions["one-point"], CellModel.from_config(config), sites)
     assert [ref.name(sec) for sec, _, _ in ref.site_locations] == list(sites.branch)
     assert max(gap for _, _, gap in ref.site_locations) < 1e-3  # um: on its sections
-    neuron = ref.run(psp, dendrite["protocol"])
+    neuron = ref.run(psp, config.protocol)
     single = psp.kind.isin(["E", "I"]).values
     peak_ours, peak_neuron = np.abs(psp.v.values).max(1)[single], np.abs(neuron).max(1)[single]
     assert (peak_neuron > 0.01).all()
     np.testing.assert_allclose(peak_ours, peak_neuron, rtol=0.03)
-    reference = psp_of(psp.drop_vars("v"), neuron, dendrite["protocol"]["record_dt_ms"])
-    theirs = np.diag(fit_kappa(reference, kappa).kappa_EI.values)
+    reference = psp_of(psp.drop_vars("v"), neuron, config.protocol.record_dt_ms)
+    theirs = np.diag(fit_kappa(reference, KappaConfig.from_mapping(kappa)).kappa_EI.values)
     assert (theirs > 0).all()
     np.testing.assert_allclose(ours, theirs, rtol=0.05)

@@ -2,6 +2,9 @@
 
 Each step reads its inputs, calls dendrite_sim and writes its file atomically
 (pipeline.files); the Snakemake scripts in workflow/scripts call these and nothing else.
+The steps take the config sections as mappings: the cell's overrides are merged on the
+mapping (dataset.cell_settings), which also goes, hashed and dumped, into psp.nc's
+attributes; the library gets the sections built from it once (dendrite_sim.config).
 """
 
 import logging
@@ -15,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from dendrite_sim.checks import SIMULATION_CAUSES, require_finite_traces
+from dendrite_sim.config import DendriteConfig, KappaConfig
 from dendrite_sim.dataset import (
     cell_morphology,
     cell_settings,
@@ -40,14 +44,14 @@ log = logging.getLogger(__name__)
 def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
     """Build `cell`, pick its sites and write its trial plan (sites, input events, the
     compartment table and the cell's description as attributes)."""
-    dendrite = cell_settings(dendrite, cell)
-    built = load_cell(cell_morphology(dendrite["cells"][cell]), dendrite)
+    settings = DendriteConfig.from_mapping(cell_settings(dendrite, cell))
+    built = load_cell(cell_morphology(settings.cells[cell]), settings)
     log.info("cell %s: %s", cell, built.summary())
     compartments = built.compartments()
-    sites = select_sites(compartments, dendrite["sites"])
-    trials = plan_trials(sites, dendrite["protocol"])
+    sites = select_sites(compartments, settings.sites)
+    trials = plan_trials(sites, settings.protocol)
     trials = trials.assign_coords(compartment_coords(compartments))
-    trials.attrs = built.attrs(dendrite["membrane"]["Rm_ohm_cm2"])
+    trials.attrs = built.attrs(settings.membrane.Rm_ohm_cm2)
     counts = trials.kind.to_series().value_counts().to_dict()
     log.info("cell %s: %d sites, %d trials %s", cell, len(sites), trials.sizes["trial"], counts)
     save_netcdf(trials, out)
@@ -61,7 +65,8 @@ def simulate(
     traces do not depend on the split. No file if any trace is NaN or infinite."""
     trials = read_dataset(trials_path)
     dendrite = cell_settings(dendrite, cell)
-    built = load_cell(cell_morphology(dendrite["cells"][cell]), dendrite)
+    settings = DendriteConfig.from_mapping(dendrite)
+    built = load_cell(cell_morphology(settings.cells[cell]), settings)
     planned = trials.attrs.get("n_compartments")
     if planned is not None and int(planned) != built.morphology.total_compartments:
         raise InputError(
@@ -75,7 +80,7 @@ def simulate(
         if len(rows)
     ]
     start = time.perf_counter()
-    jobs = [(cell, dendrite, trials.site_compartment.values, piece) for piece in pieces]
+    jobs = [(cell, settings, trials.site_compartment.values, piece) for piece in pieces]
     if len(jobs) == 1:
         traces = [_simulate_piece(jobs[0])]
     else:
@@ -85,7 +90,7 @@ def simulate(
         with ProcessPoolExecutor(len(jobs), mp_context=fork) as pool:
             traces = list(pool.map(_simulate_piece, jobs))
     seconds = time.perf_counter() - start
-    record_dt = dendrite["protocol"]["record_dt_ms"]
+    record_dt = settings.protocol.record_dt_ms
     for piece, v in zip(pieces, traces, strict=True):
         require_finite_traces(v, piece, f"cell {cell}", SIMULATION_CAUSES)
     log.info(
@@ -97,17 +102,18 @@ def simulate(
         1e3 * seconds * len(jobs) / max(trials.sizes["trial"], 1),
     )
     chunks = [chunk_dataset(piece, v, record_dt) for piece, v in zip(pieces, traces, strict=True)]
-    ds = psp_dataset(trials, chunks, CellModel.from_config(dendrite), dendrite, cell)
+    # the merged mapping, not `settings`: psp.nc's attributes hash and dump it as the config gives it
+    ds = psp_dataset(trials, chunks, CellModel.from_config(settings), dendrite, cell)
     save_netcdf(ds, out)
     log.info("wrote %s: %d trials x %d samples", out, ds.sizes["trial"], ds.sizes["time"])
 
 
-def _simulate_piece(job: tuple[str, Mapping, np.ndarray, xr.Dataset]) -> np.ndarray:
+def _simulate_piece(job: tuple[str, DendriteConfig, np.ndarray, xr.Dataset]) -> np.ndarray:
     """The traces of one piece of the plan (run in a worker process when there are several)."""
-    cell, dendrite, site_compartments, piece = job
-    built = load_cell(cell_morphology(dendrite["cells"][cell]), dendrite)
-    model = CellModel.from_config(dendrite)
-    return simulate_trials(built.morphology, site_compartments, piece, model, dendrite["protocol"])
+    cell, settings, site_compartments, piece = job
+    built = load_cell(cell_morphology(settings.cells[cell]), settings)
+    model = CellModel.from_config(settings)
+    return simulate_trials(built.morphology, site_compartments, piece, model, settings.protocol)
 
 
 def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
@@ -120,7 +126,7 @@ def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
         f"cell {cell}: {psp_path}",
         "the file was written without these checks (simulate again), or edited",
     )
-    ds = fit_kappa(psp, kappa_config, source=str(psp_path))
+    ds = fit_kappa(psp, KappaConfig.from_mapping(kappa_config), source=str(psp_path))
     check_fit(ds, psp)
     headline = {k: round(v, 4) for k, v in ds.attrs.items() if k.startswith(("median_", "mean_"))}
     log.info("kappa fitted: %s", headline)

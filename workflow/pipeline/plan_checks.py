@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dendrite_sim.config import DendriteConfig, KappaConfig
+from dendrite_sim.config import DendriteConfig, KappaConfig, Nmda, ReceptorKinetics
 from dendrite_sim.errors import InputError
 from dendrite_sim.protocols import check_timing, trial_counts
 
@@ -29,54 +29,56 @@ MEMORY_SHARE = 0.8  # of the machine's memory a plan may take
 
 
 def check_config(dendrite: Mapping, kappa: Mapping) -> None:
-    """Settings the schema cannot judge alone; an InputError names the key and the fix."""
-    DendriteConfig.from_mapping(dendrite)
-    KappaConfig.from_mapping(kappa)
-    for receptor, kinetics in dendrite["synapses"].items():
+    """Settings the schema cannot judge alone; an InputError names the key and the fix.
+    Takes the config's mappings and builds their sections (dendrite_sim.config) first."""
+    config, window = DendriteConfig.from_mapping(dendrite), KappaConfig.from_mapping(kappa)
+    for receptor in ("E", "I"):
+        kinetics = getattr(config.synapses, receptor)
         _distinct_time_constants(f"dendrite.synapses.{receptor}", kinetics)
-    if dendrite["nmda"]["enabled"]:
-        _distinct_time_constants("dendrite.nmda", dendrite["nmda"])
-    protocol = dendrite["protocol"]
-    if protocol["dt_ms"] >= protocol["trial_ms"]:
+    if config.nmda.enabled:
+        _distinct_time_constants("dendrite.nmda", config.nmda)
+    protocol = config.protocol
+    if protocol.dt_ms >= protocol.trial_ms:
         raise InputError(
-            f"config key dendrite.protocol.dt_ms: {protocol['dt_ms']:g} ms is not shorter than "
-            f"the trial ({protocol['trial_ms']:g} ms, dendrite.protocol.trial_ms)."
+            f"config key dendrite.protocol.dt_ms: {protocol.dt_ms:g} ms is not shorter than "
+            f"the trial ({protocol.trial_ms:g} ms, dendrite.protocol.trial_ms)."
         )
     check_timing(protocol)
-    for receptor, strengths in protocol["strengths_nS"].items():
+    for receptor in ("E", "I"):
+        strengths = list(getattr(protocol.strengths_nS, receptor))
         if len(set(strengths)) < 2:
             raise InputError(
                 f"config key dendrite.protocol.strengths_nS.{receptor}: kappa is fitted across "
                 f"strengths, so it needs at least two different ones (got {strengths})."
             )
-    kinds = protocol["kinds"]
+    kinds = list(protocol.kinds)
     missing = [kind for kind in ("single", "pairs") if kind not in kinds]
     if missing:
         raise InputError(
             f"config key dendrite.protocol.kinds: the kappa fit needs the {' and '.join(missing)} "
             f"trials; add {missing} (got {kinds})."
         )
-    pair_kinds = protocol["pairs"]["kinds"]
+    pair_kinds = list(protocol.pairs.kinds)
     if "multi" in kinds and set(pair_kinds) != {"EI", "EE", "II"}:
         raise InputError(
             "config key dendrite.protocol.pairs.kinds: the multi-input validation predicts "
             f"with kappa of every pair type, so it needs EI, EE and II (got {pair_kinds}); "
             "add them, or remove 'multi' from dendrite.protocol.kinds."
         )
-    start, stop = kappa["window_ms"]
-    if not 0 <= start < stop <= protocol["trial_ms"]:
+    start, stop = window.window_ms
+    if not 0 <= start < stop <= protocol.trial_ms:
         raise InputError(
             f"config key kappa.window_ms: [{start:g}, {stop:g}] must be an increasing window "
-            f"inside the trial, 0 .. {protocol['trial_ms']:g} ms (dendrite.protocol.trial_ms)."
+            f"inside the trial, 0 .. {protocol.trial_ms:g} ms (dendrite.protocol.trial_ms)."
         )
 
 
-def _distinct_time_constants(key: str, kinetics: Mapping) -> None:
-    if kinetics["tau_rise_ms"] >= kinetics["tau_decay_ms"]:
+def _distinct_time_constants(key: str, kinetics: ReceptorKinetics | Nmda) -> None:
+    if kinetics.tau_rise_ms >= kinetics.tau_decay_ms:
         raise InputError(
             f"config keys {key}.tau_rise_ms and tau_decay_ms: the rise "
-            f"({kinetics['tau_rise_ms']:g} ms) must be faster than the decay "
-            f"({kinetics['tau_decay_ms']:g} ms) for a double-exponential conductance."
+            f"({kinetics.tau_rise_ms:g} ms) must be faster than the decay "
+            f"({kinetics.tau_decay_ms:g} ms) for a double-exponential conductance."
         )
 
 
@@ -106,20 +108,20 @@ class PlanBudget:
         )
 
 
-def plan_budget(cell: str, dendrite: Mapping, n_sites: int, compartments: int) -> PlanBudget:
+def plan_budget(cell: str, dendrite: DendriteConfig, n_sites: int, compartments: int) -> PlanBudget:
     """The budget of simulating `cell` (n_sites sites, `compartments` compartments) under the
     dendrite config; refuses a chunk count larger than the number of trials."""
-    protocol = dendrite["protocol"]
+    protocol = dendrite.protocol
     trials = sum(trial_counts(n_sites, protocol).values())
-    if dendrite["chunks"] > trials:
+    if dendrite.chunks > trials:
         raise InputError(
-            f"config key dendrite.chunks: {dendrite['chunks']} processes for {trials} trials of "
+            f"config key dendrite.chunks: {dendrite.chunks} processes for {trials} trials of "
             f"cell {cell}; use at most {trials}."
         )
-    samples = round(protocol["trial_ms"] / protocol["record_dt_ms"])
-    steps = round(protocol["trial_ms"] / protocol["dt_ms"])
+    samples = round(protocol.trial_ms / protocol.record_dt_ms)
+    steps = round(protocol.trial_ms / protocol.dt_ms)
     trace_bytes = trials * samples * 8
-    processes = dendrite["chunks"]
+    processes = dendrite.chunks
     return PlanBudget(
         cell=cell,
         trials=trials,

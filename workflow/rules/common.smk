@@ -21,6 +21,7 @@ os.environ.update(
 )
 
 from dendrite_sim.dataset import cell_morphology, cell_overrides, cell_settings, simulation_settings
+from dendrite_sim.config import DendriteConfig
 from dendrite_sim.errors import InputError
 from dendrite_sim.figures import FIGURES
 from dendrite_sim.morphology import load_cell
@@ -86,9 +87,9 @@ def cell_budget(name):
         raise InputError(
             f"config key dendrite.cells.{name}: morphology file '{spec}' does not exist."
         )
-    settings = cell_settings(config["dendrite"], name)
+    settings = DendriteConfig.from_mapping(cell_settings(config["dendrite"], name))
     built = load_cell(spec, settings)
-    sites = select_sites(built.compartments(), settings["sites"])
+    sites = select_sites(built.compartments(), settings.sites)
     budget = plan_budget(name, settings, len(sites), built.morphology.total_compartments)
     check_budget(budget)
     logger.info(budget.describe())
