@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from .config import DendriteConfig
 from .errors import InputError
 from .model import CellModel
 
@@ -21,6 +22,14 @@ RUN_SETTINGS = ("chunks",)
 def simulation_settings(dendrite: Mapping) -> dict:
     """The dendrite section without RUN_SETTINGS: what psp.nc depends on."""
     return {key: value for key, value in dendrite.items() if key not in RUN_SETTINGS}
+
+
+def simulation_config(dendrite: Mapping) -> DendriteConfig:
+    """The sections of a dendrite mapping with or without RUN_SETTINGS: the rules pass it
+    without them (simulation_settings, so that a run setting reruns nothing); an absent
+    dendrite.chunks is built as 1, which no step reads (the job's threads say how many
+    processes the simulation runs)."""
+    return DendriteConfig.from_mapping({"chunks": 1, **dendrite})
 
 
 # Sections of the dendrite config a cell entry may override for itself.

@@ -126,3 +126,17 @@ def test_a_section_without_the_run_settings(default_config):
     assert dendrite_config.dendrite_section(dendrite, "membrane").EL_mV == -70.0
     with pytest.raises(InputError, match=r"^config key dendrite\.chunks: missing"):
         dendrite_config.dendrite_section(dendrite, "chunks")
+
+
+def test_the_rules_settings_build_without_the_run_settings(default_config):
+    """The dendrite rules pass the section without dendrite.chunks (simulation_settings);
+    the steps build it all the same."""
+    from dendrite_sim.dataset import simulation_config, simulation_settings
+
+    dendrite = simulation_settings(default_config["dendrite"])
+    assert "chunks" not in dendrite
+    built = simulation_config(dendrite)
+    assert built == dendrite_config.DendriteConfig.from_mapping({**dendrite, "chunks": 1})
+    assert (
+        simulation_config(default_config["dendrite"]).chunks == default_config["dendrite"]["chunks"]
+    )

@@ -2,9 +2,10 @@
 
 Each step reads its inputs, calls dendrite_sim and writes its file atomically
 (pipeline.files); the Snakemake scripts in workflow/scripts call these and nothing else.
-The steps take the config sections as mappings: the cell's overrides are merged on the
-mapping (dataset.cell_settings), which also goes, hashed and dumped, into psp.nc's
-attributes; the library gets the sections built from it once (dendrite_sim.config).
+The steps take the config sections as mappings, the dendrite one without its run settings
+(dataset.simulation_settings): the cell's overrides are merged on the mapping
+(dataset.cell_settings), which also goes, hashed and dumped, into psp.nc's attributes; the
+library gets the sections built from it once (dataset.simulation_config).
 """
 
 import logging
@@ -26,6 +27,7 @@ from dendrite_sim.dataset import (
     compartment_coords,
     psp_dataset,
     read_dataset,
+    simulation_config,
 )
 from dendrite_sim.errors import InputError
 from dendrite_sim.figures import FIGURES, check_kappa_dataset, morphology_figure
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
     """Build `cell`, pick its sites and write its trial plan (sites, input events, the
     compartment table and the cell's description as attributes)."""
-    settings = DendriteConfig.from_mapping(cell_settings(dendrite, cell))
+    settings = simulation_config(cell_settings(dendrite, cell))
     built = load_cell(cell_morphology(settings.cells[cell]), settings)
     log.info("cell %s: %s", cell, built.summary())
     compartments = built.compartments()
@@ -65,7 +67,7 @@ def simulate(
     traces do not depend on the split. No file if any trace is NaN or infinite."""
     trials = read_dataset(trials_path)
     dendrite = cell_settings(dendrite, cell)
-    settings = DendriteConfig.from_mapping(dendrite)
+    settings = simulation_config(dendrite)
     built = load_cell(cell_morphology(settings.cells[cell]), settings)
     planned = trials.attrs.get("n_compartments")
     if planned is not None and int(planned) != built.morphology.total_compartments:
