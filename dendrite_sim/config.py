@@ -5,7 +5,9 @@ values; a default here exists only where the schema has one, and equals it
 (tests/test_config_sections.py checks both: every schema property of a section is a field
 of its dataclass and the other way round, with the same defaults). `from_mapping` builds a
 section from the config; a key that does not belong, or a required one that is missing, is
-an InputError that names it.
+an InputError that names it. The library takes these sections, never the config's mappings;
+the workflow builds them once from the mapping it was given (dataset.simulation_config,
+after the cell's overrides are merged on the mapping: dataset.cell_settings).
 """
 
 from __future__ import annotations
@@ -184,19 +186,3 @@ class KappaConfig:
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "kappa") -> KappaConfig:
         return from_mapping(cls, values, where)
-
-
-def dendrite_section(dendrite: Mapping, name: str) -> Any:
-    """One key of the `dendrite` section built as DendriteConfig builds it (its default where
-    it is absent): for the library's parts that need one section, and get the section
-    without the run settings that do not change a result (dendrite.chunks)."""
-    spec = {f.name: f for f in fields(DendriteConfig)}[name]
-    if name not in dendrite:
-        if spec.default is not MISSING:
-            return spec.default
-        if spec.default_factory is not MISSING:
-            return spec.default_factory()
-        raise InputError(f"config key dendrite.{name}: missing.")
-    kind = _section_type(typing.get_type_hints(DendriteConfig)[name])
-    value = dendrite[name]
-    return from_mapping(kind, value, f"dendrite.{name}") if kind else value

@@ -117,20 +117,9 @@ def test_the_workflow_looks_for_the_files_ann_reads(default_config):
     assert DATASET_FILES == {name: expected_files(name) for name in DATASET_FILES}
 
 
-def test_a_section_without_the_run_settings(default_config):
-    """The simulation steps get the dendrite section without dendrite.chunks; each part of
-    the library builds the sections it needs, absent ones at their defaults."""
-    dendrite = {k: v for k, v in default_config["dendrite"].items() if k != "chunks"}
-    del dendrite["nmda"]
-    assert dendrite_config.dendrite_section(dendrite, "nmda") == dendrite_config.Nmda()
-    assert dendrite_config.dendrite_section(dendrite, "membrane").EL_mV == -70.0
-    with pytest.raises(InputError, match=r"^config key dendrite\.chunks: missing"):
-        dendrite_config.dendrite_section(dendrite, "chunks")
-
-
 def test_the_rules_settings_build_without_the_run_settings(default_config):
     """The dendrite rules pass the section without dendrite.chunks (simulation_settings);
-    the steps build it all the same."""
+    the steps build it all the same, absent sections at their defaults."""
     from dendrite_sim.dataset import simulation_config, simulation_settings
 
     dendrite = simulation_settings(default_config["dendrite"])
@@ -140,3 +129,5 @@ def test_the_rules_settings_build_without_the_run_settings(default_config):
     assert (
         simulation_config(default_config["dendrite"]).chunks == default_config["dendrite"]["chunks"]
     )
+    del dendrite["nmda"]
+    assert simulation_config(dendrite).nmda == dendrite_config.Nmda()
