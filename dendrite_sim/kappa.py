@@ -27,6 +27,7 @@ piece would import the others' private helpers.
 
 import itertools
 from collections.abc import Mapping
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -414,6 +415,7 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
     ds = xr.merge([matrices, fit_timing(psp), multi, single_peaks(psp)])
     site_table = {name: psp[name] for name in psp.coords if name.startswith("site")}
     ds = ds.assign_coords(site_table)
+    hashed = {**asdict(config), "window_ms": list(config.window_ms)}  # as the config file has it
     ds.attrs = {
         "title": f"Bilinear coefficients of the '{psp.attrs.get('cell', '?')}' cell",
         "units_kappa": PER_MV,
@@ -423,14 +425,7 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
         "brian2_version": psp.attrs.get("brian2_version", ""),
         "source_file": source,
         "psp_config_hash": psp.attrs.get("config_hash", ""),
-        # the section as the config file gives it (a list, not a tuple), as before
-        "config_hash": config_hash(
-            {
-                "psp": psp.attrs.get("config_hash", ""),
-                "window_ms": list(config.window_ms),
-                "response_ms": config.response_ms,
-            }
-        ),
+        "config_hash": config_hash({"psp": psp.attrs.get("config_hash", ""), **hashed}),
         **summary(ds),
     }
     return ds
