@@ -87,10 +87,8 @@ def slurm_run(cluster, tiny_workflow, tmp_path_factory):
     local_dir, local_config = tiny_workflow
     workdir = tmp_path_factory.mktemp("on_slurm")
     config = json.loads(json.dumps(local_config)) | {"results_dir": str(workdir / "results")}
-    # The scheduler path needs every kind of job, not every job: one cell (the NMDA cell's
-    # jobs are the same rules again) and no prior ablation (its runs are train jobs).
-    config["dendrite"]["cells"] = {"pyramidal": local_config["dendrite"]["cells"]["pyramidal"]}
-    config["priors"]["biological"] = {}
+    # The scheduler path needs every kind of job, not every job: no prior ablation (its runs
+    # are train jobs like the grid's, its analysis a local-style job).
     config["experiments"]["prior_ablation"]["enabled"] = False
     start = time.time()
     process = snakemake_on_slurm(cluster, workdir, config)
