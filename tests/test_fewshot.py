@@ -201,6 +201,7 @@ def test_quadratic_parameters_get_the_larger_learning_rate():
         weight_decay=0.5,
         quadratic_lr_mult=config.quadratic_lr_mult,
         decay_vectors=False,
+        decay_norms=False,
         lr=1.0,
     )
     assert len(quadratic) == 3  # LN weight, LN bias, Q weight
@@ -208,8 +209,20 @@ def test_quadratic_parameters_get_the_larger_learning_rate():
         kinds = {id(p) in quadratic for p in group["params"]}
         assert len(kinds) == 1
         assert group["lr"] == (config.quadratic_lr_mult if kinds.pop() else 1.0)
-        dims = {p.ndim > 1 for p in group["params"]}
-        assert dims == {group["weight_decay"] == 0.5}  # matrices decayed, vectors not
+        norms = {
+            id(p)
+            for m in model.modules()
+            if isinstance(m, torch.nn.LayerNorm)
+            for p in m.parameters()
+        }
+        decayed = {p.ndim > 1 and id(p) not in norms for p in group["params"]}
+        assert decayed == {group["weight_decay"] == 0.5}  # kernels decayed; vectors, norms not
+    assert any(
+        p.ndim > 1
+        for m in model.modules()
+        if isinstance(m, torch.nn.LayerNorm)
+        for p in m.parameters()
+    )
     grouped = sum(len(group["params"]) for group in groups)
     assert grouped == len(list(model.parameters()))
 

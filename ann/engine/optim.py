@@ -3,6 +3,9 @@
 from collections.abc import Iterable
 
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+
+NORM_LAYERS = (nn.LayerNorm, nn.GroupNorm, _NormBase)
 
 
 def parameter_groups(
@@ -12,21 +15,28 @@ def parameter_groups(
     weight_decay: float,
     quadratic_lr_mult: float,
     decay_vectors: bool,
+    decay_norms: bool = True,
     lr: float | None = None,
 ) -> list[dict]:
     """Groups {plain, quadratic} x {decayed, not}, in the order parameters first appear.
 
-    Matrices and kernels are always weight-decayed; vectors (biases, norm scales) only when
-    `decay_vectors` (SGD in the CIFAR recipes decays everything; AdamW recipes do not).
+    Matrices and kernels are weight-decayed; vectors (biases, norm scales) only when
+    `decay_vectors` (SGD in the CIFAR recipes decays everything; AdamW recipes do not). With
+    `decay_norms=False` no parameter of a normalisation layer is decayed, whatever its shape
+    (the few-shot protocol: its Dit branch's LayerNorm over C x H x W has 3-D parameters).
     Each group's `lr_scale` is `quadratic_lr_mult` for the quadratic parameters, else 1
     (timm's schedulers read it); with `lr` the groups also carry `lr` = lr x lr_scale for
     optimisers without a scheduler.
     """
-    quadratic_ids = {id(p) for p in quadratic}
+    quadratic_ids, seen = {id(p) for p in quadratic}, set()
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for p in model.parameters():
-        if p.requires_grad:
-            decayed = decay_vectors or p.ndim > 1
+    for module in model.modules():
+        is_norm = isinstance(module, NORM_LAYERS)
+        for p in module.parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            decayed = (decay_vectors or p.ndim > 1) and (decay_norms or not is_norm)
             groups.setdefault((id(p) in quadratic_ids, decayed), []).append(p)
     out = []
     for (is_quadratic, decayed), params in groups.items():

@@ -220,6 +220,7 @@ def train_model(
             weight_decay=config.weight_decay,
             quadratic_lr_mult=config.quadratic_lr_mult,
             decay_vectors=False,
+            decay_norms=False,
             lr=lr,
         )
     )
