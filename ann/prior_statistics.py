@@ -78,6 +78,47 @@ def mean_spectrum(weight: torch.Tensor | np.ndarray, in_channels: int) -> np.nda
     return np.linalg.eigvalsh(s)[:, ::-1].mean(0)
 
 
+def effective_rank(weight: torch.Tensor | np.ndarray, in_channels: int) -> float:
+    """Eigenvalue participation ratio (sum l^2)^2 / sum l^4 of each unit's (K_o + K_o^T) / 2,
+    averaged over units: C / 2 for a random symmetric (GOE) matrix, 1 for rank one."""
+    k = _coefficients(weight, in_channels)
+    eigenvalues = np.linalg.eigvalsh((k + k.transpose(0, 2, 1)) / 2)
+    second, fourth = (eigenvalues**2).sum(1), (eigenvalues**4).sum(1)
+    ratios = np.divide(second**2, fourth, out=np.zeros_like(second), where=fourth > 0)
+    return float(ratios.mean())
+
+
+def k_decomposition(
+    weight: torch.Tensor | np.ndarray, receptor: Sequence[str], sites: np.ndarray
+) -> dict[str, float]:
+    """Where the energy |K|_F^2 of a prior sits, for the channel types and synapse sites it was
+    built on (sites: (C_out, C) site of each synapse):
+      block_share      the E/I block pattern: each block's (BLOCKS) mean over all units and
+                       pairs, the same for every unit;
+      same_site_share  the rest on channel pairs whose two synapses share a site (and on the
+                       diagonal, a channel with itself);
+      distance_share   the rest on pairs at different sites (what depends on where inputs land);
+    the three add up to 1. Also the share of pairs at one site and the effective rank."""
+    k = _coefficients(weight, len(receptor))
+    total = float((k**2).sum())
+    masks = block_masks(receptor)
+    pattern = np.zeros_like(k)
+    for mask in masks.values():
+        if mask.any():
+            pattern[:, mask] = k[:, mask].mean()
+    rest = k - pattern
+    off = ~masks["diagonal"]
+    same = np.asarray(sites)[:, :, None] == np.asarray(sites)[:, None, :]
+    share = (lambda part: float(part) / total) if total > 0 else (lambda part: np.nan)
+    return {
+        "block_share": share((pattern**2).sum()),
+        "same_site_share": share((rest[same] ** 2).sum()),
+        "distance_share": share((rest[~same] ** 2).sum()),
+        "same_site_pairs": float((same & off).sum() / (len(same) * off.sum())),
+        "effective_rank": effective_rank(k, len(receptor)),
+    }
+
+
 def prior_statistics(
     weight: torch.Tensor | np.ndarray, receptor: Sequence[str], atol: float = 0.0
 ) -> pd.DataFrame:

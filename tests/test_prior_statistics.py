@@ -16,6 +16,8 @@ from test_priors import N_SITES, planted_tables
 from ann.layers import DitQuadratic
 from ann.models import create_model
 from ann.prior_statistics import (
+    effective_rank,
+    k_decomposition,
     layer_priors,
     mean_spectrum,
     prior_statistics,
@@ -54,6 +56,36 @@ def test_three_channels_by_block():
         table[table.statistic == "eigenvalue"].value, np.linalg.eigvalsh(k)[::-1]
     )
     assert list(table[table.statistic == "eigenvalue"].block) == ["1", "2", "3"]
+
+
+def test_k_decomposition_by_hand():
+    # channels E, E, I; unit 0 has sites (0, 0, 1), unit 1 sites (0, 1, 1).
+    receptor, sites = ["E", "E", "I"], np.array([[0, 0, 1], [0, 1, 1]])
+    # K_0: EE pair -1, EI pairs 2 and 4; K_1: EE pair -3, EI pairs 2 and 4. Block means: EE -2,
+    # EI 3, diagonal 0; the rest: EE +1 (unit 0, same site), -1 (unit 1, different sites),
+    # EI -1 and +1 on both units: unit 0's (0, 2), (1, 2) are at different sites, unit 1's
+    # (1, 2) at the same site, (0, 2) not.
+    k0 = np.array([[0.0, -1.0, 2.0], [-1.0, 0.0, 4.0], [2.0, 4.0, 0.0]])
+    k1 = np.array([[0.0, -3.0, 2.0], [-3.0, 0.0, 4.0], [2.0, 4.0, 0.0]])
+    k = np.stack([k0, k1])
+    total = (k**2).sum()  # 2 (1 + 4 + 16) * 1 + 2 (9 + 4 + 16) = 42 + 58 = 100
+    parts = k_decomposition(k.reshape(2, 9), receptor, sites)
+    block = 2 * (2 * 4 + 4 * 9)  # per unit: two EE entries of -2, four EI entries of 3
+    same = 2 * 1 + 2 * 1  # unit 0's EE pair; unit 1's (1, 2) pair
+    assert parts["block_share"] == pytest.approx(block / total)
+    assert parts["same_site_share"] == pytest.approx(same / total)
+    assert parts["distance_share"] == pytest.approx((total - block - same) / total)
+    assert parts["same_site_pairs"] == pytest.approx(4 / 12)
+    assert parts["effective_rank"] == pytest.approx(
+        np.mean([(e**2).sum() ** 2 / (e**4).sum() for e in np.linalg.eigvalsh(k)])
+    )
+
+
+def test_effective_rank_of_rank_one_and_random_symmetric():
+    v = np.arange(1.0, 9.0)
+    assert effective_rank(np.outer(v, v)[None], 8) == pytest.approx(1.0)
+    a = np.random.default_rng(0).standard_normal((100, 64, 64))
+    assert effective_rank(a + a.transpose(0, 2, 1), 64) == pytest.approx(32, rel=0.05)  # C / 2
 
 
 def test_layer_priors_are_the_training_priors_of_layer_zero():
