@@ -1,10 +1,22 @@
 """Initial quadratic coefficients of Dit layers from the fitted dendritic kappa.
 
-Priors
-  zero      K = 0, the paper's default.
-  bio       K from the bilinear coefficients of the simulated cell (below).
-  shuffled  a fair control for bio: the same pair coefficients, symmetric like bio's, with the
-            structure destroyed and the same response RMS (below).
+Priors (the kinds; a prior's name is its kind, a name under `priors.biological` (built like
+bio from that cell's kappa), or such a name and a control, e.g. `bio_nmda_shuffled`)
+  zero              K = 0, the paper's default.
+  bio               K from the bilinear coefficients of the simulated cell (below).
+  shuffled          bio's pair coefficients permuted over units and pairs: same values, same
+                    symmetry, none of the E/I or site structure (below).
+  block_mean        only bio's E/I block pattern: every entry the mean of its block (EE, EI,
+                    II pairs; the diagonal) over all units, the same for every unit.
+  sites_permuted    bio built from kappa tables whose entries for pairs of different sites are
+                    permuted among those site pairs (per kind): the E/I pattern, the same-site
+                    entries and the channel -> site draws are kept, the dependence on where the
+                    two inputs sit (distance, branch) is destroyed.
+  spectrum_matched  per unit, bio's eigenvalues on a random orthogonal basis (Haar): the same
+                    spectrum (effective rank, response size), no alignment with the channels.
+Every control is rescaled to bio's response RMS on x ~ N(0, I) (the two spectrum-preserving
+ones have it already). ann.prior_statistics.k_decomposition says how much of |K|^2 each part
+holds.
 
 The bio mapping. A quadratic unit computes y_o = sum_ij K_oij x_i x_j on top of its
 linear response; the dendritic rule says a neuron's summed potential is
@@ -42,7 +54,7 @@ Every draw comes from a numpy Generator seeded by (seed, layer index): determini
 """
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,36 +66,107 @@ from .errors import PriorError
 from .layers import DitQuadratic
 from .sections import checked_choice, checked_keys
 
-PRIORS = ("zero", "bio", "shuffled")
+CONTROLS = ("shuffled", "block_mean", "sites_permuted", "spectrum_matched")
+PRIORS = ("zero", "bio", *CONTROLS)  # the kinds of prior
 DIAGONALS = ("zero", "same_site")
 KAPPA_KINDS = ("EE", "EI", "II")
 
 
 @dataclass(frozen=True)
 class PriorSettings:
-    """The `priors:` section of the config: whose kappa the bio and shuffled priors read and
-    the free choices of the mapping (module docstring). Its defaults are the schema's
-    (workflow/schemas/config.schema.yaml; a test checks they agree)."""
+    """The `priors:` section of the config: whose kappa the bio prior and its controls read, the
+    free choices of the mapping (module docstring) and how the prior acts in training
+    (ann.prior_modes). Its defaults are the schema's (workflow/schemas/config.schema.yaml; a
+    test checks they agree)."""
 
     cell: str
     fraction_inhibitory: float
     init_ratio: float
     diagonal: str = "zero"
     biological: Mapping[str, str] = field(default_factory=dict)  # more named priors -> cells
+    calibration: str = "data"  # data: RMS response on real training inputs; gaussian: N(0, I)
+    calibration_images: int = 256  # training images the data calibration measures on
+    anchor_strength: float = 1.0e-2  # anchor mode: weight decay pulling K to its prior
 
     @classmethod
     def from_mapping(cls, values: object, where: str = "priors") -> "PriorSettings":
         settings = cls(**checked_keys(cls, values, where, PriorError))
         checked_choice(settings.diagonal, DIAGONALS, f"{where}.diagonal", PriorError)
+        checked_choice(settings.calibration, CALIBRATIONS, f"{where}.calibration", PriorError)
         if not 0 <= settings.fraction_inhibitory <= 1:
             raise PriorError(f"{where}.fraction_inhibitory must be in [0, 1].")
-        if settings.init_ratio <= 0:
+        if not settings.init_ratio > 0:
             raise PriorError(f"{where}.init_ratio must be positive.")
+        if not settings.anchor_strength >= 0:
+            raise PriorError(f"{where}.anchor_strength must be zero or positive.")
+        if not settings.calibration_images >= 1:
+            raise PriorError(f"{where}.calibration_images must be at least 1.")
+        for name in settings.biological:
+            if name in RESERVED or name.endswith(tuple(f"_{c}" for c in CONTROLS)) or "+" in name:
+                raise PriorError(
+                    f"config key {where}.biological.{name}: '{name}' is a built-in prior name, "
+                    f"ends with a control's name or holds '+'; choose another name."
+                )
         return settings
 
     def options(self) -> dict[str, float | str]:
-        """The keywords of `bio_prior` and `prior_weights` (all but the cell)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("cell", "biological")}
+        """The keywords of `bio_prior` (the mapping's free choices)."""
+        return {
+            "fraction_inhibitory": self.fraction_inhibitory,
+            "init_ratio": self.init_ratio,
+            "diagonal": self.diagonal,
+        }
+
+    def names(self) -> list[str]:
+        """Every prior these settings define: zero, bio and its controls, and each named prior
+        with its own controls (`<name>_<control>`)."""
+        return ["zero", *(name for base in ("bio", *self.biological) for name in family(base))]
+
+    def spec(self, text: str) -> "PriorSpec":
+        """The prior a run names, `<prior>` or `<prior>+<mode>` (modes: ann.prior_modes)."""
+        name, _, mode = text.partition("+")
+        mode = mode or "init"
+        checked_choice(mode, MODES, f"the mode of prior '{text}'", PriorError)
+        if name not in self.names():
+            raise PriorError(
+                f"no prior named '{name}'; there are {', '.join(self.names())} "
+                f"(more under priors.biological)."
+            )
+        base, kind = name, "bio" if name != "zero" else "zero"
+        for control in CONTROLS:
+            if name == control:
+                base, kind = "bio", control
+            elif name.endswith(f"_{control}") and name.removesuffix(f"_{control}") in self.biological:
+                base, kind = name.removesuffix(f"_{control}"), control
+        cell = None if kind == "zero" else self.biological.get(base, self.cell)
+        return PriorSpec(name, kind, cell, mode)
+
+
+RESERVED = ("none", "zero", "bio", *CONTROLS)
+MODES = ("init", "anchor", "fixed")
+CALIBRATIONS = ("data", "gaussian")
+
+
+def family(base: str) -> list[str]:
+    """A biological prior and its controls: bio, shuffled, ... or bio_nmda, bio_nmda_shuffled."""
+    if base == "bio":
+        return ["bio", *CONTROLS]
+    return [base, *(f"{base}_{control}" for control in CONTROLS)]
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """A prior as a run names it: its name, its kind (PRIORS), the cell whose kappa builds it
+    (None for zero) and its mode (MODES)."""
+
+    name: str
+    kind: str
+    cell: str | None
+    mode: str = "init"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.mode == "init" else f"{self.name}+{self.mode}"
 
 
 @dataclass(frozen=True)
@@ -99,6 +182,23 @@ class KappaTables:
     @property
     def n_sites(self) -> int:
         return self.EI.shape[0]
+
+    def with_site_pairs_permuted(self, rng: np.random.Generator) -> "KappaTables":
+        """The same tables with the entries of pairs of different sites permuted among those
+        pairs, per kind (symmetric kinds stay symmetric); same-site entries stay in place."""
+        tables = {}
+        for kind in KAPPA_KINDS:
+            table = getattr(self, kind).copy()
+            n = len(table)
+            if kind == "EI":
+                rows, cols = np.nonzero(~np.eye(n, dtype=bool))
+                table[rows, cols] = table[rows, cols][rng.permutation(len(rows))]
+            else:
+                rows, cols = np.triu_indices(n, k=1)
+                table[rows, cols] = table[rows, cols][rng.permutation(len(rows))]
+                table[cols, rows] = table[rows, cols]
+            tables[kind] = table
+        return KappaTables(**tables, psp_scale_mV=self.psp_scale_mV, source=self.source)
 
     def pair(self, first: str, second: str, site_a: np.ndarray, site_b: np.ndarray) -> np.ndarray:
         """kappa of inputs of types first/second at sites a/b (arrays broadcast together)."""
@@ -190,6 +290,12 @@ def bio_prior(
     return BioPrior(weight / divisor, receptor, sites, divisor)
 
 
+def with_rms_of(weight: torch.Tensor, reference: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """`weight` rescaled to the response RMS on x ~ N(0, I) of `reference`."""
+    target, now = quadratic_rms(reference, in_channels), quadratic_rms(weight, in_channels)
+    return (weight * (target / now) if now > 0 else weight).to(reference.dtype)
+
+
 def shuffled(weight: torch.Tensor, in_channels: int, seed: int = 0) -> torch.Tensor:
     """The fair control of a prior `weight` (C_out, C^2): its symmetric pair coefficients
     permuted over all units and pairs, its diagonal over all units and channels, symmetric
@@ -205,11 +311,65 @@ def shuffled(weight: torch.Tensor, in_channels: int, seed: int = 0) -> torch.Ten
     out = out + out.transpose(1, 2)
     channels = torch.arange(in_channels)
     out[:, channels, channels] = diag[torch.from_numpy(rng.permutation(len(diag)))].view(len(s), -1)
-    out = out.reshape(weight.shape)
-    target, now = quadratic_rms(weight, in_channels), quadratic_rms(out, in_channels)
-    if now > 0:
-        out = out * (target / now)
-    return out.to(weight.dtype)
+    return with_rms_of(out.reshape(weight.shape), weight, in_channels)
+
+
+def block_mean(weight: torch.Tensor, receptor: np.ndarray) -> torch.Tensor:
+    """Only the E/I block pattern of a prior: every entry replaced by the mean of its block (EE,
+    EI in either order and II pairs off the diagonal; the diagonal) over all units, rescaled to
+    the RMS response of `weight`."""
+    in_channels = len(receptor)
+    k = weight.double().reshape(-1, in_channels, in_channels)
+    is_e = torch.from_numpy(np.asarray(receptor) == "E")
+    off = ~torch.eye(in_channels, dtype=torch.bool)
+    blocks = (
+        off & is_e[:, None] & is_e[None, :],
+        off & (is_e[:, None] != is_e[None, :]),
+        off & ~is_e[:, None] & ~is_e[None, :],
+        ~off,
+    )
+    out = torch.zeros_like(k)
+    for mask in blocks:
+        if mask.any():
+            out[:, mask] = k[:, mask].mean()
+    return with_rms_of(out.reshape(weight.shape), weight, in_channels)
+
+
+def spectrum_matched(weight: torch.Tensor, in_channels: int, seed: int = 0) -> torch.Tensor:
+    """Per unit, the eigenvalues of (K_o + K_o^T) / 2 on a Haar-random orthogonal basis: the
+    same spectrum, hence the same response RMS on x ~ N(0, I), no alignment with the channels."""
+    rng = np.random.default_rng([seed, 3])
+    k = weight.double().reshape(-1, in_channels, in_channels).numpy()
+    eigenvalues = np.linalg.eigvalsh((k + k.transpose(0, 2, 1)) / 2)
+    gaussian = rng.standard_normal((len(k), in_channels, in_channels))
+    q, r = np.linalg.qr(gaussian)
+    q = q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]  # Haar: fix the QR signs
+    out = torch.from_numpy(np.einsum("oij,oj,okj->oik", q, eigenvalues, q))
+    return out.reshape(weight.shape).to(weight.dtype)
+
+
+def layer_prior(
+    kind: str, kappa: KappaTables, in_channels: int, out_channels: int, *, seed: int, **options
+) -> BioPrior:
+    """The prior of one DitQuadratic(in_channels, out_channels) layer of kind bio or a control
+    (CONTROLS), with bio's channel types and sites (the draws of `seed`); `options` are
+    PriorSettings.options()."""
+    bio = bio_prior(kappa, in_channels, out_channels, **options, seed=seed)
+    if kind == "bio":
+        return bio
+    if kind == "shuffled":
+        weight = shuffled(bio.weight, in_channels, seed)
+    elif kind == "block_mean":
+        weight = block_mean(bio.weight, bio.receptor)
+    elif kind == "sites_permuted":
+        permuted = kappa.with_site_pairs_permuted(np.random.default_rng([seed, 2]))
+        other = bio_prior(permuted, in_channels, out_channels, **options, seed=seed)
+        weight = with_rms_of(other.weight, bio.weight, in_channels)
+    elif kind == "spectrum_matched":
+        weight = spectrum_matched(bio.weight, in_channels, seed)
+    else:
+        raise PriorError(f"unknown prior kind '{kind}'; choose one of {PRIORS}.")
+    return BioPrior(weight, bio.receptor, bio.sites, bio.divisor)
 
 
 def prior_weights(
@@ -222,8 +382,8 @@ def prior_weights(
     diagonal: str | None = None,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Initial `weight` of every DitQuadratic in `model`, by module name. The bio and shuffled
-    priors need a kappa and the keywords of PriorSettings (config key `priors:`)."""
+    """Initial `weight` of every DitQuadratic in `model`, by module name, for a prior kind
+    (PRIORS). All but zero need a kappa and the keywords of PriorSettings.options()."""
     if prior not in PRIORS:
         raise PriorError(f"unknown prior '{prior}'; choose one of {PRIORS}.")
     if prior != "zero" and kappa is None:
@@ -245,11 +405,8 @@ def prior_weights(
         if prior == "zero":
             out[name] = torch.zeros_like(layer.weight)
             continue
-        layer_seed = seed * 1000 + index
-        weight = bio_prior(kappa, c_in, c_out, **options, seed=layer_seed).weight
-        if prior == "shuffled":
-            weight = shuffled(weight, c_in, layer_seed)
-        out[name] = weight.to(layer.weight.dtype)
+        built = layer_prior(prior, kappa, c_in, c_out, seed=seed * 1000 + index, **options)
+        out[name] = built.weight.to(layer.weight.dtype)
     return out
 
 

@@ -54,7 +54,9 @@ class Data:
 
     train_batches(generators, epoch) yields this rank's (images, labels) of every training
     batch of the epoch; evaluate(model, final, fixed) returns the test columns of a metrics
-    row (final: on the whole test set; fixed: fixed batch shapes for a compiled model)."""
+    row (final: on the whole test set; fixed: fixed batch shapes for a compiled model);
+    calibration_batch(n, seed) gives n training images drawn with `seed`, normalised as for
+    evaluation (no augmentation), for the prior's calibration (ann.prior_modes)."""
 
     train_batches: Callable[[Generators, int], Batches]
     evaluate: Callable[[nn.Module, bool, bool], dict[str, float]]
@@ -63,6 +65,12 @@ class Data:
     img_size: int
     train_images: int
     updates_per_epoch: int
+    calibration_batch: Callable[[int, int], torch.Tensor]
+
+
+def _drawn(count: int, n: int, seed: int) -> torch.Tensor:
+    """n of `count` indices in a random order of its own `seed` (no run generator is used)."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
 
 
 def small_data(run: Run, ctx: Context) -> Data:
@@ -110,6 +118,10 @@ def small_data(run: Run, ctx: Context) -> Data:
             fixed_batch=recipe.eval_batch_size if fixed else None,
         )
 
+    def calibration_batch(n: int, seed: int) -> torch.Tensor:
+        picked = _drawn(len(train), n, seed).to(train.images.device)
+        return augment.evaluate(train.images[picked])
+
     return Data(
         train_batches,
         evaluate_on,
@@ -118,6 +130,7 @@ def small_data(run: Run, ctx: Context) -> Data:
         train.images.shape[2],
         len(train) // recipe.batch_size * recipe.batch_size,
         len(train) // recipe.batch_size,
+        calibration_batch,
     )
 
 
@@ -173,6 +186,22 @@ def imagenet_data(run: Run, ctx: Context) -> Data:
             fixed_batch=val.batch_size if fixed else None,
         )
 
+    def calibration_batch(n: int, seed: int) -> torch.Tensor:
+        import copy
+
+        from timm.data import create_transform
+
+        images = copy.copy(data.train)  # the same files, with the evaluation transform
+        images.transform = create_transform(
+            recipe.input_size,
+            is_training=False,
+            crop_pct=recipe.crop_pct,
+            interpolation=augment.interpolation,
+            mean=augment.mean,
+            std=augment.std,
+        )
+        return torch.stack([images[int(i)][0] for i in _drawn(len(images), n, seed)])
+
     return Data(
         train_batches,
         evaluate_on,
@@ -181,6 +210,7 @@ def imagenet_data(run: Run, ctx: Context) -> Data:
         recipe.input_size,
         len(train) * recipe.batch_size,
         len(train),
+        calibration_batch,
     )
 
 

@@ -1,7 +1,10 @@
 """The model, optimiser and learning-rate scheduler of a run: the model with its prior
-applied, timm's optimizer over `parameter_groups` and timm's scheduler."""
+applied, calibrated and in its mode, timm's optimizer over `parameter_groups` and timm's
+scheduler."""
 
 import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -10,13 +13,14 @@ from torch import nn
 
 from ann.errors import PriorError, RecipeError
 from ann.models import create_model, dit_parameters, quadratic_layers
-from ann.priors import apply_prior, load_kappa, prior_weights
+from ann.prior_modes import apply_mode, calibrate
+from ann.priors import PriorSpec, apply_prior, load_kappa, prior_weights
 from ann.recipes import Recipe
 
 from .optim import parameter_groups
 from .run import Run
 
-__all__ = ["build_model", "build_optimizer", "build_scheduler", "file_sha256"]
+__all__ = ["BuiltModel", "build_model", "build_optimizer", "build_scheduler", "file_sha256"]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -27,43 +31,81 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class BuiltModel:
+    """A run's model with its prior in place, and what the prior did: the sha256 of the kappa
+    file behind it, the calibration of each Dit layer (ann.prior_modes.calibrate) and the weight
+    decay of the parameters its mode created (ann.prior_modes.apply_mode)."""
+
+    model: nn.Module
+    kappa_sha256: str | None = None
+    calibration: list[dict] = field(default_factory=list)
+    decay_of: dict[nn.Parameter, float] = field(default_factory=dict)
+
+
 def build_model(
-    run: Run, num_classes: int, in_chans: int, img_size: int
-) -> tuple[nn.Module, str | None]:
-    """The model with its prior applied; also the sha256 of the kappa file behind the prior."""
+    run: Run,
+    num_classes: int,
+    in_chans: int,
+    img_size: int,
+    calibration_batch: Callable[[int, int], torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+) -> BuiltModel:
+    """The model on `device` with its prior applied, calibrated on `calibration_batch(n, seed)`
+    (training images; with priors.calibration: data) and acting in its mode
+    (ann.prior_modes)."""
     kwargs = {"in_chans": in_chans}
     if run.model.startswith(("dit_convnext", "convnext")):
         kwargs["drop_path_rate"] = run.recipe.drop_path
     else:
         kwargs["img_size"] = img_size
-    model = create_model(run.model, num_classes=num_classes, **kwargs)
+    model = create_model(run.model, num_classes=num_classes, **kwargs).to(device)
     has_dit = bool(quadratic_layers(model))
     if not has_dit:
         if run.prior != "none":
             raise PriorError(f"{run.model} has no quadratic layers; its prior must be 'none'.")
-        return model, None
+        return BuiltModel(model)
     if run.prior == "none":
-        raise PriorError(f"{run.model} has quadratic layers: choose a prior (zero, bio, shuffled).")
+        raise PriorError(f"{run.model} has quadratic layers: choose a prior (zero, bio, ...).")
+    spec = run.priors.spec(run.prior)
+    kappa_sha = _apply_prior_weights(model, run, spec)
+    calibration = []
+    if spec.kind != "zero" and run.priors.calibration == "data":
+        if calibration_batch is None:
+            raise PriorError("priors.calibration: data needs training images to calibrate on.")
+        images = calibration_batch(run.priors.calibration_images, run.seed)
+        images = images.to(device)
+        calibration = calibrate(model, images, run.priors.init_ratio)
+    decay_of = apply_mode(model, spec.mode, run.priors.anchor_strength)
+    return BuiltModel(model, kappa_sha, calibration, decay_of)
+
+
+def _apply_prior_weights(model: nn.Module, run: Run, spec: PriorSpec) -> str | None:
+    """Copy the prior's K into the model (from the prior file, or built from the kappa file);
+    return the sha256 of the kappa file behind it."""
     if run.prior_file:
         if not Path(run.prior_file).is_file():
             raise PriorError(f"prior file '{run.prior_file}' does not exist; run build_prior.")
         saved = torch.load(run.prior_file, weights_only=True)
-        if saved.get("prior") != run.prior or saved.get("seed") != run.seed:
+        if saved.get("prior") != spec.name or saved.get("seed") != run.seed:
             raise PriorError(
                 f"prior file '{run.prior_file}' holds prior {saved.get('prior')} "
-                f"seed {saved.get('seed')}, not {run.prior} seed {run.seed}."
+                f"seed {saved.get('seed')}, not {spec.name} seed {run.seed}."
             )
         apply_prior(model, saved["weights"])
-        return model, saved.get("kappa_sha256")
-    kappa = load_kappa(run.kappa) if run.kappa and run.prior != "zero" else None
-    weights = prior_weights(model, run.prior, kappa, seed=run.seed, **run.priors.options())
+        return saved.get("kappa_sha256")
+    kappa = load_kappa(run.kappa) if run.kappa and spec.kind != "zero" else None
+    weights = prior_weights(model, spec.kind, kappa, seed=run.seed, **run.priors.options())
     apply_prior(model, weights)
-    return model, file_sha256(run.kappa) if kappa is not None else None
+    return file_sha256(run.kappa) if kappa is not None else None
 
 
-def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """timm's optimizer over `parameter_groups`; on CUDA torch's fused implementation (one kernel
-    per step instead of several per parameter)."""
+def build_optimizer(
+    model: nn.Module, recipe: Recipe, decay_of: Mapping[nn.Parameter, float] | None = None
+) -> torch.optim.Optimizer:
+    """timm's optimizer over `parameter_groups` (`decay_of`: parameters with a weight decay of
+    their own); on CUDA torch's fused implementation (one kernel per step instead of several
+    per parameter)."""
     from timm.optim import create_optimizer_v2
 
     if recipe.optimizer not in ("sgd", "adamw"):
@@ -78,6 +120,7 @@ def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
             weight_decay=recipe.weight_decay,
             quadratic_lr_mult=recipe.dit_lr_mult,
             decay_vectors=recipe.optimizer != "adamw",
+            decay_of=decay_of,
         ),
         opt=recipe.optimizer,
         lr=recipe.peak_lr(),

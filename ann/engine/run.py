@@ -11,7 +11,7 @@ import yaml
 
 from ann.data import DatasetSource
 from ann.errors import ConfigError, DatasetError
-from ann.priors import PRIORS, PriorSettings
+from ann.priors import PriorSettings
 from ann.recipes import Recipe, recipe_name, resolve_recipe
 from ann.sections import checked_choice, checked_keys
 
@@ -35,9 +35,9 @@ class Experiment:
 
     @classmethod
     def from_mapping(cls, values: object, where: str) -> "Experiment":
+        """The section; its prior names are checked against the priors section by the workflow
+        (PriorSettings.spec)."""
         values = checked_keys(cls, values, where)
-        for prior in values.get("priors", ()):
-            checked_choice(prior, PRIORS, f"{where}.priors")
         return cls(**{key: tuple(value) for key, value in values.items()})
 
 

@@ -51,14 +51,16 @@ def _train(run: Run, ctx: Context) -> dict:
     np.random.seed(run.seed)
     generators = Generators.seeded(run.seed)
     data = load_data(run, ctx)
-    model, kappa_sha = build_model(run, data.num_classes, data.in_chans, data.img_size)
+    built = build_model(
+        run, data.num_classes, data.in_chans, data.img_size, data.calibration_batch, ctx.device
+    )
+    model, kappa_sha = built.model, built.kappa_sha256
     n_params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, (data.in_chans, data.img_size, data.img_size))
-    model.to(ctx.device)
     if ctx.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     raw = model
-    optimizer = build_optimizer(raw, run.recipe)
+    optimizer = build_optimizer(raw, run.recipe, built.decay_of)
     scheduler = build_scheduler(optimizer, run.recipe, data.updates_per_epoch)
     ema = None
     if run.recipe.model_ema:
@@ -107,6 +109,7 @@ def _train(run: Run, ctx: Context) -> dict:
             )
             save_checkpoint(checkpoint_path, run, setup, saved)
     summary = _summary(run, history, n_params, macs, ctx, wall, kappa_sha)
+    summary["prior_calibration"] = built.calibration
     summary["compile_mode"] = mode
     summary["first_step_s"] = step_parts.first_step_s
     if ctx.main:
