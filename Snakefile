@@ -14,7 +14,7 @@ wildcard_constraints:
     cell="|".join(re.escape(name) for name in CELLS),
     dataset="|".join(DATASET_FILES),
     model=r"[a-z][a-z0-9_]*",
-    prior="|".join(["none", *PRIOR_NAMES]),
+    prior=RUN_PRIOR,
     seed=r"\d+",
 
 
@@ -22,6 +22,7 @@ include: "workflow/rules/dendrite.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/prior_lowdata.smk"
 include: "workflow/rules/ablation_plan.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/report.smk"

@@ -1,29 +1,21 @@
-"""Does the quadratic prior matter? Paired statistics of the prior ablation and what the
-network does to the prior it starts from.
+"""Does the quadratic prior matter? The runs of the prior experiments as one table, what the
+network does to the prior it starts from, and the figures.
 
-Statistics. Runs of the same (dataset, model, seed) share the data order, the augmentation and
-the initialisation of every parameter but the quadratic coefficients K (ann.train seeds the
-model's initialisation and two data generators with the seed; the prior only replaces K), so a
-prior is compared with the reference (`zero`, the paper's K = 0) seed by seed: the paired
-differences d_s = acc(prior, s) - acc(zero, s) over the n seeds both have. Reported: their mean,
-the sample standard deviation (n - 1 in the denominator), the 95 % confidence interval
-mean ± t_{0.975, n-1} · sd / sqrt(n) (Student's t with n - 1 degrees of freedom) and the
-two-sided paired t-test's p-value, 2 P(T_{n-1} > |t|) with t = mean / (sd / sqrt(n)) (what
-scipy.stats.ttest_rel computes). One seed gives no interval and no test (`note` says so);
-differences that are all equal give a zero-width interval (and no p-value when they are all
-zero). "No detectable effect" means the interval contains 0.
-
-Metrics: the final test top-1 (last epoch, whole test set), the best-of-epochs top-1, and the
-test top-1 after each of the sample-efficiency epochs (1, 2, 5 by default; what a run's
-metrics.csv has: before the last epoch it is measured on the recipe's `eval_subset`).
+Runs. Every run is a row: dataset, model, prior (its name), mode (init, anchor, fixed), seed and
+its metrics: the declared endpoint, the final test top-1 on the whole test set, and exploratory
+ones (the top-1 after the sample epochs of the full-data ablation, measured on the recipe's
+`eval_subset` before the last epoch; validation and train top-1 and the learned-K measures of
+the low-data experiment). Best-of-epochs is not a metric here: it selects on the test set.
+The statistics are ann.statistics' (paired over seeds, Holm, TOST, verdicts, power).
 
 Learned K. Per quadratic layer of a Dit run: the Pearson correlation of the learned entries with
-the initial ones (the prior) and with the learned K of the `zero` run of the same seed, the
-relative change ||K_final - K_init|| / ||K_init|| (Frobenius; undefined for K_init = 0, where
+the initial ones (the prior) and with the learned K of the `zero` run of the same seed and mode,
+the relative change ||K_final - K_init|| / ||K_init|| (Frobenius; undefined for K_init = 0, where
 ||K_final|| is given), and the eigen-spectrum of each unit's symmetrised K,
 S_o = (K_o + K_o^T) / 2, sorted from largest to smallest and averaged over the output units.
 
-Everything here works on tables and arrays; pipeline.ablation (the workflow glue) reads and writes the files.
+Everything here works on tables and arrays; pipeline.ablation (the workflow glue) reads and
+writes the files.
 """
 
 import json
@@ -39,9 +31,13 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 REFERENCE = "zero"
-CONFIDENCE = 0.95
-TEST_NAME = "two-sided paired t-test over seeds (Student's t, n − 1 degrees of freedom)"
-FINAL, BEST = "final_top1", "best_top1"
+FINAL = "final_test_top1"
+EXPLORATORY_LOWDATA = ("validation_top1", "train_top1")
+METRIC_LABELS = {
+    FINAL: "final test top-1",
+    "validation_top1": "validation top-1",
+    "train_top1": "train top-1",
+}
 
 
 def epoch_metric(epoch: int) -> str:
@@ -49,27 +45,32 @@ def epoch_metric(epoch: int) -> str:
 
 
 def metric_label(metric: str) -> str:
-    if metric == FINAL:
-        return "final test top-1"
-    if metric == BEST:
-        return "best-of-epochs test top-1"
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
     return f"test top-1 after epoch {int(metric.removeprefix('epoch').removesuffix('_top1'))}"
+
+
+def split_prior(spec: str) -> tuple[str, str]:
+    """A run's prior as it names it, `<prior>[+<mode>]`, as (prior, mode)."""
+    name, _, mode = spec.partition("+")
+    return name, mode or "init"
 
 
 # ------------------------------------------------------------------------- runs
 def read_run(metrics_path: str | Path, sample_epochs: Sequence[int]) -> dict:
-    """One run's identity, final and best top-1, and top-1 after each sample epoch it has
-    (NaN after the epochs it ran), from its metrics.json and metrics.csv."""
+    """One run's identity, final top-1, and top-1 after each sample epoch it has (NaN after the
+    epochs it ran), from its metrics.json and metrics.csv."""
     path = Path(metrics_path)
     m = json.loads(path.read_text())
+    prior, mode = split_prior(m["prior"])
     row = {
         "dataset": m["dataset"],
         "model": m["model"],
-        "prior": m["prior"],
+        "prior": prior,
+        "mode": mode,
         "seed": int(m["seed"]),
         "epochs": int(m["epochs"]),
         FINAL: m["final"]["test_top1"],
-        BEST: m["best"]["test_top1"],
         "run_dir": str(path.parent),
     }
     curve = pd.read_csv(path.with_name("metrics.csv")).set_index("epoch")
@@ -81,80 +82,19 @@ def read_run(metrics_path: str | Path, sample_epochs: Sequence[int]) -> dict:
 
 
 def metrics_of(sample_epochs: Sequence[int]) -> list[str]:
-    return [epoch_metric(e) for e in sample_epochs] + [FINAL, BEST]
-
-
-# ------------------------------------------------------------------------- statistics
-def paired_difference(
-    reference: Sequence[float], treated: Sequence[float], confidence: float = CONFIDENCE
-) -> dict:
-    """Statistics of the paired differences treated - reference (same index = same seed)."""
-    from scipy import stats
-
-    reference, treated = np.asarray(reference, float), np.asarray(treated, float)
-    if reference.shape != treated.shape:
-        raise ValueError("paired samples must have the same length")
-    # accuracies are fractions of a test set: rounding off the last bits of the subtraction
-    # keeps equal differences equal (else a tiny sd from rounding makes any shift "significant")
-    d = np.round(treated - reference, 12)
-    n = len(d)
-    out = {
-        "n": n,
-        "mean_difference": float(d.mean()) if n else math.nan,
-        "sd_difference": math.nan,
-        "t_quantile": math.nan,
-        "ci_low": math.nan,
-        "ci_high": math.nan,
-        "t_statistic": math.nan,
-        "p_value": math.nan,
-        "note": "",
-    }
-    if n == 0:
-        out["note"] = "no seed has both runs"
-        return out
-    if n == 1:
-        out["note"] = "one seed: no interval and no test (needs two or more seeds)"
-        return out
-    sd = float(d.std(ddof=1))
-    quantile = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
-    half = quantile * sd / math.sqrt(n)
-    out |= {
-        "sd_difference": sd,
-        "t_quantile": quantile,
-        "ci_low": out["mean_difference"] - half,
-        "ci_high": out["mean_difference"] + half,
-    }
-    if sd == 0:
-        if out["mean_difference"] == 0:
-            out["note"] = "identical on every seed: zero-width interval, no test"
-        else:
-            out |= {"t_statistic": math.copysign(math.inf, out["mean_difference"]), "p_value": 0.0}
-            out["note"] = "the same difference on every seed: zero-width interval"
-        return out
-    t = out["mean_difference"] / (sd / math.sqrt(n))
-    out |= {"t_statistic": t, "p_value": float(2 * stats.t.sf(abs(t), n - 1))}
-    return out
-
-
-def detectable(row: Mapping) -> bool | None:
-    """Whether the interval excludes 0 (None without an interval)."""
-    low, high = row["ci_low"], row["ci_high"]
-    if pd.isna(low) or pd.isna(high):
-        return None
-    return not (low <= 0 <= high)
+    return [FINAL] + [epoch_metric(e) for e in sample_epochs]
 
 
 def prior_summary(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """Mean and std over seeds of every metric per (dataset, model, prior)."""
+    """Mean and std over seeds of every metric per (dataset, model, mode, prior)."""
     rows = []
-    for (dataset, model, prior), group in runs.groupby(["dataset", "model", "prior"], sort=False):
+    keys = ["dataset", "model", "mode", "prior"]
+    for key, group in runs.groupby(keys, sort=False):
         for metric in metrics:
             values = group[metric].dropna()
             rows.append(
-                {
-                    "dataset": dataset,
-                    "model": model,
-                    "prior": prior,
+                dict(zip(keys, key, strict=True))
+                | {
                     "metric": metric,
                     "n": len(values),
                     "mean": float(values.mean()) if len(values) else math.nan,
@@ -164,86 +104,14 @@ def prior_summary(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_statistics(
-    runs: pd.DataFrame, metrics: Sequence[str], reference: str = REFERENCE
-) -> pd.DataFrame:
-    """Every prior against the reference per (dataset, model) and metric, paired by seed.
-    Models without a run of the reference prior (plain models) are left out."""
-    rows = []
-    for (dataset, model), group in runs.groupby(["dataset", "model"], sort=False):
-        base = group[group.prior == reference].set_index("seed")
-        if base.empty:
-            continue
-        for prior in [p for p in group.prior.unique() if p != reference]:
-            other = group[group.prior == prior].set_index("seed")
-            for metric in metrics:
-                both = pd.concat(
-                    [base[metric].rename("reference"), other[metric].rename("prior")],
-                    axis=1,
-                    join="inner",
-                ).dropna()
-                stats = paired_difference(both.reference.values, both.prior.values)
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "model": model,
-                        "prior": prior,
-                        "reference": reference,
-                        "metric": metric,
-                        **stats,
-                        "seeds": " ".join(str(s) for s in sorted(both.index)),
-                        "detectable": detectable(stats),
-                    }
-                )
-    return pd.DataFrame(rows)
+def contrasts(priors: Sequence[str]) -> list:
+    """The primary contrasts among `priors`: each prior - zero, and bio - each control (the
+    priors that are neither zero nor bio)."""
+    from ann.statistics import Contrast
 
-
-def _points(value: float) -> str:
-    return f"{100 * value:+.2f}".replace("-", "−")
-
-
-def _p(value: float) -> str:
-    if pd.isna(value):
-        return "no p-value"
-    return "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
-
-
-def verdict(row: Mapping) -> str:
-    found = detectable(row)
-    if found is None:
-        return "too few seeds to tell"
-    if not found:
-        return "no detectable effect"
-    return "helps" if row["mean_difference"] > 0 else "hurts"
-
-
-def answer(statistics: pd.DataFrame, title: str, metric: str = FINAL) -> list[str]:
-    """One sentence per Dit model of a dataset, from the paired statistics of `metric`."""
-    sentences = []
-    chosen = statistics[statistics.metric == metric]
-    for model, rows in chosen.groupby("model", sort=False):
-        parts = []
-        for row in rows.to_dict("records"):
-            if pd.isna(row["ci_low"]):
-                parts.append(
-                    f"{row['prior']} changes {metric_label(metric)} by "
-                    f"{_points(row['mean_difference'])} points ({row['note'] or 'no interval'}): "
-                    f"{verdict(row)}"
-                )
-                continue
-            parts.append(
-                f"{row['prior']} changes {metric_label(metric)} by "
-                f"{_points(row['mean_difference'])} points "
-                f"({100 * CONFIDENCE:.0f}% CI {_points(row['ci_low'])} to "
-                f"{_points(row['ci_high'])}, paired t-test over {row['n']} seeds, "
-                f"{_p(row['p_value'])}): {verdict(row)}"
-            )
-        if parts:
-            reference = rows.reference.iloc[0]
-            sentences.append(
-                f"On {title}, {model} against the {reference} prior: " + "; ".join(parts) + "."
-            )
-    return sentences
+    others = [p for p in priors if p != REFERENCE]
+    controls = [p for p in others if p != "bio"] if "bio" in priors else []
+    return [Contrast(p, REFERENCE) for p in others] + [Contrast("bio", c) for c in controls]
 
 
 # ------------------------------------------------------------------------- learned K
@@ -320,46 +188,66 @@ def prior_colour(prior: str, priors: Sequence[str]) -> str:
     return PRIOR_COLOURS[3 + others.index(prior) % (len(PRIOR_COLOURS) - 3)]
 
 
-def _short(metric: str) -> str:
-    return {FINAL: "final", BEST: "best of epochs"}.get(
-        metric, metric_label(metric).removeprefix("test top-1 after ")
-    )
-
-
-def plot_differences(statistics: pd.DataFrame, metrics: Sequence[str]) -> "Figure":
-    """Mean paired difference to the reference with its 95 % interval, per metric and prior;
-    one panel per Dit model."""
+def plot_contrasts(
+    statistics: pd.DataFrame, endpoint: str = FINAL, alpha: float = 0.05
+) -> "Figure":
+    """The endpoint's primary contrasts: mean paired difference with its interval (none below
+    three seeds), the equivalence margin shaded; one panel per (model, mode)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = set(statistics.metric[statistics.n > 0]) if len(statistics) else set()
-    metrics = [m for m in metrics if m in measured] or list(metrics)
-    models = list(dict.fromkeys(statistics.model)) or ["(no runs)"]
+    rows = statistics[(statistics.metric == endpoint) & (statistics.role == "primary")]
+    panels = list(dict.fromkeys(zip(rows.model, rows["mode"], strict=True))) or [("none", "")]
     fig, axes = plt.subplots(
-        1, len(models), figsize=(min(10, 5 * len(models)), 3.6), squeeze=False, layout="constrained"
-    )
-    for ax, model in zip(axes[0], models, strict=True):
-        rows = statistics[statistics.model == model]
-        priors = list(dict.fromkeys(rows.prior))
-        for k, prior in enumerate(priors):
-            mine = rows[rows.prior == prior].set_index("metric").reindex(metrics)
-            x = np.arange(len(metrics)) + (k - (len(priors) - 1) / 2) * 0.15
-            mean = 100 * mine.mean_difference.to_numpy(float)
-            low = 100 * mine.ci_low.to_numpy(float)
-            high = 100 * mine.ci_high.to_numpy(float)
-            err = np.vstack([mean - low, high - mean])
-            ax.errorbar(
-                x, mean, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=prior,
-                color=prior_colour(prior, priors),
-            )  # fmt: skip
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.set_xticks(np.arange(len(metrics)), [_short(m) for m in metrics])
-        reference = rows.reference.iloc[0] if len(rows) else REFERENCE
-        ax.set(title=model, ylabel=f"top-1 − {reference} (pp, 95% CI)")
-        if priors:
-            ax.legend(fontsize=8)
+        1, len(panels), figsize=(min(11, 4.2 * len(panels)), 3.8), squeeze=False,
+        layout="constrained", sharey=True,
+    )  # fmt: skip
+    for ax, (model, mode) in zip(axes[0], panels, strict=True):
+        mine = rows[(rows.model == model) & (rows["mode"] == mode)]
+        y = np.arange(len(mine))[::-1]
+        mean = 100 * mine.mean_difference.to_numpy(float)
+        low, high = 100 * mine.ci_low.to_numpy(float), 100 * mine.ci_high.to_numpy(float)
+        shown = np.isfinite(low) & np.isfinite(high)
+        err = np.vstack([mean - low, high - mean])[:, shown]
+        colours = [VERDICT_COLOURS.get(v, "0.3") for v in mine.verdict]
+        ax.errorbar(mean[shown], y[shown], xerr=err, fmt="none", ecolor="0.4", capsize=3)
+        ax.scatter(mean, y, c=colours, zorder=3)
+        if len(mine):
+            margin = 100 * float(mine.margin.iloc[0])
+            ax.axvspan(-margin, margin, color="0.9", zorder=0, label=f"±{margin:.2f} pp margin")
+        ax.axvline(0, color="0.4", lw=0.8)
+        ax.set_yticks(y, [f"{c} ({v})" for c, v in zip(mine.contrast, mine.verdict, strict=True)])
+        ax.set(xlabel=f"difference in {metric_label(endpoint)} (pp, {100 * (1 - alpha):.0f}% CI)",
+               title=f"{model}, {mode} mode")  # fmt: skip
+        ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+VERDICT_COLOURS = {"helps": "#2a9d8f", "hurts": "#d1495b", "equivalent": "#1b6ca8"}
+
+
+def plot_survival(survival: pd.DataFrame, margin: float) -> "Figure":
+    """Against the anchor strength: how much of the prior bio's learned K keeps (correlation
+    with its prior, target 0.5) and its validation top-1 against zero's (the margin shaded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    strength = survival.anchor_strength
+    left.plot(strength, survival.bio_corr_with_prior, "o-", color=KNOWN_COLOURS["bio"])
+    left.axhline(0.5, color="0.4", ls="--", lw=0.8, label="0.5")
+    left.set(xscale="log", ylim=(-0.1, 1.05), xlabel="anchor strength",
+             ylabel="corr(learned K, prior)", title="bio+anchor: prior kept")  # fmt: skip
+    left.legend(fontsize=7)
+    right.plot(strength, 100 * survival.bio_minus_zero, "o-", color=KNOWN_COLOURS["bio"])
+    right.axhspan(-100 * margin, 100 * margin, color="0.9", zorder=0)
+    right.axhline(0, color="0.4", lw=0.8)
+    right.set(xscale="log", xlabel="anchor strength", ylabel="bio+anchor − zero (pp)",
+              title="validation top-1 (choice seeds)")  # fmt: skip
     return fig
 
 

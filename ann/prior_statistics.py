@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .priors import KAPPA_KINDS, BioPrior, KappaTables, bio_prior, shuffled
+from .priors import KAPPA_KINDS, BioPrior, KappaTables, layer_prior, quadratic_rms
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -140,30 +140,35 @@ def prior_statistics(
 
 
 def layer_priors(
-    kappas: Mapping[str, KappaTables],
+    priors: Mapping[str, tuple[str, KappaTables]],
     in_channels: int,
     out_channels: int,
     settings: Mapping,
     seed: int = 0,
 ) -> dict[str, BioPrior]:
-    """The named biological priors of a reference layer (layer 0 of a model at `seed`: the
-    draws ann.priors.prior_weights makes for it) and shuffled, the control of bio."""
+    """The priors of a reference layer (layer 0 of a model at `seed`: the draws
+    ann.priors.prior_weights makes for it), by name; `priors`: name -> (kind, its kappa)."""
     options = {
         "fraction_inhibitory": settings["fraction_inhibitory"],
         "init_ratio": settings["init_ratio"],
         "diagonal": settings.get("diagonal", "zero"),
     }
-    layer_seed = seed * 1000
-    out = {
-        name: bio_prior(kappa, in_channels, out_channels, seed=layer_seed, **options)
-        for name, kappa in kappas.items()
+    return {
+        name: layer_prior(kind, kappa, in_channels, out_channels, seed=seed * 1000, **options)
+        for name, (kind, kappa) in priors.items()
     }
-    if "bio" in out:
-        bio = out["bio"]
-        out["shuffled"] = BioPrior(
-            shuffled(bio.weight, in_channels, layer_seed), bio.receptor, bio.sites, bio.divisor
-        )
-    return out
+
+
+def structure_table(priors: Mapping[str, BioPrior]) -> pd.DataFrame:
+    """Per prior: k_decomposition (the shares of |K|^2 in the E/I block pattern, on same-site
+    pairs and in the distance-dependent rest; the effective rank) and its response RMS on
+    x ~ N(0, I)."""
+    rows = []
+    for name, prior in priors.items():
+        parts = k_decomposition(prior.weight, prior.receptor, prior.sites)
+        gaussian = quadratic_rms(prior.weight, len(prior.receptor))
+        rows.append({"prior": name, **parts, "gaussian_response": gaussian})
+    return pd.DataFrame(rows)
 
 
 def statistics_table(priors: Mapping[str, BioPrior], cells: Mapping[str, str]) -> pd.DataFrame:
@@ -204,9 +209,9 @@ def statistics_figure(
     cells: Mapping[str, str],
     width_in: float = 11.5,
 ) -> "Figure":
-    """Two rows per prior: its cell's kappa_EE, kappa_EI, kappa_II (site x site, 1/mV, one
-    colour scale per kind across the priors); the sign fractions of K per block and the mean
-    eigen-spectrum of the symmetrised K."""
+    """One row per biological prior (the names in `kappas`): its cell's kappa_EE, kappa_EI,
+    kappa_II (site x site, 1/mV, one colour scale per kind); then, for every prior, the sign
+    fractions of K per block and the mean eigen-spectrum of the symmetrised K."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,36 +222,39 @@ def statistics_figure(
         kind: max(float(np.abs(getattr(k, kind)).max()) for k in kappas.values()) or 1.0
         for kind in KAPPA_KINDS
     }
-    heights = [h for name in names for h in ((1.0 if name in kappas else 0.12), 1.0)]
-    fig = plt.figure(figsize=(width_in, 3.0 * sum(heights)), layout="constrained")
-    grid = fig.add_gridspec(2 * len(names), 6, height_ratios=heights)
-    colours = {"positive": "tab:red", "negative": "tab:blue", "zero": "0.7"}
-    for index, name in enumerate(names):
-        prior, kappa, top = priors[name], kappas.get(name), 2 * index
-        label = f"{name} ({cells.get(name, cells.get('bio', ''))})"
-        if kappa is None:
-            ax = fig.add_subplot(grid[top, :])
-            ax.text(0.5, 0.5, f"{name}: bio's K, permuted (no κ of its own)", ha="center")
-            ax.set_axis_off()
-        for column, kind in enumerate(KAPPA_KINDS if kappa is not None else ()):
-            ax = fig.add_subplot(grid[top, 2 * column : 2 * column + 2])
+    rows = len(kappas) + 1
+    fig = plt.figure(figsize=(width_in, 2.9 * rows + 0.4), layout="constrained")
+    grid = fig.add_gridspec(rows, 6)
+    for row, (name, kappa) in enumerate(kappas.items()):
+        for column, kind in enumerate(KAPPA_KINDS):
+            ax = fig.add_subplot(grid[row, 2 * column : 2 * column + 2])
             image = ax.imshow(
                 getattr(kappa, kind), cmap="RdBu_r", vmin=-limits[kind], vmax=limits[kind]
             )
-            ax.set(title=f"{label}: κ_{kind}", xlabel="site", ylabel="site")
+            ax.set(title=f"{name} ({cells.get(name, '')}): κ_{kind}", xlabel="site", ylabel="site")
             fig.colorbar(image, ax=ax, shrink=0.8, label="1/mV")
-        signs = sign_structure(prior.weight, prior.receptor)
-        ax = fig.add_subplot(grid[top + 1, :3])
-        bottom = np.zeros(len(signs))
+    signs = fig.add_subplot(grid[rows - 1, :3])
+    width = 0.8 / len(names)
+    colours = {"positive": "tab:red", "negative": "tab:blue", "zero": "0.7"}
+    for index, name in enumerate(names):
+        table = sign_structure(priors[name].weight, priors[name].receptor)
+        x = np.arange(len(table)) + (index - (len(names) - 1) / 2) * width
+        bottom = np.zeros(len(table))
         for sign in SIGNS:
-            values = signs[sign].fillna(0).to_numpy()
-            ax.bar(signs.block, values, bottom=bottom, color=colours[sign], label=sign)
+            values = table[sign].fillna(0).to_numpy()
+            signs.bar(x, values, width * 0.9, bottom=bottom, color=colours[sign],
+                      label=sign if index == 0 else None, edgecolor="white", linewidth=0.3)  # fmt: skip
             bottom += values
-        ax.set(title=f"{name}: signs of K", ylabel="fraction of entries", ylim=(0, 1))
-        ax.legend(fontsize="small", loc="lower right")
-        spectrum = mean_spectrum(prior.weight, len(prior.receptor))
-        ax = fig.add_subplot(grid[top + 1, 3:])
-        ax.plot(np.arange(1, len(spectrum) + 1), spectrum, marker=".")
-        ax.axhline(0, color="0.5", linewidth=0.8)
-        ax.set(title=f"{name}: eigenvalues of (K+Kᵀ)/2", xlabel="rank", ylabel="mean over units")
+    signs.set_xticks(np.arange(len(BLOCKS)), BLOCKS)
+    signs.set(title="signs of K per block (one bar per prior, in the order of the legend "
+              "on the right)", ylabel="fraction of entries", ylim=(0, 1))  # fmt: skip
+    signs.title.set_fontsize(9)
+    signs.legend(fontsize="small", loc="lower right")
+    spectra = fig.add_subplot(grid[rows - 1, 3:])
+    for name in names:
+        spectrum = mean_spectrum(priors[name].weight, len(priors[name].receptor))
+        spectra.plot(np.arange(1, len(spectrum) + 1), spectrum, marker=".", label=name)
+    spectra.axhline(0, color="0.5", linewidth=0.8)
+    spectra.set(title="eigenvalues of (K+Kᵀ)/2, mean over units", xlabel="rank")
+    spectra.legend(fontsize="x-small", ncol=2)
     return fig

@@ -117,6 +117,17 @@ class PriorSettings:
             "diagonal": self.diagonal,
         }
 
+    def used_by(self, spec: "PriorSpec") -> dict[str, object]:
+        """The settings a training run of `spec` depends on: the mapping's for a built prior
+        (with its own cell), and the anchor strength in anchor mode."""
+        used: dict[str, object] = {}
+        if spec.kind != "zero":
+            used = {"cell": spec.cell, **self.options()}
+            used |= {"calibration": self.calibration, "calibration_images": self.calibration_images}
+        if spec.mode == "anchor":
+            used["anchor_strength"] = self.anchor_strength
+        return used
+
     def names(self) -> list[str]:
         """Every prior these settings define: zero, bio and its controls, and each named prior
         with its own controls (`<name>_<control>`)."""

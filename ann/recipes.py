@@ -46,6 +46,9 @@ class Recipe:
     std: tuple[float, ...] | None = None
     eval_batch_size: int = 1000
     eval_subset: int | None = None  # before the last epoch, evaluate on this many test images
+    # before every evaluation, re-estimate the batch norms' statistics on this many training
+    # images for the current weights (precise BN; 0: keep the running averages, as published)
+    bn_recalibration_images: int = 0
     input_size: int = 224  # the ImageNet keys below follow timm's names
     crop_pct: float = 0.875
     auto_augment: str | None = None

@@ -20,6 +20,7 @@ from ann.data import (
     load_imagenet,
 )
 from ann.errors import DatasetError, RecipeError
+from ann.recipes import Recipe
 
 from .distributed import Context
 from .evaluate import evaluate
@@ -56,7 +57,9 @@ class Data:
     batch of the epoch; evaluate(model, final, fixed) returns the test columns of a metrics
     row (final: on the whole test set; fixed: fixed batch shapes for a compiled model);
     calibration_batch(n, seed) gives n training images drawn with `seed`, normalised as for
-    evaluation (no augmentation), for the prior's calibration (ann.prior_modes)."""
+    evaluation (no augmentation), for the prior's calibration (ann.prior_modes);
+    statistics_batches(epoch) yields the augmented training images that re-estimate the batch
+    norms before the epoch's evaluation (recipe key bn_recalibration_images; none for 0)."""
 
     train_batches: Callable[[Generators, int], Batches]
     evaluate: Callable[[nn.Module, bool, bool], dict[str, float]]
@@ -66,6 +69,15 @@ class Data:
     train_images: int
     updates_per_epoch: int
     calibration_batch: Callable[[int, int], torch.Tensor]
+    statistics_batches: Callable[[int], Iterator[torch.Tensor]] = lambda epoch: iter(())
+
+
+STATISTICS_SEED = 1_000_003  # the generator of the batch-norm re-estimation: seed + epoch
+
+
+def recalibration_batches(recipe: Recipe) -> int:
+    """Training batches that re-estimate the batch norms before an evaluation."""
+    return -(-recipe.bn_recalibration_images // recipe.batch_size)
 
 
 def _drawn(count: int, n: int, seed: int) -> torch.Tensor:
@@ -122,6 +134,13 @@ def small_data(run: Run, ctx: Context) -> Data:
         picked = _drawn(len(train), n, seed).to(train.images.device)
         return augment.evaluate(train.images[picked])
 
+    def statistics_batches(epoch: int) -> Iterator[torch.Tensor]:
+        """Whole training batches (every rank the same) from a generator of their own."""
+        generator = torch.Generator().manual_seed(STATISTICS_SEED + epoch)
+        batches = iterate_batches(train, recipe.batch_size, shuffle=True, generator=generator)
+        for _, (images, _) in zip(range(recalibration_batches(recipe)), batches, strict=False):
+            yield augment(images, generator)
+
     return Data(
         train_batches,
         evaluate_on,
@@ -131,6 +150,7 @@ def small_data(run: Run, ctx: Context) -> Data:
         len(train) // recipe.batch_size * recipe.batch_size,
         len(train) // recipe.batch_size,
         calibration_batch,
+        statistics_batches,
     )
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from .distributed import Context
 
-__all__ = ["autocast", "evaluate", "mark_graph_step"]
+__all__ = ["autocast", "evaluate", "mark_graph_step", "recalibrate_batch_norms"]
 
 
 def autocast(ctx: Context) -> torch.autocast:
@@ -73,3 +73,36 @@ def evaluate(
         "test_top5": top5 / n if num_classes > 10 else math.nan,
         "test_images": int(n),
     }
+
+
+@torch.no_grad()
+def recalibrate_batch_norms(
+    model: nn.Module, batches: Iterable[torch.Tensor], ctx: Context
+) -> int:
+    """Re-estimate every batch norm's running mean and variance as the plain average over
+    `batches` of training images for the current weights ("precise BN": Wu & Johnson,
+    "Rethinking 'Batch' in BatchNorm", 2021), instead of the exponential average collected
+    while the weights moved; return how many batch norms were re-estimated. The rest of the
+    model is in eval mode meanwhile (no dropout, no drop path); nothing else changes."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    training = {m: m.training for m in model.modules()}
+    momenta = {m: m.momentum for m in norms}
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches
+        norm.train()
+    try:
+        for images in batches:
+            if ctx.device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(ctx):
+                model(images)
+    finally:
+        for module, mode in training.items():
+            module.training = mode
+        for norm, momentum in momenta.items():
+            norm.momentum = momentum
+    return len(norms)

@@ -27,6 +27,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .distributed import Context, distributed_context, finish, output_lock
+from .evaluate import recalibrate_batch_norms
 from .loop import Step, compile_mode, loss_function, mixup_function, train_epoch
 from .run import Run
 
@@ -92,6 +93,9 @@ def _train(run: Run, ctx: Context) -> dict:
         }
         final = epoch + 1 == run.recipe.epochs
         evaluated = ema.module if ema is not None else model
+        if run.recipe.bn_recalibration_images:
+            recalibrate_batch_norms(ema.module if ema is not None else raw,
+                                    data.statistics_batches(epoch), ctx)  # fmt: skip
         row |= data.evaluate(evaluated, final, evaluated is model and mode is not None)
         wall += time.perf_counter() - started
         history.append(row)

@@ -1,7 +1,9 @@
-"""The prior ablation's workflow steps (workflow/rules/ablation.smk): the analysis of one
-dataset's runs, and the report page "Does the prior matter?". The numbers and figures come
-from ann.ablation; this module reads and writes the files."""
+"""The prior experiments' analysis and page (workflow/rules/ablation.smk): the full-data
+ablation of one dataset's runs, and the report page "Does the prior matter?", which also shows
+the low-data experiment (pipeline.lowdata). The numbers and figures come from ann.ablation,
+ann.lowdata and ann.statistics; this module reads and writes the files and owns the page."""
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -11,14 +13,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ann import ablation
+from ann import ablation, lowdata
 from ann.errors import TrainingError
+from ann.prior_modes import weights_from_state
 
-from .fields import Table
+from .fields import DATASETS, Table
 from .files import save_csv, save_figure
 
 if TYPE_CHECKING:
-    from .report import Report
+    from .report import Report  # the report calls this module's page functions
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"  # what ann.train writes after every epoch, beside metrics.json
@@ -44,13 +47,14 @@ def learned_k(run_dir: str | Path, layers: Sequence[str]) -> dict[str, np.ndarra
             f"Delete {Path(run_dir) / 'metrics.json'} and run the workflow again to retrain it."
         )
     state = torch.load(path, map_location="cpu", weights_only=True)["model"]
-    return {layer: state[f"{layer}.weight"].float().numpy() for layer in layers}
+    return {layer: weights_from_state(state, layer).float().numpy() for layer in layers}
 
 
 def initial_k(
-    prior_file: str | Path | None, prior: str, learned: Mapping[str, np.ndarray]
+    prior_file: str | Path | None, prior: str, learned: Mapping[str, np.ndarray], run_dir: str
 ) -> dict[str, np.ndarray]:
-    """The K a run started from: its prior file, or zeros for a run without one (zero)."""
+    """The K a run started from: its prior file scaled as the run's data calibration scaled it
+    (metrics.json, prior_calibration), or zeros for a run without one (zero)."""
     if prior_file is None:
         if prior != ablation.REFERENCE:
             raise TrainingError(f"no prior file for the '{prior}' run: its initial K is unknown.")
@@ -58,75 +62,86 @@ def initial_k(
     import torch
 
     weights = torch.load(prior_file, map_location="cpu", weights_only=True)["weights"]
-    return {layer: weights[layer].float().numpy() for layer in learned}
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+    scales = {r["layer"]: r["scale"] for r in metrics.get("prior_calibration") or []}
+    return {layer: weights[layer].float().numpy() * scales.get(layer, 1.0) for layer in learned}
 
 
 def analyse(
     runs: Sequence[Mapping],
     sample_epochs: Sequence[int],
+    priors: Sequence[str],
+    statistics: Mapping,
     outputs: Mapping[str, str | Path],
-    reference: str = ablation.REFERENCE,
 ) -> None:
-    """One dataset's ablation. `runs`: per run its metrics.json ("metrics") and, for a Dit run
-    with a prior file, that file ("prior_file"). Writes the runs, the per-prior summary, the
-    paired statistics, the learned-K tables and two figures."""
+    """One dataset's full-data ablation. `runs`: per run its metrics.json ("metrics") and, for a
+    Dit run with a prior file, that file ("prior_file"); `statistics`: the declared analysis
+    (experiments.statistics). Writes the runs, the per-prior summary, the contrasts
+    (ann.statistics), the learned-K tables and two figures."""
+    from ann.statistics import contrast_table
+
     metrics = ablation.metrics_of(sample_epochs)
     table = pd.DataFrame([ablation.read_run(run["metrics"], sample_epochs) for run in runs])
     prior_files = {str(Path(run["metrics"]).parent): run.get("prior_file") for run in runs}
     summary = ablation.prior_summary(table, metrics)
-    statistics = ablation.paired_statistics(table, metrics, reference)
+    dit = table[table.prior != "none"]
+    contrasts = contrast_table(
+        dit,
+        ablation.contrasts(priors),
+        metrics,
+        statistics["endpoint"],
+        margin=statistics["margin_pp"] / 100,
+        alpha=statistics["alpha"],
+        power=statistics["power"],
+        dataset_titles=DATASETS,
+        metric_labels=ablation.METRIC_LABELS,
+    )
     save_csv(table, outputs["runs"])
     save_csv(summary, outputs["summary"])
-    save_csv(statistics, outputs["statistics"])
-    save_figure(ablation.plot_differences(statistics, metrics), outputs["differences"])
+    save_csv(contrasts, outputs["statistics"])
+    figure = ablation.plot_contrasts(contrasts, statistics["endpoint"], statistics["alpha"])
+    save_figure(figure, outputs["differences"])
 
     layers_rows, spectra_rows = [], []
-    dit = table[table.prior != "none"]
     for model, group in dit.groupby("model", sort=False):
         names = quadratic_layer_names(model)
         learned = {
-            (row.prior, row.seed): learned_k(row.run_dir, names) for row in group.itertuples()
+            (row.prior, row.mode, row.seed): learned_k(row.run_dir, names)
+            for row in group.itertuples()
         }
         for row in group.itertuples():
-            prior, seed = row.prior, row.seed
-            final = learned[(prior, seed)]
-            start = initial_k(prior_files.get(row.run_dir), prior, final)
-            zero = learned.get((reference, seed)) if prior != reference else None
-            layers, spectra = ablation.compare_k(final, start, zero)
-            key = {"model": model, "prior": prior, "seed": seed}
+            final = learned[(row.prior, row.mode, row.seed)]
+            start = initial_k(prior_files.get(row.run_dir), row.prior, final, row.run_dir)
+            zero = learned.get((ablation.REFERENCE, row.mode, row.seed))
+            layers, spectra = ablation.compare_k(
+                final, start, zero if row.prior != ablation.REFERENCE else None
+            )
+            key = {"model": model, "prior": row.prior, "mode": row.mode, "seed": row.seed}
             layers_rows.append(layers.assign(**key))
             spectra_rows.append(spectra.assign(**key))
-    columns = ["model", "prior", "seed", "layer", "layer_index", "channels"]
-    layers = (
-        pd.concat(layers_rows, ignore_index=True) if layers_rows else pd.DataFrame(columns=columns)
-    )
+    columns = ["model", "prior", "mode", "seed", "layer", "layer_index", "channels"]
+    layers = pd.concat(layers_rows, ignore_index=True) if layers_rows else pd.DataFrame(columns=columns)
     spectra = (
-        pd.concat(spectra_rows, ignore_index=True)
-        if spectra_rows
-        else pd.DataFrame(columns=columns)
+        pd.concat(spectra_rows, ignore_index=True) if spectra_rows else pd.DataFrame(columns=columns)
     )
     save_csv(layers, outputs["learned_k"])
     save_csv(spectra, outputs["spectra"])
     save_figure(ablation.plot_learned_k(layers, spectra), outputs["learned_k_png"])
-    for sentence in ablation.answer(statistics, table.dataset.iloc[0]):
+    for sentence in contrasts[contrasts.role == "primary"].sentence if len(contrasts) else []:
         log.info("%s", sentence)
 
 
 # ------------------------------------------------------------------------- the page
-def _pp(value: float) -> str:
-    return "–" if pd.isna(value) else f"{100 * value:+.2f}".replace("-", "−")
+def _pp(value: float, signed: bool = True) -> str:
+    if pd.isna(value):
+        return "–"
+    return (f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}").replace("-", "−")
 
 
-def _pct(mean: float, std: float) -> str:
+def _pct(mean: float, std: float = math.nan) -> str:
     if pd.isna(mean):
         return "–"
     return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f" ± {100 * std:.2f}")
-
-
-def _ci(row: Mapping) -> str:
-    if pd.isna(row["ci_low"]):
-        return "–"
-    return f"{_pp(row['ci_low'])} to {_pp(row['ci_high'])}"
 
 
 def _p(value: float) -> str:
@@ -135,86 +150,117 @@ def _p(value: float) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3g}"
 
 
+def _number(value: float, digits: int = 3) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}g}"
+
+
 def _table(rows: list[dict], numeric: Sequence[str] = ()) -> Table:
     columns = list(rows[0]) if rows else []
     return Table(columns, [c in numeric for c in columns], [list(r.values()) for r in rows])
 
 
-def statistics_table(
-    statistics: pd.DataFrame, summary: pd.DataFrame, metrics: Sequence[str]
-) -> Table:
-    """Per model, prior and metric: mean ± std of the prior and the reference, the paired
-    difference with its 95 % interval and p-value, and the verdict."""
-    stats = summary.set_index(["model", "prior", "metric"])
+def meaningful(row: Mapping) -> bool:
+    """Whether an interval and p-values mean something: a test (three or more seeds, some
+    spread) and an interval inside ±100 pp."""
+    return not pd.isna(row["p_value"]) and -1 <= row["ci_low"] and row["ci_high"] <= 1
+
+
+def contrasts_table(statistics: pd.DataFrame, role: str = "primary") -> Table:
+    """One row per contrast of `role`: the paired difference, its interval and tests (only
+    where they mean something), the verdict and what a design needs."""
     rows = []
-    for row in statistics[statistics.metric.isin(metrics)].to_dict("records"):
-        mine = stats.loc[(row["model"], row["prior"], row["metric"])]
-        base = stats.loc[(row["model"], row["reference"], row["metric"])]
+    for row in statistics[statistics.role == role].to_dict("records"):
+        shown = meaningful(row)
+        primary = row["role"] == "primary"
         rows.append(
             {
                 "model": row["model"],
-                "prior": row["prior"],
+                "mode": row.get("mode", "init"),
+                "contrast": row["contrast"],
                 "metric": ablation.metric_label(row["metric"]),
-                "paired seeds": str(row["n"]),
-                "prior: top-1 (%)": _pct(mine["mean"], mine["std"]),
-                "reference: top-1 (%)": _pct(base["mean"], base["std"]),
+                "seeds": str(row["n"]),
                 "mean difference (pp)": _pp(row["mean_difference"]),
-                "sd of differences (pp)": "–"
-                if pd.isna(row["sd_difference"])
-                else f"{100 * row['sd_difference']:.2f}",
-                "95% CI (pp)": _ci(row),
-                "p-value": _p(row["p_value"]),
-                "verdict": ablation.verdict(row) + (f" ({row['note']})" if row["note"] else ""),
+                "95% CI (pp)": f"{_pp(row['ci_low'])} to {_pp(row['ci_high'])}" if shown else "–",
+                "p (Holm)" if primary else "p": _p(row["p_holm"] if primary else row["p_value"])
+                if shown
+                else "–",
+                "TOST p (Holm)" if primary else "TOST p": _p(
+                    row["p_tost_holm"] if primary else row["p_tost"]
+                )
+                if shown
+                else "–",
+                "verdict": row["verdict"],
+                "paired sd (pp)": _pp(row["sd_difference"], signed=False),
+                "ρ": _number(row["rho"], 2),
+                "seeds for ±margin": _number(row["seeds_needed"], 3),
+                "note": row["note"] or "",
             }
         )
-    numeric = ["paired seeds", "prior: top-1 (%)", "reference: top-1 (%)"]
-    numeric += ["mean difference (pp)", "sd of differences (pp)", "95% CI (pp)", "p-value"]
+    numeric = ["seeds", "mean difference (pp)", "95% CI (pp)", "p (Holm)", "p", "TOST p (Holm)"]
+    numeric += ["TOST p", "paired sd (pp)", "ρ", "seeds for ±margin"]
     return _table(rows, numeric)
 
 
-def accuracy_table(summary: pd.DataFrame, metrics: Sequence[str]) -> Table:
-    """Mean ± std over seeds of every (model, prior), the plain model included."""
+def arms_table(runs: pd.DataFrame, metrics: Sequence[str]) -> Table:
+    """Mean ± std over seeds of each (model, mode, prior), with the learned-K measures where
+    the runs have them."""
     rows = []
-    for (model, prior), group in summary.groupby(["model", "prior"], sort=False):
-        by = group.set_index("metric")
-        row = {"model": model, "prior": prior, "seeds": str(int(by.n.max()))}
+    extra = [c for c in ("corr_with_prior", "relative_change", "calibrated_response") if c in runs]
+    for (model, mode, prior), group in runs.groupby(["model", "mode", "prior"], sort=False):
+        row = {"model": model, "mode": mode, "prior": prior, "seeds": str(group.seed.nunique())}
         for metric in metrics:
-            if metric in by.index:
-                row[f"{ablation.metric_label(metric)} (%)"] = _pct(
-                    by.loc[metric, "mean"], by.loc[metric, "std"]
-                )
+            if metric in group and group[metric].notna().any():
+                values = group[metric].dropna()
+                std = values.std(ddof=1) if len(values) > 1 else math.nan
+                row[f"{ablation.metric_label(metric)} (%)"] = _pct(values.mean(), std)
+        labels = {
+            "corr_with_prior": "corr. of learned K with its prior",
+            "relative_change": "‖K_T − K_0‖ / ‖K_0‖",
+            "calibrated_response": "start response (data)",
+        }
+        for column in extra:
+            row[labels[column]] = _number(group[column].mean())
         rows.append(row)
-    return _table(rows, [k for k in (rows[0] if rows else {}) if k not in ("model", "prior")])
+    return _table(rows, [k for k in (rows[0] if rows else {}) if k not in ("model", "mode", "prior")])
+
+
+def survival_table(survival: pd.DataFrame) -> Table:
+    rows = [
+        {
+            "anchor strength": f"{row['anchor_strength']:g}",
+            "corr. of bio's learned K with its prior": _number(row["bio_corr_with_prior"], 2),
+            "bio+anchor validation top-1 (%)": _pct(row["bio_validation_top1"]),
+            "zero+anchor validation top-1 (%)": _pct(row["zero_anchor_validation_top1"]),
+            "zero validation top-1 (%)": _pct(row["zero_validation_top1"]),
+            "bio+anchor − zero (pp)": _pp(row["bio_minus_zero"]),
+            "both (corr. ≥ 0.5, within the margin)": "yes" if row["both"] else "no",
+        }
+        for row in survival.to_dict("records")
+    ]
+    return _table(rows, [k for k in (rows[0] if rows else {}) if not k.startswith("both")])
 
 
 def learned_k_table(layers: pd.DataFrame) -> Table:
-    """Mean over seeds, per model, prior and layer, of the learned-K comparisons."""
+    """Mean over seeds, per model, mode, prior and layer, of the learned-K comparisons."""
     rows = []
     if len(layers):
-        grouped = layers.groupby(["model", "prior", "layer_index", "layer"], sort=False)
-        for (model, prior, _, layer), group in grouped:
-
-            def mean(column: str, g: pd.DataFrame = group) -> str:
-                value = g[column].mean()
-                return "–" if pd.isna(value) else f"{value:.3g}"
-
+        keys = ["model", "mode", "prior", "layer_index", "layer"]
+        for (model, mode, prior, _, layer), group in layers.groupby(keys, sort=False):
             rows.append(
                 {
                     "model": model,
+                    "mode": mode,
                     "prior": prior,
                     "layer": layer,
-                    "channels": str(int(group.channels.iloc[0])),
                     "seeds": str(len(group)),
-                    "corr. with its prior": mean("corr_with_prior"),
-                    "corr. with zero's learned K": mean("corr_with_zero_learned"),
-                    "‖K_final − K_init‖ / ‖K_init‖": mean("relative_change"),
-                    "‖K_init‖": mean("init_norm"),
-                    "‖K_final‖": mean("final_norm"),
+                    "corr. with its prior": _number(group.corr_with_prior.mean()),
+                    "corr. with zero's learned K": _number(group.corr_with_zero_learned.mean()),
+                    "‖K_final − K_init‖ / ‖K_init‖": _number(group.relative_change.mean()),
+                    "‖K_final‖": _number(group.final_norm.mean()),
                 }
             )
-    numeric = ["channels", "seeds", "corr. with its prior", "corr. with zero's learned K"]
-    numeric += ["‖K_final − K_init‖ / ‖K_init‖", "‖K_init‖", "‖K_final‖"]
-    return _table(rows, numeric)
+    return _table(rows, ["seeds", "corr. with its prior", "corr. with zero's learned K",
+                         "‖K_final − K_init‖ / ‖K_init‖", "‖K_final‖"])  # fmt: skip
 
 
 def _statistics(path: str | Path) -> pd.DataFrame:
@@ -224,60 +270,83 @@ def _statistics(path: str | Path) -> pd.DataFrame:
 
 
 def ablation_answers(experiment: Mapping) -> list[str]:
-    """The page's sentences, every dataset's, for the report's index."""
-    from .report import DATASETS  # the report imports this module's pages
+    """The primary contrasts' sentences of both experiments, for the report's index."""
+    files = ([experiment["lowdata"]] if experiment.get("lowdata") else []) + list(
+        experiment["datasets"].values()
+    )
+    sentences = []
+    for paths in files:
+        statistics = _statistics(paths["statistics"])
+        if len(statistics):
+            sentences += list(statistics[statistics.role == "primary"].sentence)
+    return sentences
 
-    return [
-        sentence
-        for dataset, files in experiment["datasets"].items()
-        for sentence in ablation.answer(
-            _statistics(files["statistics"]), DATASETS.get(dataset, dataset)
-        )
-    ]
+
+def _lowdata_section(report: "Report", files: Mapping) -> dict:
+    statistics = _statistics(files["statistics"])
+    runs = pd.read_csv(files["runs"])
+    lr_runs = pd.read_csv(files["lr_sweep"])
+    chosen = lowdata.chosen_lr(lr_runs)
+    lrs = lr_runs.groupby("lr").validation_top1.mean()
+    metrics = [ablation.FINAL, *ablation.EXPLORATORY_LOWDATA]
+    return {
+        "sentences": list(statistics[statistics.role == "primary"].sentence),
+        "primary": contrasts_table(statistics, "primary"),
+        "exploratory": contrasts_table(statistics, "exploratory"),
+        "arms": arms_table(runs, metrics),
+        "survival": survival_table(pd.read_csv(files["survival"])),
+        "lr": chosen,
+        "lr_table": _table(
+            [{"lr": f"{lr:g}", "zero validation top-1 (%)": _pct(v)} for lr, v in lrs.items()],
+            ["zero validation top-1 (%)"],
+        ),
+        "runs": len(runs),
+        "seeds": runs.seed.nunique(),
+        "cpu_s": float(runs.seconds.sum()),
+        "figures": {
+            key: report.figure("prior_lowdata", path) for key, path in files["figures"].items()
+        },
+    }
 
 
 def ablation_page(report: "Report", experiment: Mapping) -> Path:
-    """The page "Does the prior matter?": one sentence per dataset, the tables and figures.
-    `experiment`: "datasets" (per analysed dataset its files), "skipped" (dataset -> why),
-    "sample_epochs", "reference" and "seeds"."""
-    from .report import DATASETS  # the report imports this module's pages
-
+    """The page "Does the prior matter?": the answers, then the low-data experiment and the
+    full-data ablation with their tables and figures. `experiment`: "lowdata" (its files or
+    None), "datasets" (per analysed dataset its files), "skipped", "sample_epochs", "seeds",
+    "device" and "statistics" (the declared analysis)."""
     sample = [ablation.epoch_metric(e) for e in experiment["sample_epochs"]]
-    pages = []
+    results = []
     for dataset, files in experiment["datasets"].items():
-        title = DATASETS.get(dataset, dataset)
         statistics = _statistics(files["statistics"])
-        summary = pd.read_csv(files["summary"])
-        layers = pd.read_csv(files["learned_k"])
-        measured = [m for m in sample if summary[summary.metric == m].n.max() > 0]
-        pages.append(
+        runs = pd.read_csv(Path(files["statistics"]).with_name("runs.csv"))
+        results.append(
             {
                 "key": dataset,
-                "title": title,
-                "sentences": ablation.answer(statistics, title),
-                "final": statistics_table(statistics, summary, [ablation.FINAL, ablation.BEST]),
-                "sample": statistics_table(statistics, summary, measured),
-                "unmeasured": [
-                    e
-                    for e, m in zip(experiment["sample_epochs"], sample, strict=True)
-                    if m not in measured
-                ],
-                "accuracy": accuracy_table(summary, [*measured, ablation.FINAL, ablation.BEST]),
-                "learned_k": learned_k_table(layers),
+                "title": DATASETS.get(dataset, dataset),
+                "sentences": list(statistics[statistics.role == "primary"].sentence)
+                if len(statistics)
+                else [],
+                "primary": contrasts_table(statistics, "primary") if len(statistics) else None,
+                "exploratory": contrasts_table(statistics, "exploratory")
+                if len(statistics)
+                else None,
+                "arms": arms_table(runs, [ablation.FINAL, *sample]),
+                "learned_k": learned_k_table(pd.read_csv(files["learned_k"])),
                 "figures": {
                     key: report.figure(f"ablation_{dataset}", path)
                     for key, path in files["figures"].items()
                 },
             }
         )
+    low = experiment.get("lowdata")
     return report.page(
         "prior_ablation.html",
         "ablation.html.j2",
-        results=pages,
+        lowdata=_lowdata_section(report, low) if low else None,
+        lowdata_skipped=experiment.get("lowdata_skipped"),
+        results=results,
         skipped=experiment.get("skipped", {}),
-        reference=experiment.get("reference", ablation.REFERENCE),
-        test_name=ablation.TEST_NAME,
-        confidence=round(100 * ablation.CONFIDENCE),
         seeds=experiment.get("seeds"),
-        nan=math.nan,
+        device=experiment.get("device"),
+        statistics=experiment["statistics"],
     )

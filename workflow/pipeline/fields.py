@@ -9,6 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+DATASETS = {
+    "fashion_mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "imagenet": "ImageNet-1K",
+}
+
 # ------------------------------------------------------------------ numbers as they are read
 # Accuracies in the CSVs are fractions and are shown in per cent; published numbers are per
 # cent already.
@@ -116,6 +123,8 @@ FIELDS: dict[str, Field] = {
     "test_top5": Field("final top-5 (%)", _percent),
     "best_top1": Field("best-of-epochs top-1 (%)", _percent),
     "best_epoch": Field("best epoch", _integer),
+    "lag_behind_zero": Field("most behind zero at an epoch (pp)", _percent_points),
+    "lag_epoch": Field("at epoch", _integer),
     "paper_top1": Field("published top-1 (%)", _per_cent, std="paper_top1_std"),
     "paper_selection": Field("published: selection"),
     "compare_with": Field("compared with our"),
@@ -240,6 +249,8 @@ RUNS = [
     "test_top1",
     "best_top1",
     "best_epoch",
+    "lag_behind_zero",
+    "lag_epoch",
     "test_top5",
     "wall_time_s",
     "images_per_s",

@@ -33,6 +33,7 @@ from ann.prior_statistics import SIGNS, summary_tables
 from .fields import (
     ACCURACY,
     CELL_PROPERTIES,
+    DATASETS,
     KAPPA_HEADLINES,
     KEY_ACCURACY,
     PUBLISHED,
@@ -47,14 +48,6 @@ from .files import replace_folder, save_json, save_text
 from .paper import CIFAR, DEVIATIONS, IMAGENET, protocol, published
 
 log = logging.getLogger(__name__)
-
-DATASETS = {
-    "fashion_mnist": "Fashion-MNIST",
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "imagenet": "ImageNet-1K",
-}
-
 
 # ------------------------------------------------------------------------------- pages
 
@@ -316,9 +309,13 @@ def index_page(
     )
 
 
-def priors_page(report: Report, table_path: str | Path, figure_path: str | Path) -> Path:
-    """The report's priors page (priors.html): the figure and the tables of summary_tables."""
+def priors_page(
+    report: Report, table_path: str | Path, structure_path: str | Path, figure_path: str | Path
+) -> Path:
+    """The report's priors page (priors.html): the figure, the tables of summary_tables and
+    where each prior's |K|^2 sits (ann.prior_statistics.structure_table)."""
     signs, spectrum = summary_tables(pd.read_csv(table_path))
+    structure = pd.read_csv(structure_path)
     layer = pd.read_csv(table_path, nrows=1).layer.iloc[0]
     signs = signs.rename(
         columns={"block": "channel pairs"} | {sign: f"{sign} K (fraction)" for sign in SIGNS}
@@ -336,8 +333,28 @@ def priors_page(report: Report, table_path: str | Path, figure_path: str | Path)
         layer=layer,
         signs=table(signs),
         spectrum=table(spectrum),
+        structure=structure_table(structure),
         statistics_figure=report.figure("priors", figure_path),
     )
+
+
+def structure_table(structure: pd.DataFrame) -> Table:
+    """Per prior: the shares of |K|^2, the effective rank and the response sizes."""
+    columns = {
+        "prior": "prior",
+        "block_share": "E/I block pattern (share of ‖K‖²)",
+        "same_site_share": "same-site pairs, beyond the pattern",
+        "distance_share": "different sites, beyond the pattern",
+        "same_site_pairs": "pairs at one site (share)",
+        "effective_rank": "effective rank",
+        "gaussian_response": "response on N(0, I)",
+        "real_input_response": "response on real inputs (before calibration)",
+    }
+    rows = [
+        [str(row["prior"]), *(sig3(row[c]) if pd.notna(row[c]) else "–" for c in list(columns)[1:])]
+        for row in structure.to_dict("records")
+    ]
+    return Table(list(columns.values()), [False] + [True] * (len(columns) - 1), rows)
 
 
 def build_report(
@@ -366,7 +383,7 @@ def build_report(
             report.common |= {"ablation_page": True, "ablation_answers": ablation_answers(ablation)}
         _write_pages(report, config, cells, datasets, theory)
         if priors:
-            priors_page(report, priors["table"], priors["figure"])
+            priors_page(report, priors["table"], priors["structure"], priors["figure"])
         if ablation is not None:
             ablation_page(report, ablation)
         written = sorted(path.relative_to(staged).as_posix() for path in staged.rglob("*.html"))

@@ -60,6 +60,33 @@ def load_runs(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+LAG_LIMIT = 0.10  # a prior run this far behind zero's at any epoch is reported
+
+
+def lag_behind_zero(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per Dit run with a nonzero prior: the largest amount by which its test top-1 falls
+    behind the zero run of the same model, mode and seed at any epoch both evaluated on the same
+    test images (a fraction; negative when always ahead), and that epoch."""
+    curves = {
+        (row.model, row.prior, row.seed): pd.read_csv(Path(row.run_dir) / "metrics.csv")
+        for row in runs.itertuples()
+    }
+    lags = []
+    for row in runs.itertuples():
+        name, _, mode = row.prior.partition("+")
+        reference = curves.get((row.model, "zero" + (f"+{mode}" if mode else ""), row.seed))
+        if name in ("none", "zero") or reference is None:
+            lags.append((np.nan, np.nan))
+            continue
+        both = curves[(row.model, row.prior, row.seed)].merge(
+            reference, on=["epoch", "test_images"], suffixes=("", "_zero")
+        )
+        gap = both.test_top1_zero - both.test_top1
+        worst = int(gap.to_numpy().argmax()) if len(gap) else None
+        lags.append((float(gap.max()), int(both.epoch.iloc[worst])) if len(gap) else (np.nan, np.nan))
+    return pd.DataFrame(lags, columns=["lag_behind_zero", "lag_epoch"], index=runs.index)
+
+
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (model, prior) of the final and the best-of-epochs top-1
     (test-set selection), with the talk's published numbers and the protocol behind them."""
@@ -140,6 +167,12 @@ def plot_prior_ablation(summary: pd.DataFrame) -> plt.Figure:
 def summarise_dataset(metrics: list[str | Path], outputs: Mapping[str, str | Path]) -> None:
     """The runs of one dataset: a table per run, mean/std per model and prior, two figures."""
     runs = load_runs(metrics)
+    runs = runs.join(lag_behind_zero(runs))
+    for row in runs[runs.lag_behind_zero > LAG_LIMIT].itertuples():
+        log.warning(
+            "%s %s seed %d falls %.1f points behind zero at epoch %d",
+            row.model, row.prior, row.seed, 100 * row.lag_behind_zero, row.lag_epoch,
+        )  # fmt: skip
     table = summarise(runs)
     save_csv(runs, outputs["runs"])
     save_csv(table, outputs["summary"])

@@ -22,15 +22,22 @@ log = logging.getLogger(__name__)
 
 
 def build_prior(
-    model: str, prior: str, seed: int, kappa_path: str | Path, priors: Mapping, out: str | Path
+    model: str,
+    prior: str,
+    kind: str,
+    seed: int,
+    kappa_path: str | Path,
+    priors: Mapping,
+    out: str | Path,
 ) -> None:
-    """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc: shuffled,
-    or bio and every other named biological prior (built like bio from its own cell's kappa;
-    the same seed draws the same channel types and sites for each)."""
+    """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc: `kind` is bio
+    or a control of it (ann.priors.PRIORS); a named biological prior and its controls are built
+    the same way from their own cell's kappa (the same seed draws the same channel types and
+    sites for each)."""
     network = create_model(model)
     weights = prior_weights(
         network,
-        prior if prior in ("zero", "shuffled") else "bio",
+        kind,
         load_kappa(kappa_path),
         seed=seed,
         fraction_inhibitory=priors["fraction_inhibitory"],
@@ -52,27 +59,73 @@ def build_prior(
 
 def prior_statistics(
     model: str,
-    kappa_paths: Mapping[str, str | Path],
-    cells: Mapping[str, str],
-    priors: Mapping,
+    priors: Mapping[str, Mapping[str, str]],
+    settings: Mapping,
+    root: str | None,
     outputs: Mapping[str, str | Path],
 ) -> None:
-    """What each named prior looks like on the first Dit layer of `model` (seed 0): the kappa
-    of its cell beside its K's sign structure and eigen-spectrum (ann.prior_statistics), as a
-    table (CSV) and a figure."""
+    """What each prior looks like on the first Dit layer of `model` (seed 0): the kappa of its
+    cell beside its K's sign structure and eigen-spectrum, where |K|^2 sits (E/I blocks,
+    same-site pairs, distance) and its effective rank (ann.prior_statistics), and, with
+    Fashion-MNIST at `root`, its response on the layer's real inputs at initialisation before
+    the data calibration. `priors`: name -> {"kind", "cell", "kappa"} (kappa.nc path)."""
     from ann import prior_statistics as stats
     from ann.layers import DitQuadratic
 
     layer = next(m for m in create_model(model).modules() if isinstance(m, DitQuadratic))
     c_out, c_in = layer.weight.shape[0], round(layer.weight.shape[1] ** 0.5)
-    kappas = {name: load_kappa(path) for name, path in kappa_paths.items()}
-    built = stats.layer_priors(kappas, c_in, c_out, priors)
+    kappas = {path: load_kappa(path) for path in {p["kappa"] for p in priors.values()}}
+    built = stats.layer_priors(
+        {name: (p["kind"], kappas[p["kappa"]]) for name, p in priors.items()}, c_in, c_out, settings
+    )
+    cells = {name: p["cell"] for name, p in priors.items()}
     table = stats.statistics_table(built, cells)
     table.insert(0, "layer", f"{model} first Dit layer ({c_in} -> {c_out} channels)")
+    structure = stats.structure_table(built)
+    structure["real_input_response"] = real_input_responses(model, priors, kappas, settings, root)
     save_csv(table, outputs["table"])
-    save_figure(stats.statistics_figure(built, kappas, cells, MAX_WIDTH_IN), outputs["figure"])
-    signs, spectrum = stats.summary_tables(table)
-    log.info("K of %s:\n%s\n%s", model, signs.to_string(index=False), spectrum.to_string())
+    save_csv(structure, outputs["structure"])
+    biological = {name: kappas[p["kappa"]] for name, p in priors.items() if p["kind"] == "bio"}
+    figure = stats.statistics_figure(built, biological, cells, MAX_WIDTH_IN)
+    save_figure(figure, outputs["figure"])
+    log.info("priors of %s:\n%s", model, structure.to_string(index=False))
+
+
+def real_input_responses(
+    model: str,
+    priors: Mapping[str, Mapping[str, str]],
+    kappas: Mapping[str, object],
+    settings: Mapping,
+    root: str | None,
+    images: int = 256,
+) -> list[float]:
+    """Per prior, RMS(Q(z)) / RMS(z) of the model's first Dit layer on its real inputs z for
+    `images` Fashion-MNIST training images at initialisation (seed 0), with the prior sized on
+    x ~ N(0, I) as in its file: what the data calibration then corrects. NaN without data."""
+    import math
+
+    from ann.data import load_dataset, normalize
+    from ann.prior_modes import calibrate
+    from ann.priors import apply_prior
+
+    try:
+        train = load_dataset("fashion_mnist", root, "train")
+    except Exception as err:  # no data: the column says NaN, the log says why
+        log.warning("no real-input responses (%s)", err)
+        return [math.nan] * len(priors)
+    picked = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:images]
+    batch = normalize(train.images[picked], train.mean, train.std)
+    options = {k: settings[k] for k in ("fraction_inhibitory", "init_ratio")}
+    responses = []
+    for prior in priors.values():
+        torch.manual_seed(0)
+        network = create_model(model, in_chans=1, img_size=32)
+        kappa = kappas[prior["kappa"]]
+        weights = prior_weights(network, prior["kind"], kappa, seed=0,
+                                diagonal=settings.get("diagonal", "zero"), **options)  # fmt: skip
+        apply_prior(network, weights)
+        responses.append(calibrate(network, batch, settings["init_ratio"])[0]["data_rms_before"])
+    return responses
 
 
 def train_run(

@@ -34,6 +34,7 @@ rule prior_ablation:
     params:
         runs=lambda wildcards: ablation_runs(wildcards.dataset),
         sample_epochs=ABLATION.get("sample_epochs", []),
-        reference=ABLATION_REFERENCE,
+        priors=ABLATION["priors"],
+        statistics=canonical(STATISTICS),
     script:
         "../scripts/prior_ablation.py"

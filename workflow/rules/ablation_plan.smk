@@ -6,6 +6,9 @@ from types import SimpleNamespace
 
 ABLATION_REFERENCE = "zero"  # the paper's K = 0: every other prior is compared with it
 ABLATION = config.get("experiments", {}).get("prior_ablation", {"enabled": False})
+STATISTICS = config.get("experiments", {}).get(
+    "statistics", {"endpoint": "final_test_top1", "margin_pp": 0.3, "alpha": 0.05, "power": 0.8}
+)
 ABLATION_DIR = f"{RESULTS}/experiments/prior_ablation"
 
 
@@ -58,16 +61,20 @@ def check_ablation():
             f"config key experiments.prior_ablation.priors: the reference prior '{reference}' "
             f"must be one of them (the others are compared with it, seed by seed)."
         )
-    if len(ablation_seeds()) < 2:
+    if 0 < len(ablation_seeds()) < 3:
         logger.warning(
-            "experiments.prior_ablation: one seed gives no confidence interval; list two or more"
+            "experiments.prior_ablation: fewer than three seeds give no interval and no test; "
+            "list three or more"
         )
 
 
 if ABLATION["enabled"]:
     check_ablation()
     ABLATION_SEEDS = ablation_seeds()
-    ABLATION_STATUS = {name: ablation_dataset_status(name) for name in ABLATION["datasets"]}
+    ABLATION_STATUS = {
+        name: ablation_dataset_status(name) if ABLATION_SEEDS else (False, "no seeds for this device")
+        for name in ABLATION["datasets"]
+    }
     ABLATION_DATASETS = [name for name, (ready, _) in ABLATION_STATUS.items() if ready]
     logger.info(
         f"prior ablation: seeds {ABLATION_SEEDS}; "
@@ -82,7 +89,12 @@ else:
 
 def ablation_runs(dataset):
     """Per run of the experiment on a dataset: its metrics.json and its prior file (if any)."""
-    grid = [(model, prior) for model in ABLATION["models"] for prior in ABLATION["priors"]]
+    grid = [
+        (model, prior if mode == "init" else f"{prior}+{mode}")
+        for model in ABLATION["models"]
+        for mode in ABLATION.get("modes", ["init"])
+        for prior in ABLATION["priors"]
+    ]
     if ABLATION.get("plain_model"):
         grid.append((ABLATION["plain_model"], "none"))
     runs = []
@@ -114,16 +126,39 @@ def ablation_files(dataset):
     }
 
 
-# The report's inputs and params (workflow/rules/report.smk); none when the experiment is off.
+def lowdata_files():
+    folder = f"{RESULTS}/experiments/prior_lowdata"
+    return {
+        "statistics": f"{folder}/statistics.csv",
+        "runs": f"{folder}/runs.csv",
+        "survival": f"{folder}/survival.csv",
+        "lr_sweep": f"{folder}/choices/lr_sweep.csv",
+        "figures": {
+            "contrasts": f"{folder}/figures/contrasts.png",
+            "survival": f"{folder}/figures/survival.png",
+        },
+    }
+
+
+# The report's inputs and params (workflow/rules/report.smk); none when both experiments are off.
 ABLATION_REPORT = {dataset: ablation_files(dataset) for dataset in ABLATION_DATASETS}
+LOWDATA_ON = config.get("experiments", {}).get("prior_lowdata", {}).get("enabled", False)
+LOWDATA_REPORT = (
+    lowdata_files() if LOWDATA_ON and "fashion_mnist" in TRAINED_DATASETS else None
+)
 ABLATION_PAGE = (
     {
         "datasets": ABLATION_REPORT,
         "skipped": {name: why for name, (ready, why) in ABLATION_STATUS.items() if not ready},
-        "sample_epochs": ABLATION["sample_epochs"],
-        "reference": ABLATION_REFERENCE,
+        "sample_epochs": ABLATION.get("sample_epochs", []),
         "seeds": ABLATION_SEEDS,
+        "device": planned_device() if ABLATION["enabled"] else None,
+        "lowdata": LOWDATA_REPORT,
+        "lowdata_skipped": None
+        if LOWDATA_REPORT or not LOWDATA_ON
+        else "Fashion-MNIST is not trained (datasets.fashion_mnist.root)",
+        "statistics": canonical(STATISTICS),
     }
-    if ABLATION["enabled"]
+    if ABLATION["enabled"] or LOWDATA_ON
     else None
 )

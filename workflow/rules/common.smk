@@ -27,6 +27,8 @@ from dendrite_sim.figures import FIGURES
 from dendrite_sim.morphology import load_cell
 from dendrite_sim.sites import select_sites
 from pipeline.plan_checks import DATASET_FILES, check_budget, check_config, plan_budget
+from ann.errors import PriorError
+from ann.priors import CONTROLS, MODES, PriorSettings
 
 YAML_TEXT_NUMBER = re.compile(r"[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+")
 
@@ -107,26 +109,33 @@ def check_cell_settings():
                 raise InputError(f"cell {name} (dendrite.cells.{name} overrides): {err}") from None
 
 
-# Named priors: zero, shuffled (the control of bio) and one per biological prior, each built
-# like bio from its own cell's kappa: bio from priors.cell, the others from priors.biological.
-RESERVED_PRIORS = ("none", "zero", "bio", "shuffled")
-PRIOR_CELLS = {"bio": config["priors"]["cell"], **config["priors"].get("biological", {})}
-BUILT_PRIORS = [*PRIOR_CELLS, "shuffled"]  # the priors the build_prior rule makes
-PRIOR_NAMES = ["zero", *BUILT_PRIORS]
+# Priors (ann.priors): zero, bio and its controls (shuffled, block_mean, sites_permuted,
+# spectrum_matched), and each named prior of priors.biological with its own controls
+# (bio_nmda, bio_nmda_shuffled, ...); a run names one with its mode: bio, bio+anchor, ...
+try:
+    PRIOR_SETTINGS = PriorSettings.from_mapping(config["priors"])
+except PriorError as err:
+    raise WorkflowError(str(err)) from None
+PRIOR_NAMES = PRIOR_SETTINGS.names()
+BUILT_PRIORS = [name for name in PRIOR_NAMES if name != "zero"]  # what build_prior makes
+PRIOR_CELLS = {name: PRIOR_SETTINGS.spec(name).cell for name in BUILT_PRIORS}
+RUN_PRIOR = rf"(none|({'|'.join(PRIOR_NAMES)})(\+({'|'.join(MODES)}))?)"  # the run's wildcard
+
+
+def check_run_priors(key, priors):
+    for prior in priors:
+        try:
+            PRIOR_SETTINGS.spec(prior)
+        except PriorError as err:
+            raise InputError(f"config key {key}: {err}") from None
 
 
 def check_priors():
     for name, cell in config["priors"].get("biological", {}).items():
-        key = f"priors.biological.{name}"
-        if name in RESERVED_PRIORS:
-            raise InputError(
-                f"config key {key}: '{name}' is a built-in prior name ({', '.join(RESERVED_PRIORS)}); "
-                "choose another name (bio is priors.cell's prior)."
-            )
         if cell not in CELLS:
             raise InputError(
-                f"config key {key}: cell '{cell}' is not one of the cells under dendrite.cells "
-                f"({', '.join(CELLS)})."
+                f"config key priors.biological.{name}: cell '{cell}' is not one of the cells "
+                f"under dendrite.cells ({', '.join(CELLS)})."
             )
     if config["priors"]["cell"] not in CELLS:
         raise InputError(
@@ -134,19 +143,10 @@ def check_priors():
             f"under dendrite.cells ({', '.join(CELLS)})."
         )
     for dataset, experiment in config["train"]["experiments"].items():
-        for prior in (experiment or {}).get("priors", []):
-            if prior not in PRIOR_NAMES:
-                raise InputError(
-                    f"config key train.experiments.{dataset}.priors: no prior named '{prior}' "
-                    f"(there are: {', '.join(PRIOR_NAMES)}; add more under priors.biological)."
-                )
-    ablation = config.get("experiments", {}).get("prior_ablation", {})
-    for prior in ablation.get("priors", []):
-        if prior not in PRIOR_NAMES:
-            raise InputError(
-                f"config key experiments.prior_ablation.priors: no prior named '{prior}' "
-                f"(there are: {', '.join(PRIOR_NAMES)}; add more under priors.biological)."
-            )
+        check_run_priors(f"train.experiments.{dataset}.priors", (experiment or {}).get("priors", []))
+    for name in ("prior_ablation", "prior_lowdata"):
+        section = config.get("experiments", {}).get(name, {})
+        check_run_priors(f"experiments.{name}.priors", section.get("priors", []))
 
 
 def check_plan():
@@ -240,30 +240,28 @@ def run_metrics(dataset):
 
 # Input functions of the training rule (workflow/rules/train.smk).
 def prior_settings(prior):
-    """The priors section as one built prior depends on: its cell (priors.cell for bio and
-    shuffled) and the mapping's settings, without the other named priors."""
-    cell = PRIOR_CELLS.get(prior, config["priors"]["cell"])
-    settings = {k: v for k, v in config["priors"].items() if k != "biological"}
-    return canonical(settings | {"cell": cell})
+    """The priors section as one built prior's file depends on: its cell and the mapping's
+    choices (not the other named priors, not how the prior acts in training)."""
+    spec = PRIOR_SETTINGS.spec(prior)
+    return canonical({"cell": spec.cell, **PRIOR_SETTINGS.options()})
 
 
 def prior_kappa(wildcards):
-    """The kappa.nc a built prior reads: its own cell's (shuffled: bio's, priors.cell)."""
-    cell = PRIOR_CELLS.get(wildcards.prior, config["priors"]["cell"])
-    return f"{RESULTS}/dendrite/{cell}/kappa.nc"
+    """The kappa.nc a built prior reads: its own cell's."""
+    return f"{RESULTS}/dendrite/{PRIOR_CELLS[wildcards.prior]}/kappa.nc"
 
 
 def prior_file(wildcards):
-    if wildcards.prior in BUILT_PRIORS:
-        return {
-            "prior": f"{RESULTS}/priors/{wildcards.model}/{wildcards.prior}/seed{wildcards.seed}.pt"
-        }
+    name = wildcards.prior.partition("+")[0]
+    if name in BUILT_PRIORS:
+        return {"prior": f"{RESULTS}/priors/{wildcards.model}/{name}/seed{wildcards.seed}.pt"}
     return {}
 
 
 def training_config(wildcards):
     """Only the config keys this run depends on, so that editing one reruns exactly its runs."""
-    dataset, model = wildcards.dataset, wildcards.model
+    dataset, model, prior = wildcards.dataset, wildcards.model, wildcards.prior
+    used = {} if prior == "none" else PRIOR_SETTINGS.used_by(PRIOR_SETTINGS.spec(prior))
     return canonical(
         {
             "datasets": {dataset: config["datasets"][dataset]},
@@ -271,7 +269,7 @@ def training_config(wildcards):
             "recipe_overrides": {
                 dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}
             },
-            "priors": prior_settings(wildcards.prior) if wildcards.prior in BUILT_PRIORS else {},
+            "priors": used,
             "train": {k: v for k, v in config["train"].items() if k != "experiments"},
         }
     )

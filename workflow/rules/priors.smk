@@ -1,5 +1,6 @@
 # Stage 3: initial quadratic coefficients of the Dit layers from the fitted kappa (ann.priors).
-# Each built prior reads the kappa of its own cell (common.smk: PRIOR_CELLS; shuffled: bio's).
+# Each built prior reads the kappa of its own cell (common.smk: PRIOR_CELLS; a control: that of
+# the prior it controls).
 
 
 rule build_prior:
@@ -14,6 +15,7 @@ rule build_prior:
     conda:
         "../envs/ann.yaml"
     params:
+        kind=lambda wildcards: PRIOR_SETTINGS.spec(wildcards.prior).kind,
         priors=lambda wildcards: prior_settings(wildcards.prior),
     script:
         "../scripts/build_prior.py"
@@ -23,13 +25,17 @@ rule build_prior:
 # eigen-spectrum, on the first Dit layer of a reference model (ann.prior_statistics).
 PRIOR_STATISTICS_MODEL = "dit_resnet20"
 PRIOR_KAPPAS = {prior: f"{RESULTS}/dendrite/{cell}/kappa.nc" for prior, cell in PRIOR_CELLS.items()}
+# The page shows bio, its controls and every named prior (the named priors' own controls are
+# built the same way from their cell's kappa).
+PAGE_PRIORS = ["bio", *CONTROLS, *PRIOR_SETTINGS.biological]
 
 
 rule prior_statistics:
     input:
-        sorted(set(PRIOR_KAPPAS.values())),
+        sorted({PRIOR_KAPPAS[name] for name in PAGE_PRIORS}),
     output:
         table=f"{RESULTS}/priors/statistics.csv",
+        structure=f"{RESULTS}/priors/structure.csv",
         figure=report(
             f"{RESULTS}/priors/figures/prior_statistics.png",
             caption="../report/prior_statistics.rst",
@@ -41,8 +47,17 @@ rule prior_statistics:
         "../envs/ann.yaml"
     params:
         model=PRIOR_STATISTICS_MODEL,
-        kappas=canonical(PRIOR_KAPPAS),
-        cells=canonical(PRIOR_CELLS),
-        priors=canonical({k: v for k, v in config["priors"].items() if k != "biological"}),
+        priors=canonical(
+            {
+                name: {
+                    "kind": PRIOR_SETTINGS.spec(name).kind,
+                    "cell": PRIOR_CELLS[name],
+                    "kappa": PRIOR_KAPPAS[name],
+                }
+                for name in PAGE_PRIORS
+            }
+        ),
+        settings=canonical(PRIOR_SETTINGS.options()),
+        root=config["datasets"]["fashion_mnist"]["root"],
     script:
         "../scripts/prior_statistics.py"

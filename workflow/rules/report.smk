@@ -50,13 +50,23 @@ REPORT_THEORY = {
 
 REPORT_PRIORS = {
     "table": f"{RESULTS}/priors/statistics.csv",
+    "structure": f"{RESULTS}/priors/structure.csv",
     "figure": f"{RESULTS}/priors/figures/prior_statistics.png",
 }
 
 
 rule report:
     input:
-        flat_paths([REPORT_CELLS, REPORT_DATASETS, REPORT_THEORY, REPORT_PRIORS, ABLATION_REPORT]),
+        flat_paths(
+            [
+                REPORT_CELLS,
+                REPORT_DATASETS,
+                REPORT_THEORY,
+                REPORT_PRIORS,
+                ABLATION_REPORT,
+                LOWDATA_REPORT or {},
+            ]
+        ),
     output:
         # The pages are built beside the report folder and replace it whole when complete, so
         # a failed or forced run never leaves a half-written report; the manifest lists them.
@@ -71,7 +81,7 @@ rule report:
         datasets=canonical(REPORT_DATASETS),
         theory=REPORT_THEORY,
         priors=REPORT_PRIORS,
-        ablation=ABLATION_PAGE,  # workflow/rules/ablation.smk; None when it is off
+        ablation=ABLATION_PAGE,  # workflow/rules/ablation_plan.smk; None when both are off
         templates=str(Path(workflow.basedir) / "workflow" / "report" / "templates"),
     script:
         "../scripts/build_report.py"

@@ -6,6 +6,7 @@ run_stage(
     snakemake.log[0],
     model=snakemake.wildcards.model,
     prior=snakemake.wildcards.prior,
+    kind=snakemake.params.kind,
     seed=int(snakemake.wildcards.seed),
     kappa_path=snakemake.input.kappa,
     priors=snakemake.params.priors,

@@ -6,6 +6,7 @@ run_stage(
     snakemake.log[0],
     runs=snakemake.params.runs,
     sample_epochs=snakemake.params.sample_epochs,
+    priors=snakemake.params.priors,
+    statistics=snakemake.params.statistics,
     outputs=dict(snakemake.output.items()),
-    reference=snakemake.params.reference,
 )

@@ -5,8 +5,8 @@ run_stage(
     prior_statistics,
     snakemake.log[0],
     model=snakemake.params.model,
-    kappa_paths=snakemake.params.kappas,
-    cells=snakemake.params.cells,
     priors=snakemake.params.priors,
-    outputs={"table": snakemake.output.table, "figure": snakemake.output.figure},
+    settings=snakemake.params.settings,
+    root=snakemake.params.root,
+    outputs=dict(snakemake.output.items()),
 )
