@@ -147,15 +147,31 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
             "seeds": [0],
         }
     }
-    # The prior ablation at toy size: its seed-0 runs are the grid's, seed 1 adds three.
+    # The full-data prior ablation at toy size: its seed-0 runs are the grid's, seed 1 adds three.
     config["experiments"]["prior_ablation"].update(
         datasets=["fashion_mnist", "cifar10"],  # CIFAR-10 has no data: skipped
         models=["dit_resnet20"],
         plain_model="resnet20",
         priors=["zero", "bio"],
+        modes=["init"],
         seeds=[0, 1],
         sample_epochs=[1, 2, 5],  # 5 is past the runs' 3 epochs: not measured
     )
+    # The low-data experiment at toy size: 3 paired seeds of zero, bio and block_mean in two
+    # modes on 8 images per class of the fixture.
+    config["experiments"]["prior_lowdata"].update(
+        shots=8,
+        validation_per_class=4,
+        seeds=[0, 1, 2],
+        priors=["zero", "bio", "block_mean"],
+        modes=["init", "anchor"],
+        epochs=1,
+        batch_size=20,
+        lr_grid=[0.01, 0.02],
+        anchor_strengths=[0.1, 1.0],
+        choice_seeds=[1000],
+    )
+    config["priors"]["calibration_images"] = 32
     config["datasets"]["fashion_mnist"]["root"] = str(fmnist_root)
     config["train"]["processes"] = 2  # every training job goes through torchrun (gloo)
     config["datasets"]["fashion_mnist"]["recipe"] = "fmnist_short"  # on any device

@@ -21,8 +21,8 @@ from ann.priors import (
     PriorError,
     PriorSettings,
     apply_prior,
-    block_mean,
     bio_prior,
+    block_mean,
     layer_prior,
     prior_weights,
     quadratic_rms,
@@ -56,7 +56,6 @@ def test_anchor_decays_toward_the_prior_and_init_toward_zero():
     anchored = _layer(prior)
     decay = apply_mode(anchored, "anchor", strength)
     with torch.no_grad():
-        anchored.weight  # K = prior + D, D = 0
         anchored.parametrizations.weight.original.add_(1.0)  # K = prior + 1
     _sgd_step(anchored, decay, lr, weight_decay=123.0)  # the recipe's decay is not used on D
     # D <- D - lr * strength * D: K - prior = 1 - 0.05 everywhere

@@ -22,9 +22,10 @@ from ann.prior_statistics import (
     mean_spectrum,
     prior_statistics,
     sign_structure,
+    structure_table,
     summary_tables,
 )
-from ann.priors import load_kappa, prior_weights
+from ann.priors import CONTROLS, load_kappa, prior_weights
 from pipeline.report import Report, priors_page
 from pipeline.training import build_prior
 from pipeline.training import prior_statistics as statistics_step
@@ -91,9 +92,10 @@ def test_effective_rank_of_rank_one_and_random_symmetric():
 def test_layer_priors_are_the_training_priors_of_layer_zero():
     tables = planted_tables()
     settings = {"fraction_inhibitory": 0.25, "init_ratio": 0.1, "diagonal": "zero"}
-    built = layer_priors({"bio": tables, "bio_two": tables}, 8, 6, settings)
+    kinds = {"bio": "bio", "bio_two": "bio", **{c: c for c in CONTROLS}}
+    built = layer_priors({name: (kind, tables) for name, kind in kinds.items()}, 8, 6, settings)
     model = torch.nn.Sequential(DitQuadratic(8, 6))
-    for name in ("bio", "shuffled"):
+    for name in ("bio", *CONTROLS):
         expected = prior_weights(model, name, tables, seed=0, **settings)["0"]
         torch.testing.assert_close(built[name].weight.float(), expected, rtol=0, atol=0)
     torch.testing.assert_close(built["bio_two"].weight, built["bio"].weight)  # same draws
@@ -102,11 +104,17 @@ def test_layer_priors_are_the_training_priors_of_layer_zero():
             [prior_statistics(p.weight, p.receptor).assign(prior=n) for n, p in built.items()]
         )
     )
-    assert set(signs.prior) == {"bio", "bio_two", "shuffled"} and len(signs) == 3 * 4
+    assert set(signs.prior) == set(kinds) and len(signs) == len(kinds) * 4
     ee = signs[signs.block == "EE"].set_index("prior")
     assert ee.negative["bio"] == ee.negative["bio_two"] == 1.0  # planted kappa_EE < 0
     assert 0 < ee.negative["shuffled"] < 1  # the control mixes the blocks
-    assert list(spectrum.prior) == ["bio", "bio_two", "shuffled"]
+    assert list(spectrum.prior) == list(kinds)
+    structure = structure_table(built).set_index("prior")
+    assert structure.block_share["block_mean"] == pytest.approx(1.0)
+    assert structure.block_share["bio"] < 1 and structure.block_share["spectrum_matched"] < 0.2
+    parts = structure[["block_share", "same_site_share", "distance_share"]].sum(axis=1)
+    np.testing.assert_allclose(parts, 1.0)
+    np.testing.assert_allclose(structure.gaussian_response, 0.1)  # every prior the same size
 
 
 def write_kappa(path, scale: float = 1.0):
@@ -125,8 +133,11 @@ def write_kappa(path, scale: float = 1.0):
 def test_a_named_prior_is_built_like_bio_from_its_own_kappa(tmp_path):
     kappa, other = write_kappa(tmp_path / "a.nc"), write_kappa(tmp_path / "b.nc", scale=-1.0)
     settings = {"fraction_inhibitory": 0.2, "init_ratio": 0.1, "diagonal": "zero"}
+    kinds = {"bio": "bio", "shuffled": "shuffled", "bio_a": "bio", "bio_b": "bio"}
     for prior, path in (("bio", kappa), ("shuffled", kappa), ("bio_a", kappa), ("bio_b", other)):
-        build_prior("dit_resnet20", prior, 1, path, settings, tmp_path / f"{prior}.pt")
+        build_prior(
+            "dit_resnet20", prior, kinds[prior], 1, path, settings, tmp_path / f"{prior}.pt"
+        )
     saved = {p: torch.load(tmp_path / f"{p}.pt") for p in ("bio", "shuffled", "bio_a", "bio_b")}
     network = create_model("dit_resnet20")
     for prior in ("bio", "shuffled"):  # bio and shuffled: exactly ann.priors' tensors
@@ -139,26 +150,45 @@ def test_a_named_prior_is_built_like_bio_from_its_own_kappa(tmp_path):
         torch.testing.assert_close(saved["bio_b"]["weights"][name], -weight)  # kappa negated
 
 
-def test_statistics_step_writes_the_table_and_the_figure(tmp_path):
-    kappas = {"bio": write_kappa(tmp_path / "a.nc"), "bio_b": write_kappa(tmp_path / "b.nc", -1)}
-    outputs = {"table": tmp_path / "statistics.csv", "figure": tmp_path / "figure.png"}
-    settings = {"fraction_inhibitory": 0.2, "init_ratio": 0.1, "diagonal": "zero", "cell": "a"}
-    statistics_step("dit_resnet20", kappas, {"bio": "a", "bio_b": "b"}, settings, outputs)
+def test_statistics_step_writes_the_tables_and_the_figure(tmp_path):
+    from fixtures import write_fashion_mnist
+
+    a, b = write_kappa(tmp_path / "a.nc"), write_kappa(tmp_path / "b.nc", -1)
+    priors = {
+        "bio": {"kind": "bio", "cell": "a", "kappa": str(a)},
+        "shuffled": {"kind": "shuffled", "cell": "a", "kappa": str(a)},
+        "block_mean": {"kind": "block_mean", "cell": "a", "kappa": str(a)},
+        "bio_b": {"kind": "bio", "cell": "b", "kappa": str(b)},
+    }
+    outputs = {k: tmp_path / f"{k}.csv" for k in ("table", "structure")}
+    outputs["figure"] = tmp_path / "figure.png"
+    settings = {"fraction_inhibitory": 0.2, "init_ratio": 0.1, "diagonal": "zero"}
+    write_fashion_mnist(tmp_path / "fmnist", n_train=64, n_test=16, seed=0, learnable=True)
+    statistics_step("dit_resnet20", priors, settings, str(tmp_path / "fmnist"), outputs)
     table = pd.read_csv(outputs["table"])
-    assert set(table.prior) == {"bio", "bio_b", "shuffled"}
+    assert set(table.prior) == set(priors)
     assert set(table[table.prior == "shuffled"].cell) == {"a"}
     assert table.layer.iloc[0].startswith("dit_resnet20 first Dit layer (32 -> 32")
     value = table.set_index(["prior", "statistic", "block"]).value
     assert value["bio", "negative", "EE"] == 1.0 and value["bio_b", "positive", "EE"] == 1.0
+    structure = pd.read_csv(outputs["structure"]).set_index("prior")
+    assert structure.real_input_response.gt(0).all()  # measured on real (fixture) images
     assert outputs["figure"].stat().st_size > 10_000
     pages = Report(tmp_path / "report", TEMPLATES, {"dendrite": {"cells": {}}})
-    page = priors_page(pages, outputs["table"], outputs["figure"]).read_text()
-    assert 'src="figures/priors/figure.png"' in page
-    assert "bio_b" in page and "positive eigenvalues (fraction)" in page
+    page = priors_page(pages, outputs["table"], outputs["structure"], outputs["figure"])
+    text = page.read_text()
+    assert 'src="figures/priors/figure.png"' in text
+    assert "bio_b" in text and "positive eigenvalues (fraction)" in text
+    assert "effective rank" in text and "response on real inputs" in text
 
 
 PLAN_TIME_ERRORS = [
     ("priors.biological", {"zero": "pyramidal"}, "priors.biological.zero: 'zero' is a built-in"),
+    (
+        "priors.biological",
+        {"bio_shuffled": "pyramidal"},
+        "priors.biological.bio_shuffled: 'bio_shuffled' is a built-in prior name, ends with",
+    ),
     ("priors.biological", {"bio_x": "nowhere"}, "priors.biological.bio_x: cell 'nowhere'"),
     (
         "train.experiments.fashion_mnist.priors",
