@@ -401,5 +401,35 @@ def survival(sweep: pd.DataFrame, margin: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def survival_answer(survival: pd.DataFrame, margin: float, draws: int) -> str:
+    """The survival question in one sentence: which anchor strengths keep the prior (learned K
+    correlating >= 0.5 with it) at a validation top-1 within the margin of zero's, or that
+    none does, with the numbers of the strengths that come closest."""
+    if not len(survival):
+        return "No anchor strength was tried."
+    where = f"On {draws} validation draw{'s' if draws > 1 else ''}"
+    both = survival[survival.both]
+    if len(both):
+        listed = ", ".join(f"{s:g}" for s in both.anchor_strength)
+        return (f"{where}, anchor strength {listed} keeps the prior (correlation ≥ 0.5) at a "
+                f"validation top-1 within ±{100 * margin:.2f} pp of zero's.")  # fmt: skip
+    kept = survival[survival.bio_corr_with_prior >= 0.5]
+    close = survival[survival.bio_minus_zero.abs() <= margin]
+    parts = []
+    if len(kept):
+        row = kept.iloc[kept.bio_minus_zero.abs().argmin()]
+        parts.append(f"where the prior survives (strength {row.anchor_strength:g}, correlation "
+                     f"{row.bio_corr_with_prior:.2f}) bio+anchor is "
+                     f"{100 * row.bio_minus_zero:+.2f} pp from zero")  # fmt: skip
+    if len(close):
+        row = close.iloc[close.bio_corr_with_prior.argmax()]
+        parts.append(f"where it is within the margin (strength {row.anchor_strength:g}, "
+                     f"{100 * row.bio_minus_zero:+.2f} pp) the correlation is "
+                     f"{row.bio_corr_with_prior:.2f}")  # fmt: skip
+    detail = "; ".join(parts) or "no strength keeps the prior or stays within the margin"
+    return (f"{where}, no anchor strength keeps the prior (correlation ≥ 0.5) at a validation "
+            f"top-1 within ±{100 * margin:.2f} pp of zero's: {detail}.").replace("-", "−")  # fmt: skip
+
+
 def seeds_table(runs: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(runs, ignore_index=True).sort_values(["mode", "prior", "seed"], kind="stable")

@@ -282,8 +282,10 @@ def ablation_answers(experiment: Mapping) -> list[str]:
     return sentences
 
 
-def _lowdata_section(report: "Report", files: Mapping) -> dict:
+def _lowdata_section(report: "Report", files: Mapping, margin: float) -> dict:
     statistics = _statistics(files["statistics"])
+    survival = pd.read_csv(files["survival"])
+    draws = pd.read_csv(files["anchor_sweep"]).seed.nunique()
     runs = pd.read_csv(files["runs"])
     lr_runs = pd.read_csv(files["lr_sweep"])
     chosen = lowdata.chosen_lr(lr_runs)
@@ -294,7 +296,8 @@ def _lowdata_section(report: "Report", files: Mapping) -> dict:
         "primary": contrasts_table(statistics, "primary"),
         "exploratory": contrasts_table(statistics, "exploratory"),
         "arms": arms_table(runs, metrics),
-        "survival": survival_table(pd.read_csv(files["survival"])),
+        "survival": survival_table(survival),
+        "survival_answer": lowdata.survival_answer(survival, margin, draws),
         "lr": chosen,
         "lr_table": _table(
             [{"lr": f"{lr:g}", "zero validation top-1 (%)": _pct(v)} for lr, v in lrs.items()],
@@ -342,7 +345,9 @@ def ablation_page(report: "Report", experiment: Mapping) -> Path:
     return report.page(
         "prior_ablation.html",
         "ablation.html.j2",
-        lowdata=_lowdata_section(report, low) if low else None,
+        lowdata=_lowdata_section(report, low, experiment["statistics"]["margin_pp"] / 100)
+        if low
+        else None,
         lowdata_skipped=experiment.get("lowdata_skipped"),
         results=results,
         skipped=experiment.get("skipped", {}),

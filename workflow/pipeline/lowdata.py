@@ -127,3 +127,5 @@ def analyse(
     log.info("low-data experiment: %d evaluation runs, %.0f s of CPU time in all", len(runs), cpu)
     for sentence in table[table.role == "primary"].sentence:
         log.info("%s", sentence)
+    draws = pd.read_csv(anchor_sweep_file).seed.nunique()
+    log.info("%s", lowdata.survival_answer(survival, margin, draws))

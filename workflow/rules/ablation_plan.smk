@@ -133,6 +133,7 @@ def lowdata_files():
         "runs": f"{folder}/runs.csv",
         "survival": f"{folder}/survival.csv",
         "lr_sweep": f"{folder}/choices/lr_sweep.csv",
+        "anchor_sweep": f"{folder}/choices/anchor_sweep.csv",
         "figures": {
             "contrasts": f"{folder}/figures/contrasts.png",
             "survival": f"{folder}/figures/survival.png",
