@@ -4,7 +4,7 @@ std, how to get the data (`HOW_TO_GET`) and the `datasets:` config entry (`Datas
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ann.sections import checked_keys
@@ -86,12 +86,14 @@ HOW_TO_GET = {
 @dataclass(frozen=True)
 class DatasetSource:
     """One entry of the `datasets` config section: where the dataset is, whether it may be
-    downloaded there, and its recipe (one name, or one per device type). The defaults are
-    the schema's (tests/test_config_sections.py checks that they agree)."""
+    downloaded there, its recipe (one name, or one per device type) and the recipes of some of
+    its models (model name or glob pattern -> the same; ann.recipes resolves them). The
+    defaults are the schema's (tests/test_config_sections.py checks that they agree)."""
 
     root: str | None
     recipe: str | Mapping[str, str]
     download: bool = False
+    model_recipes: Mapping[str, str | Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "datasets") -> DatasetSource:

@@ -58,9 +58,9 @@ Modules: plan (the CPU side: timm's draws recorded as Plans), decode (the batch 
 pixels (the pixel operations), augment (GpuAugmenter), loader (GpuTrainLoader).
 """
 
-from .augment import GpuAugmenter
+from .augment import GpuAugmenter, MixDraw, mixed
 from .decode import decode_images, is_jpeg
-from .loader import GpuTrainLoader, PlannedFiles, collate_planned, seed_worker
+from .loader import GpuTrainLoader, PlannedCollate, PlannedFiles, collate_planned, seed_worker
 from .pixels import (
     apply_op,
     apply_ops,
@@ -77,8 +77,10 @@ __all__ = [
     "GEOMETRIC",
     "GpuAugmenter",
     "GpuTrainLoader",
+    "MixDraw",
     "Op",
     "Plan",
+    "PlannedCollate",
     "PlannedFiles",
     "SUPPORTED_OPS",
     "TimmPlanner",
@@ -89,6 +91,7 @@ __all__ = [
     "decode_images",
     "enhance",
     "is_jpeg",
+    "mixed",
     "pil_affine_data",
     "pil_grey",
     "resized_crop",
