@@ -106,6 +106,7 @@ FIELDS: dict[str, Field] = {
     "dataset": Field("dataset"),
     "model": Field("model"),
     "prior": Field("quadratic prior"),
+    "recipe": Field("recipe"),
     "seed": Field("seed", _integer),
     "seeds": Field("seeds", _integer),
     "epochs": Field("epochs", _integer),
@@ -212,6 +213,7 @@ CELL_PROPERTIES = [
 ACCURACY = [
     "model",
     "prior",
+    "recipe",
     "seeds",
     "epochs",
     "top1_mean",
@@ -235,6 +237,7 @@ PUBLISHED = ["model", "prior", "paper_top1", "paper_selection", "compare_with", 
 RUNS = [
     "model",
     "prior",
+    "recipe",
     "seed",
     "epochs",
     "test_top1",
