@@ -311,3 +311,51 @@ def recipe_rows(config, name: str) -> list[list[str]]:
 def test_docs_recipe_tables_are_the_recipes_and_their_sources(default_config, name):
     text = (ROOT / "docs" / "replication.md").read_text()
     assert markdown_table(text, f"### Recipe `{name}`") == recipe_rows(default_config, name)
+
+
+# --------------------------------------------------------------- checked when the workflow is read
+def plan(tmp_path, config):
+    from conftest import run_snakemake
+
+    return run_snakemake(tmp_path, config, "-n")
+
+
+def cifar_config(default_config, tmp_path):
+    from fixtures import write_cifar10
+
+    write_cifar10(tmp_path / "cifar10")
+    config = copy.deepcopy(default_config)
+    config["datasets"]["cifar10"]["root"] = str(tmp_path / "cifar10")
+    config["experiments"]["prior_ablation"]["enabled"] = False
+    return config
+
+
+@pytest.mark.slow
+def test_a_multi_process_cpu_run_of_a_sync_bn_recipe_stops_the_plan(default_config, tmp_path):
+    config = cifar_config(default_config, tmp_path)
+    config["train"].update(processes=2, device="cpu")
+    run = plan(tmp_path, config)
+    assert run.returncode != 0
+    assert "config key train.processes: 2 processes on the CPU" in run.stdout, run.stdout[-2000:]
+    assert "recipes.cifar.sync_bn: false" in run.stdout
+    assert "Job stats" not in run.stdout
+    config["recipes"]["cifar"]["sync_bn"] = False  # per-process statistics: planned
+    config["recipes"]["qresnet"]["sync_bn"] = False
+    config["recipes"]["quadralib"]["sync_bn"] = False
+    assert plan(tmp_path, config).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model_recipes", "message"),
+    [
+        ({"qres*": "cifar"}, "model 'qresnet20' matches 'qresnet*' and 'qres*'"),
+        ({"resnet20": "cifar_typo"}, "datasets.cifar10.model_recipes.resnet20: no recipe named"),
+    ],
+)
+def test_bad_model_recipes_stop_the_plan(default_config, tmp_path, model_recipes, message):
+    config = cifar_config(default_config, tmp_path)
+    config["datasets"]["cifar10"]["model_recipes"] |= model_recipes
+    run = plan(tmp_path, config)
+    assert run.returncode != 0 and message in run.stdout, run.stdout[-2000:]
+    assert "Traceback (most recent call last)" not in run.stdout

@@ -4,7 +4,7 @@ std, how to get the data (`HOW_TO_GET`) and the `datasets:` config entry (`Datas
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ann.sections import checked_keys
@@ -93,7 +93,7 @@ class DatasetSource:
     root: str | None
     recipe: str | Mapping[str, str]
     download: bool = False
-    model_recipes: Mapping[str, str | Mapping[str, str]] = field(default_factory=dict)
+    model_recipes: Mapping[str, str | Mapping[str, str]] | None = None  # None: none
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "datasets") -> DatasetSource:

@@ -176,7 +176,8 @@ def recipe_names(chosen):
 def check_recipes():
     for dataset, entry in config["datasets"].items():
         chosen = {"recipe": entry["recipe"]}
-        chosen |= {f"model_recipes.{k}": v for k, v in entry.get("model_recipes", {}).items()}
+        models = entry.get("model_recipes") or {}
+        chosen |= {f"model_recipes.{k}": v for k, v in models.items()}
         for key, choice in chosen.items():
             for name in recipe_names(choice):
                 if name not in config["recipes"]:
