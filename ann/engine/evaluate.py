@@ -42,7 +42,7 @@ def evaluate(
     *,
     reduce: bool,
     num_classes: int,
-    precision: str,
+    precision: str = "fp32",
     fixed_batch: int | None = None,
 ) -> dict[str, float]:
     """Loss, top-1 and top-5 over the batches (one metrics.csv row's test columns), under the
