@@ -460,3 +460,14 @@ def test_device_dataset_checks_and_moves():
     assert moved.device == torch.device("cpu") and torch.equal(moved.images, ds.images)
     with pytest.raises(ValueError, match="uint8"):
         DeviceDataset(ds.images.float(), ds.labels, 4, ds.mean, ds.std, "x")
+
+
+def test_update_batches_join_loader_batches_in_order():
+    from ann.data import update_batches
+
+    loader = [(torch.full((2, 1), float(i)), torch.tensor([i, i])) for i in range(5)]
+    joined = list(update_batches(loader, 2))
+    assert len(joined) == 2  # the fifth loader batch makes no whole update: dropped
+    assert [images.flatten().tolist() for images, _ in joined] == [[0, 0, 1, 1], [2, 2, 3, 3]]
+    assert [labels.tolist() for _, labels in joined] == [[0, 0, 1, 1], [2, 2, 3, 3]]
+    assert [t.tolist() for _, t in update_batches(loader, 1)] == [[i, i] for i in range(5)]

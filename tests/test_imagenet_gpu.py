@@ -176,7 +176,9 @@ def test_crop_draws_are_timms(photo_jpeg):
 
 def test_rand_augment_draws_are_timms(photo_jpeg):
     """The same ops with the same level arguments and fill as timm's own RandAugment calls."""
-    augment = ImageNetAugment(input_size=64, auto_augment="rand-m9-mstd0.5")
+    augment = ImageNetAugment(
+        input_size=64, auto_augment="rand-m9-mstd0.5", train_interpolation="bicubic"
+    )
     reference = create_transform(
         64,
         is_training=True,
@@ -215,7 +217,7 @@ def test_augmented_images_equal_timms_from_the_same_seeds(photo_jpeg, interpolat
     """Decode, crop, resize, flip and RandAugment (or, without it, timm's ColorJitter) on
     tensors give timm's PIL images, seed for seed, to rounding."""
     augment = ImageNetAugment(
-        input_size=64, auto_augment=auto_augment, re_prob=0.0, interpolation=interpolation
+        input_size=64, auto_augment=auto_augment, re_prob=0.0, train_interpolation=interpolation
     )
     reference = create_transform(
         64,
@@ -252,16 +254,42 @@ def write_photo_imagenet(root, per_class: int = 6) -> None:
                 image.save(folder / f"{i}.JPEG", quality=90)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, workers):
-    """From the same seeds, GpuTrainLoader gives the batches of timm's loader with its
-    prefetcher (how ann.train runs timm's loader on CUDA): same images in the same batches,
-    same crops, flips, RandAugment and random erasing, pixels to rounding."""
-    from timm.data import create_loader
+LOADER_CASES = {
+    # workers, re_mode, re_num_splits, mixup/cutmix, loader batches per batch
+    "const erasing, no workers": (0, "const", 0, False, 1),
+    "const erasing, 2 workers": (2, "const", 0, False, 1),
+    # the Dit command's: pixel noise, --resplit, FastCollateMixup, several loader batches
+    "pixel, resplit, mixup, 2 loader batches": (2, "pixel", 2, True, 2),
+    "pixel, mixup, no workers": (0, "pixel", 0, True, 1),
+}
 
-    write_photo_imagenet(tmp_path)
+
+@pytest.mark.parametrize("case", LOADER_CASES)
+def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, case):
+    """From the same seeds, GpuTrainLoader gives the batches of timm's loader with its
+    prefetcher and FastCollateMixup (how ann.train runs timm's loader): same images in the
+    same batches, same crops, flips, RandAugment, mixup/cutmix and random erasing (mode and
+    splits), pixels to rounding, the same soft targets."""
+    from timm.data import FastCollateMixup, create_loader
+
+    from ann.data import update_batches
+
+    workers, re_mode, re_num_splits, mixes, per_batch = LOADER_CASES[case]
+    write_photo_imagenet(tmp_path, per_class=8)
     imagenet = load_imagenet(tmp_path)
-    augment = ImageNetAugment(input_size=48, auto_augment="rand-m9-mstd0.5", re_prob=0.5)
+    augment = ImageNetAugment(
+        input_size=48,
+        auto_augment="rand-m9-mstd0.5",
+        re_prob=0.5,
+        re_mode=re_mode,
+        re_num_splits=re_num_splits,
+        train_interpolation="random",
+    )
+
+    def mixup():
+        options = dict(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=2)
+        return FastCollateMixup(**options) if mixes else None
+
     reference = create_loader(
         imagenet.train,
         input_size=(3, 48, 48),
@@ -269,27 +297,91 @@ def test_loader_batches_equal_timms_prefetching_loader_seed_for_seed(tmp_path, w
         is_training=True,
         auto_augment=augment.auto_augment,
         re_prob=augment.re_prob,
-        interpolation="bicubic",
+        re_mode=re_mode,
+        re_split=re_num_splits == 2,
+        interpolation="random",
         mean=augment.mean,
         std=augment.std,
         num_workers=workers,
+        collate_fn=mixup(),
         device=torch.device("cpu"),
         use_prefetcher=True,
     )
     loader = gpu.GpuTrainLoader(
-        imagenet.train, augment, batch_size=4, num_workers=workers, device="cpu"
+        imagenet.train,
+        augment,
+        batch_size=4 * per_batch,
+        chunk=4,
+        mixup=mixup(),
+        num_workers=workers,
+        device="cpu",
     )
     grey_level = 1 / (255 * max(augment.std))
     for epoch in range(2):
         _seed(epoch)
-        expected = list(reference)
+        expected = list(update_batches(reference, per_batch))
         _seed(epoch)
         batches = list(loader)
-        assert len(batches) == len(expected) == 3
-        for (images, labels), (want_images, want_labels) in zip(batches, expected, strict=True):
-            assert torch.equal(labels, want_labels)
+        assert len(batches) == len(expected) == len(loader) == 4 // per_batch
+        for (images, targets), (want_images, want_targets) in zip(batches, expected, strict=True):
+            assert images.shape == (4 * per_batch, 3, 48, 48)
+            if mixes:
+                assert targets.shape == (4 * per_batch, 2)
+                torch.testing.assert_close(targets, want_targets, rtol=0, atol=1e-6)
+            else:
+                assert torch.equal(targets, want_targets)
             assert (images - want_images).abs().mean() <= 0.1 * grey_level
-            assert ((images == 0).all(1) == (want_images == 0).all(1)).float().mean() > 0.999
+            if re_mode == "const":
+                erased, want = (images == 0).all(1), (want_images == 0).all(1)
+                assert (erased == want).float().mean() > 0.999
+
+
+def test_erasing_splits_each_loader_batch_and_uses_the_recipes_mode(photo_jpeg):
+    """re_num_splits 2 spares the first half of each chunk (timm's --resplit, per loader
+    batch); pixel mode fills the box with N(0, 1) noise, const with zeros."""
+    data = [as_bytes_tensor(photo_jpeg)] * 8
+    for mode in ("const", "pixel"):
+        augment = ImageNetAugment(input_size=32, re_prob=1.0, re_mode=mode, re_num_splits=2)
+        augmenter = gpu.GpuAugmenter(augment, "cpu")
+        planner = gpu.TimmPlanner(augment)
+        plans = [planner(Image.open(io.BytesIO(photo_jpeg))) for _ in data]
+        _seed(0)
+        images = augmenter(data, plans, chunk=4)
+        clean = normalize_plain(augmenter, data, plans)
+        changed = (images != clean).flatten(1).any(1).tolist()
+        assert changed == [False, False, True, True] * 2
+        boxes = images != clean
+        if mode == "const":
+            assert (images[boxes] == 0).all()
+        else:
+            noise = images[boxes]
+            assert noise.numel() > 500 and abs(float(noise.std()) - 1) < 0.2
+
+
+def normalize_plain(augmenter, data, plans):
+    from ann.data import normalize
+
+    return normalize(augmenter.images(data, plans), augmenter.mean, augmenter.std)
+
+
+def test_mixing_on_the_device_is_fast_collate_mixups(photo_jpeg):
+    """`mixed` on a uint8 batch equals timm's FastCollateMixup on the same images and draw:
+    blended (rounded half to even) or with the partner's box pasted."""
+    from timm.data import FastCollateMixup
+
+    images = torch.stack(
+        [torch.from_numpy(natural_image(24, 24, seed=s)).permute(2, 0, 1) for s in range(6)]
+    )
+    batch = [(image.numpy(), 0) for image in images]
+    for cutmix, seed in ((0.0, 1), (1.0, 2)):
+        mixup = FastCollateMixup(mixup_alpha=0.8, cutmix_alpha=cutmix, prob=1.0, num_classes=2)
+        np.random.seed(seed)
+        want, _ = mixup(batch)
+        np.random.seed(seed)
+        collate = gpu.PlannedCollate(mixup, 24)
+        *_, draw = collate([(torch.zeros(1), 0, None, True)] * 6)
+        assert (draw.box is not None) == (cutmix > 0) and 0 < draw.lam < 1
+        assert torch.equal(gpu.mixed(images, draw), want)
 
 
 @pytest.mark.gpu
@@ -382,7 +474,9 @@ def test_planned_files_send_only_plain_jpegs_to_the_batched_decoder(mixed_files,
 def test_gpu_train_loader_makes_normalised_erased_batches(tmp_path):
     write_imagenet(tmp_path, {"n01": 3, "n02": 4}, {"n01": 1})
     imagenet = load_imagenet(tmp_path)
-    augment = ImageNetAugment(input_size=32, auto_augment="rand-m9-mstd0.5", re_prob=1.0)
+    augment = ImageNetAugment(
+        input_size=32, auto_augment="rand-m9-mstd0.5", re_prob=1.0, re_mode="const"
+    )
     loader = gpu.GpuTrainLoader(imagenet.train, augment, batch_size=3, num_workers=1, device="cpu")
     assert len(loader) == 2  # the last partial batch is dropped, as in timm's training loader
     epochs = [list(loader), list(loader)]

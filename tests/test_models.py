@@ -89,8 +89,9 @@ def test_resnet20_parameters_exactly():
 
 
 def test_quadratic_baselines_count_their_published_neurons():
-    """Fan: three biased kernels per 3x3 convolution, stem included; QuadraLib: three biased
-    kernels, each with its BN, per 3x3 convolution of the blocks, and a linear stem."""
+    """Fan: three biased kernels per 3x3 convolution of the blocks and a linear stem without
+    bias (Fan's qresnet.py; the quadratic stem is an option); QuadraLib: three biased kernels,
+    each with its BN, per 3x3 convolution of the blocks, and a linear stem."""
     linear, fan, quadra = (
         create_model(f"{family}20") for family in ("resnet", "qresnet", "quadraresnet")
     )
@@ -100,13 +101,45 @@ def test_quadratic_baselines_count_their_published_neurons():
     stem = linear.stem[0]
     kernels = sum(m.weight.numel() for m in convs_3x3)
     outputs = sum(m.out_channels for m in convs_3x3)
-    assert count_parameters(fan) - count_parameters(linear) == 2 * kernels + 3 * outputs
     block_kernels = kernels - stem.weight.numel()
     block_outputs = outputs - stem.out_channels
+    assert count_parameters(fan) - count_parameters(linear) == 2 * block_kernels + 3 * block_outputs
+    assert type(fan.stem[0]) is nn.Conv2d and fan.stem[0].bias is None
+    quadratic_stem = create_model("qresnet20", stem_layer=FanQuadraticConv2d)
+    assert count_parameters(quadratic_stem) - count_parameters(linear) == 2 * kernels + 3 * outputs
+    assert count_parameters(quadratic_stem) - count_parameters(fan) == 912
     extra = 2 * block_kernels + 3 * block_outputs + 3 * 2 * block_outputs
     assert count_parameters(quadra) - count_parameters(linear) == extra
-    assert sum(isinstance(m, FanQuadraticConv2d) for m in fan.modules()) == len(convs_3x3)
+    assert sum(isinstance(m, FanQuadraticConv2d) for m in fan.modules()) == len(convs_3x3) - 1
     assert sum(isinstance(m, QuadraConv2d) for m in quadra.modules()) == len(convs_3x3) - 1
+
+
+def test_qresnet110_has_the_counted_parameters():
+    """5,182,298 on CIFAR-10, 5.18M (the Dit paper's table: 5.17M); 5,183,210 with the
+    quadratic stem, 5.18M too."""
+    assert count_parameters(create_model("qresnet110")) == 5_182_298
+    quadratic_stem = create_model("qresnet110", stem_layer=FanQuadraticConv2d)
+    assert count_parameters(quadratic_stem) == 5_183_210
+
+
+@pytest.mark.parametrize("conv_init", ["pytorch", "kaiming_normal"])
+def test_qresnet_draws_w_r_as_fans_code(conv_init):
+    """kaiming_normal_ (N(0, 2 / fan_in)) for every W_r, whatever conv_init says for the
+    other convolutions; the stem keeps conv_init's draw."""
+    torch.manual_seed(0)
+    model = create_model("qresnet110", conv_init=conv_init)
+    for layer in (m for m in model.modules() if isinstance(m, FanQuadraticConv2d)):
+        weight = layer.conv_r.weight.detach()
+        if weight.numel() > 10_000:
+            expected = (2 / weight[0].numel()) ** 0.5
+            assert float(weight.std()) == pytest.approx(expected, rel=0.05)
+            assert float(weight.mean()) == pytest.approx(0, abs=0.05 * expected)
+    stem = model.stem[0].weight.detach()
+    bound = 1 / stem[0].numel() ** 0.5
+    if conv_init == "pytorch":  # kaiming_uniform_(a=sqrt(5)): U(-bound, bound)
+        assert stem.abs().max() <= bound
+    else:
+        assert stem.abs().max() > bound  # N(0, 2 / 27) reaches past 1 / sqrt(27)
 
 
 def fan_by_hand(layer, x):
@@ -123,7 +156,7 @@ def test_qresnet_neuron_starts_as_its_linear_convolution(conv_init):
     torch.manual_seed(0)
     model = create_model("qresnet20", conv_init=conv_init)
     layers = [m for m in model.modules() if isinstance(m, FanQuadraticConv2d)]
-    assert len(layers) == 19
+    assert len(layers) == 18
     for layer in layers:
         assert torch.equal(layer.conv_g.weight, torch.zeros_like(layer.conv_g.weight))
         assert torch.equal(layer.conv_g.bias, torch.ones_like(layer.conv_g.bias))
@@ -197,22 +230,33 @@ def conv_weights(model):
     return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
 
 
+def pytorch_drawn(model):
+    """The convolutions whose weights PyTorch's default (or conv_init) draws: not Fan's W_r
+    (Kaiming-normal in Fan's code) nor the ReLinear kernels (zero)."""
+    fan = {
+        id(conv)
+        for m in model.modules()
+        if isinstance(m, FanQuadraticConv2d)
+        for conv in (m.conv_r, m.conv_g, m.conv_b)
+    }
+    return [conv for conv in conv_weights(model) if id(conv) not in fan]
+
+
 @pytest.mark.parametrize("name", ["resnet56", "dit_resnet56", "qresnet20", "quadraresnet20"])
 def test_conv_init_is_pytorchs_default_as_in_the_official_code(name):
     torch.manual_seed(0)
     default = create_model(name)
-    for conv in conv_weights(default):
+    for conv in pytorch_drawn(default):
         fan_in = conv.weight[0].numel()
         bound = 1 / fan_in**0.5  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-        if conv.weight.any():  # the ReLinear kernels start at zero
-            assert conv.weight.abs().max() <= bound
-            assert float(conv.weight.detach().std()) == pytest.approx(bound / 3**0.5, rel=0.25)
+        assert conv.weight.abs().max() <= bound
+        assert float(conv.weight.detach().std()) == pytest.approx(bound / 3**0.5, rel=0.25)
     torch.manual_seed(0)
     kaiming = create_model(name, conv_init="kaiming_normal")
     ratios = [
         float(k.weight.detach().std() / d.weight.detach().std())
-        for k, d in zip(conv_weights(kaiming), conv_weights(default), strict=True)
-        if d.weight.any() and d.weight.numel() > 1000
+        for k, d in zip(pytorch_drawn(kaiming), pytorch_drawn(default), strict=True)
+        if d.weight.numel() > 1000
     ]
     assert ratios and all(r == pytest.approx(6**0.5, rel=0.1) for r in ratios)  # 2.45x
     with pytest.raises(ValueError, match="conv_init"):

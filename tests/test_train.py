@@ -327,6 +327,7 @@ def test_imagenet_fixture_trains_with_timm_recipe_parts(default_config, tmp_path
         model_ema=True,
         mixup=0.8,
         cutmix=1.0,
+        mixup_chunk=2,  # two loader batches per update, each mixed, then erased
     )
     run = run_from_config(config, "imagenet", "dit_convnext_tiny", "zero", 0, tmp_path / "run")
     summary = train(run)
@@ -354,6 +355,7 @@ def test_imagenet_fixture_trains_through_the_cli_with_the_gpu_pipeline(default_c
         eval_batch_size=4,
         mixup=0.8,
         cutmix=1.0,
+        mixup_chunk=2,
     )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "run"

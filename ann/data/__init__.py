@@ -4,10 +4,10 @@ Fashion-MNIST (IDX files) and CIFAR-10/100 (python pickle batches) are parsed fr
 original formats (`readers`) into uint8 tensors (`DeviceDataset`, `device`) that are moved to
 the training device once and are batched, randomly cropped, flipped and normalised there
 (`augment`), so an epoch never waits on a data loader. ImageNet-1K is read from class folders
-through timm's dataset, transforms and loaders (`imagenet`). Where each dataset lives, its
-files, statistics and how to get it: `sources`. Nothing is downloaded unless a caller passes
-``download=True``; a missing or damaged dataset raises `DatasetError` naming the paths
-searched and how to get the data.
+through timm's dataset, transforms and prefetching loaders (`imagenet`). Where each dataset
+lives, its files, statistics and how to get it: `sources`. Nothing is downloaded unless a
+caller passes ``download=True``; a missing or damaged dataset raises `DatasetError` naming
+the paths searched and how to get the data.
 """
 
 from .augment import GpuAugment, augment_batch, iterate_batches, normalize
@@ -15,9 +15,11 @@ from .device import DeviceDataset, load_dataset
 from .imagenet import (
     ImageNetAugment,
     ImageNetData,
+    check_timm_augmentation,
     imagenet_loader,
     imagenet_loaders,
     load_imagenet,
+    update_batches,
 )
 from .readers import read_cifar_batch, read_idx
 from .sources import (
@@ -50,6 +52,7 @@ __all__ = [
     "ImageNetAugment",
     "ImageNetData",
     "augment_batch",
+    "check_timm_augmentation",
     "expected_files",
     "imagenet_loader",
     "imagenet_loaders",
@@ -59,4 +62,5 @@ __all__ = [
     "normalize",
     "read_cifar_batch",
     "read_idx",
+    "update_batches",
 ]

@@ -1,15 +1,25 @@
-"""ImageNet-1K from class folders through timm's dataset, transforms and loaders."""
+"""ImageNet-1K from class folders through timm's dataset, transforms and loaders.
+
+Training batches come as timm's train.py makes them by default (its prefetcher): each worker
+decodes, crops, flips and RandAugments its images, the collate function stacks them as uint8
+(timm's FastCollateMixup mixes each loader batch there when the recipe mixes before erasing),
+and the prefetcher normalises and randomly erases each loader batch on the device (with
+re_num_splits 2, only its second half: timm's --resplit). A loader batch is the official
+per-GPU batch (the recipe's mixup_chunk); `update_batches` joins as many as one update of this
+rank takes.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from ann.errors import DatasetError
+from ann.errors import DatasetError, RecipeError
 
 from .sources import HOW_TO_GET, IMAGE_SUFFIXES, IMAGENET_MEAN, IMAGENET_STD
 
@@ -39,6 +49,7 @@ class ImageNetAugment:
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"
     re_prob: float = 0.25
     re_mode: str = "pixel"  # timm train.py's --remode
+    re_num_splits: int = 0  # 2: erase only the second half of each loader batch (--resplit)
     interpolation: str = "bicubic"  # evaluation (ConvNeXt's pretrained config)
     train_interpolation: str = "random"  # timm train.py's --train-interpolation
     mean: tuple[float, ...] = IMAGENET_MEAN
@@ -99,7 +110,8 @@ def imagenet_loaders(
     distributed: bool = False,
     device: torch.device | str | None = None,
 ) -> tuple[DataLoader, DataLoader]:
-    """timm train and validation loaders; on CUDA they prefetch, normalise and erase on the GPU.
+    """timm train and validation loaders, with timm's prefetcher (normalise and erase on the
+    device, which overlaps the copy with the caller's work on CUDA).
 
     With distributed=True the train loader uses a DistributedSampler (call set_epoch each epoch).
     """
@@ -120,19 +132,26 @@ def imagenet_loader(
     num_workers: int,
     distributed: bool = False,
     device: torch.device | str | None = None,
+    collate_mixup: object | None = None,
 ) -> DataLoader:
-    """One timm loader: training (RandAugment, random erasing, dropped last batch) or evaluation
-    (resize, centre crop by crop_pct)."""
+    """One timm loader with timm's prefetcher, which normalises and (training) randomly erases
+    each batch on `device`: training (RandAugment, erasing, the last partial batch dropped;
+    with `collate_mixup`, a timm FastCollateMixup, each batch mixed before it is erased) or
+    evaluation (resize, centre crop by crop_pct)."""
     from timm.data import create_loader
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    on_gpu = device.type == "cuda"
-    training = dict(
-        auto_augment=augment.auto_augment,
-        re_prob=augment.re_prob,
-        re_mode=augment.re_mode,
-        interpolation=augment.train_interpolation,
-    )
+    training = {}
+    if is_training:
+        check_timm_augmentation(augment)
+        training = dict(
+            auto_augment=augment.auto_augment,
+            re_prob=augment.re_prob,
+            re_mode=augment.re_mode,
+            re_split=augment.re_num_splits == 2,
+            interpolation=augment.train_interpolation,
+            collate_fn=collate_mixup,
+        )
     return create_loader(
         dataset,
         input_size=(3, augment.input_size, augment.input_size),
@@ -144,7 +163,40 @@ def imagenet_loader(
         num_workers=num_workers,
         distributed=distributed,
         device=device,
-        use_prefetcher=on_gpu,
-        pin_memory=on_gpu,
+        use_prefetcher=True,
+        pin_memory=device.type == "cuda",
         **(training if is_training else {"interpolation": augment.interpolation}),
     )
+
+
+def check_timm_augmentation(augment: ImageNetAugment) -> None:
+    """Refuse what timm's PIL pipeline cannot run here: re_num_splits other than 0 or 2 (timm's
+    loader knows only --resplit), and, with Pillow 13 or later, RandAugment's increasing ops
+    ('-inc1'), whose PosterizeIncreasing keeps 0 bits at magnitude 10, which Pillow 13 refuses."""
+    import PIL
+
+    if augment.re_num_splits not in (0, 2):
+        raise RecipeError(
+            f"re_num_splits {augment.re_num_splits} is not 0 or 2 (timm's --resplit)."
+        )
+    policy = augment.auto_augment or ""
+    if "inc1" in policy.split("-") and int(PIL.__version__.split(".")[0]) >= 13:
+        raise RecipeError(
+            f"auto_augment '{policy}' with data_pipeline timm: timm's PosterizeIncreasing keeps "
+            f"0 bits at magnitude 10, which Pillow {PIL.__version__} refuses; use "
+            "data_pipeline: gpu (it posterizes to black there, as timm intends) or Pillow < 13."
+        )
+
+
+def update_batches(
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]], per_update: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches joined `per_update` at a time, in order (a last partial group is
+    dropped): the images and targets of one update made of per_update loader batches."""
+    group: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for batch in loader:
+        group.append(batch)
+        if len(group) == per_update:
+            images, targets = zip(*group, strict=True)
+            yield torch.cat(images), torch.cat(targets)
+            group = []

@@ -86,12 +86,14 @@ HOW_TO_GET = {
 @dataclass(frozen=True)
 class DatasetSource:
     """One entry of the `datasets` config section: where the dataset is, whether it may be
-    downloaded there, and its recipe (one name, or one per device type). The defaults are
-    the schema's (tests/test_config_sections.py checks that they agree)."""
+    downloaded there, its recipe (one name, or one per device type) and the recipes of some of
+    its models (model name or glob pattern -> the same; ann.recipes resolves them). The
+    defaults are the schema's (tests/test_config_sections.py checks that they agree)."""
 
     root: str | None
     recipe: str | Mapping[str, str]
     download: bool = False
+    model_recipes: Mapping[str, str | Mapping[str, str]] | None = None  # None: none
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "datasets") -> DatasetSource:

@@ -4,7 +4,8 @@
 - distributed: rank, world size and device (torchrun), the output folder's lock
 - batches: the training batches and evaluation of each dataset
 - build: the model with its prior, timm's optimizer and scheduler
-- loop: one epoch of updates (compile, CUDA graphs, micro-batches, mixup, EMA)
+- loop: one epoch of updates (compile, CUDA graphs, micro-batches, mixup, clipping, EMA)
+  under the recipe's precision
 - evaluate: loss and top-1/top-5 over batches
 - checkpoint: save after every epoch, resume
 - trainer: train(run), the whole run

@@ -2,8 +2,10 @@
 dataset. Fashion-MNIST and CIFAR live on the device as uint8 and are cropped, flipped and
 normalised there; every rank draws the same global batch and augmentation (identically seeded
 Generators) and keeps its own rows, so N ranks compute what one process computes with N
-micro-batches. ImageNet streams through timm's loaders (or, with `data_pipeline: gpu`, is
-decoded and augmented on the device by ann.imagenet_gpu), each rank reading its own shard."""
+micro-batches. ImageNet streams through timm's prefetching loaders (or, with `data_pipeline:
+gpu`, is decoded and augmented on the device by ann.imagenet_gpu), each rank reading its own
+shard in loader batches of the recipe's mixup_chunk images (the official per-GPU batch: one
+mixup draw each, mixed before it is erased when mix_then_erase), joined into the rank's batch."""
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from ann.data import (
     iterate_batches,
     load_dataset,
     load_imagenet,
+    update_batches,
 )
 from ann.errors import DatasetError, RecipeError
 from ann.recipes import Recipe
@@ -26,7 +29,7 @@ from .distributed import Context
 from .evaluate import evaluate
 from .run import Run
 
-__all__ = ["DATA_PIPELINES", "SMALL_DATASETS", "Data", "Generators", "load_data"]
+__all__ = ["DATA_PIPELINES", "SMALL_DATASETS", "Data", "Generators", "load_data", "mixup_function"]
 
 SMALL_DATASETS = ("fashion_mnist", "cifar10", "cifar100")
 DATA_PIPELINES = ("timm", "gpu")  # recipe key data_pipeline: where ImageNet batches are made
@@ -59,7 +62,9 @@ class Data:
     calibration_batch(n, seed) gives n training images drawn with `seed`, normalised as for
     evaluation (no augmentation), for the prior's calibration (ann.prior_modes);
     statistics_batches(epoch) yields the augmented training images that re-estimate the batch
-    norms before the epoch's evaluation (recipe key bn_recalibration_images; none for 0)."""
+    norms before the epoch's evaluation (recipe key bn_recalibration_images; none for 0);
+    mixed: the batches come mixed (soft targets), else the training loop mixes if the recipe
+    does."""
 
     train_batches: Callable[[Generators, int], Batches]
     evaluate: Callable[[nn.Module, bool, bool], dict[str, float]]
@@ -68,8 +73,9 @@ class Data:
     img_size: int
     train_images: int
     updates_per_epoch: int
-    calibration_batch: Callable[[int, int], torch.Tensor]
+    calibration_batch: Callable[[int, int], torch.Tensor] | None = None
     statistics_batches: Callable[[int], Iterator[torch.Tensor]] = lambda epoch: iter(())
+    mixed: bool = False
 
 
 STATISTICS_SEED = 1_000_003  # the generator of the batch-norm re-estimation: seed + epoch
@@ -83,6 +89,22 @@ def recalibration_batches(recipe: Recipe) -> int:
 def _drawn(count: int, n: int, seed: int) -> torch.Tensor:
     """n of `count` indices in a random order of its own `seed` (no run generator is used)."""
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n]
+
+
+def mixup_function(recipe: Recipe, num_classes: int, *, collate: bool = False) -> object | None:
+    """timm's Mixup for the recipe (timm train.py's defaults: prob 1, switch prob 0.5, one draw
+    per batch), or its FastCollateMixup that mixes uint8 images while a loader collates them;
+    None when the recipe does not mix."""
+    if not recipe.mixes():
+        return None
+    from timm.data import FastCollateMixup, Mixup
+
+    return (FastCollateMixup if collate else Mixup)(
+        mixup_alpha=recipe.mixup,
+        cutmix_alpha=recipe.cutmix,
+        label_smoothing=recipe.label_smoothing,
+        num_classes=num_classes,
+    )
 
 
 def small_data(run: Run, ctx: Context) -> Data:
@@ -127,6 +149,7 @@ def small_data(run: Run, ctx: Context) -> Data:
             ctx,
             reduce=False,
             num_classes=train.num_classes,
+            precision=recipe.precision,
             fixed_batch=recipe.eval_batch_size if fixed else None,
         )
 
@@ -161,6 +184,11 @@ def imagenet_data(run: Run, ctx: Context) -> Data:
             "ImageNet needs datasets.imagenet.root: a folder with train/<wnid>/ "
             "and val/<wnid>/ class folders of JPEG images."
         )
+    if recipe.data_pipeline not in DATA_PIPELINES:
+        raise RecipeError(
+            f"data_pipeline '{recipe.data_pipeline}' is not one of {', '.join(DATA_PIPELINES)}."
+        )
+    per_rank, chunk = _imagenet_batches(recipe, ctx)
     data = load_imagenet(run.root)
     augment = ImageNetAugment(
         input_size=recipe.input_size,
@@ -168,32 +196,45 @@ def imagenet_data(run: Run, ctx: Context) -> Data:
         auto_augment=recipe.auto_augment,
         re_prob=recipe.re_prob,
         re_mode=recipe.re_mode,
+        re_num_splits=recipe.re_num_splits,
         train_interpolation=recipe.train_interpolation,
     )
-    if recipe.data_pipeline not in DATA_PIPELINES:
-        raise RecipeError(
-            f"data_pipeline '{recipe.data_pipeline}' is not one of {', '.join(DATA_PIPELINES)}."
-        )
-    per_rank = recipe.batch_size // ctx.world_size
-    common = dict(
-        batch_size=per_rank,
-        num_workers=recipe.workers,
-        distributed=ctx.world_size > 1,
-        device=ctx.device,
+    collate_mixup = (
+        mixup_function(recipe, data.num_classes, collate=True) if recipe.mix_then_erase else None
     )
+    common = dict(num_workers=recipe.workers, distributed=ctx.world_size > 1, device=ctx.device)
     if recipe.data_pipeline == "gpu":
         from ann.imagenet_gpu import GpuTrainLoader
 
-        train = GpuTrainLoader(data.train, augment, **common)
+        train = GpuTrainLoader(
+            data.train, augment, batch_size=per_rank, chunk=chunk, mixup=collate_mixup, **common
+        )
+        updates = len(train)
     else:
-        train = imagenet_loader(data.train, augment, is_training=True, **common)
-    val = imagenet_loader(data.val, augment, is_training=False, **common)
+        train = imagenet_loader(
+            data.train,
+            augment,
+            is_training=True,
+            batch_size=chunk,
+            collate_mixup=collate_mixup,
+            **common,
+        )
+        updates = len(train) // (per_rank // chunk)
+    val = imagenet_loader(
+        data.val, augment, is_training=False, batch_size=recipe.eval_batch_size, **common
+    )
 
     def train_batches(generators: Generators, epoch: int) -> Batches:
         if hasattr(train.sampler, "set_epoch"):
             train.sampler.set_epoch(epoch)
-        for images, labels in train:
-            yield images.to(ctx.device, non_blocking=True), labels.to(ctx.device, non_blocking=True)
+        batches = (
+            train if recipe.data_pipeline == "gpu" else update_batches(train, per_rank // chunk)
+        )
+        for images, targets in batches:
+            yield (
+                images.to(ctx.device, non_blocking=True),
+                targets.to(ctx.device, non_blocking=True),
+            )
 
     def evaluate_on(model: nn.Module, final: bool, fixed: bool) -> dict[str, float]:
         batches = ((x.to(ctx.device), y.to(ctx.device)) for x, y in val)
@@ -203,7 +244,8 @@ def imagenet_data(run: Run, ctx: Context) -> Data:
             ctx,
             reduce=ctx.world_size > 1,
             num_classes=data.num_classes,
-            fixed_batch=val.batch_size if fixed else None,
+            precision=recipe.precision,
+            fixed_batch=recipe.eval_batch_size if fixed else None,
         )
 
     def calibration_batch(n: int, seed: int) -> torch.Tensor:
@@ -228,10 +270,28 @@ def imagenet_data(run: Run, ctx: Context) -> Data:
         data.num_classes,
         3,
         recipe.input_size,
-        len(train) * recipe.batch_size,
-        len(train),
+        updates * recipe.batch_size,
+        updates,
         calibration_batch,
+        mixed=collate_mixup is not None,
     )
+
+
+def _imagenet_batches(recipe: Recipe, ctx: Context) -> tuple[int, int]:
+    """This rank's share of the global batch and the loader batch (mixup_chunk: one mixup
+    draw, and the batch re_num_splits splits), checked to divide it."""
+    if recipe.batch_size % ctx.world_size:
+        raise RecipeError(
+            f"batch_size {recipe.batch_size} is not divisible by {ctx.world_size} processes."
+        )
+    per_rank = recipe.batch_size // ctx.world_size
+    chunk = recipe.mixup_chunk or per_rank
+    if per_rank % chunk or (recipe.mixes() and chunk % 2):
+        raise RecipeError(
+            f"mixup_chunk {chunk} must be even and divide each process's batch of {per_rank} "
+            f"(batch_size {recipe.batch_size} over {ctx.world_size} processes)."
+        )
+    return per_rank, chunk
 
 
 def load_data(run: Run, ctx: Context) -> Data:

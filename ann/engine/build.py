@@ -12,7 +12,7 @@ from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
 from ann.errors import PriorError, RecipeError
-from ann.models import create_model, dit_parameters, quadratic_layers
+from ann.models import create_model, dit_parameters, fan_gb_parameters, quadratic_layers
 from ann.prior_modes import apply_mode, calibrate
 from ann.priors import PriorSpec, apply_prior, load_kappa, prior_weights
 from ann.recipes import Recipe
@@ -20,7 +20,14 @@ from ann.recipes import Recipe
 from .optim import parameter_groups
 from .run import Run
 
-__all__ = ["BuiltModel", "build_model", "build_optimizer", "build_scheduler", "file_sha256"]
+__all__ = [
+    "BuiltModel",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "file_sha256",
+    "scaled_parameters",
+]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -100,6 +107,13 @@ def _apply_prior_weights(model: nn.Module, run: Run, spec: PriorSpec) -> str | N
     return file_sha256(run.kappa) if kappa is not None else None
 
 
+def scaled_parameters(model: nn.Module, recipe: Recipe) -> tuple[list[nn.Parameter], float]:
+    """The parameters that learn at a multiple of the recipe's lr, and the multiple: the Dit
+    terms with their LN (dit_lr_mult), or Fan's g and b branches (fan_gb_lr_mult)."""
+    fan = fan_gb_parameters(model)
+    return (fan, recipe.fan_gb_lr_mult) if fan else (dit_parameters(model), recipe.dit_lr_mult)
+
+
 def build_optimizer(
     model: nn.Module, recipe: Recipe, decay_of: Mapping[nn.Parameter, float] | None = None
 ) -> torch.optim.Optimizer:
@@ -113,12 +127,13 @@ def build_optimizer(
     extra = {"momentum": recipe.momentum, "nesterov": False} if recipe.optimizer == "sgd" else {}
     if next(model.parameters()).is_cuda:
         extra["fused"] = True
+    scaled, multiple = scaled_parameters(model, recipe)
     return create_optimizer_v2(
         parameter_groups(
             model,
-            dit_parameters(model),
+            scaled,
             weight_decay=recipe.weight_decay,
-            quadratic_lr_mult=recipe.dit_lr_mult,
+            quadratic_lr_mult=multiple,
             decay_vectors=recipe.optimizer != "adamw",
             decay_of=decay_of,
         ),
@@ -133,7 +148,8 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, recipe: Recipe, updates_per_epoch: int
 ) -> Scheduler:
     """timm's scheduler (stepped per epoch, or per update for a cosine schedule with
-    sched_on_updates), with the recipe's milestones, warm-up and floor."""
+    sched_on_updates), with the recipe's milestones, warm-up and floor; with warmup_prefix the
+    cosine runs over the epochs after the warm-up (the recipe's epochs include the warm-up)."""
     from timm.scheduler import create_scheduler_v2
 
     if recipe.schedule not in ("multistep", "cosine"):
@@ -141,12 +157,13 @@ def build_scheduler(
     scheduler, _ = create_scheduler_v2(
         optimizer,
         sched=recipe.schedule,
-        num_epochs=recipe.epochs,
+        num_epochs=recipe.epochs - recipe.warmup_epochs * recipe.warmup_prefix,
         # timm applies milestone m from epoch m - 1; ours (as torch's MultiStepLR) from epoch m
         decay_milestones=[m + 1 for m in recipe.milestones],
         decay_rate=recipe.gamma,
         warmup_epochs=recipe.warmup_epochs,
         warmup_lr=recipe.warmup_lr,
+        warmup_prefix=recipe.warmup_prefix,
         min_lr=recipe.min_lr,
         # timm's train.py steps per epoch unless --sched-on-updates; milestones are epochs
         step_on_epochs=recipe.schedule == "multistep" or not recipe.sched_on_updates,

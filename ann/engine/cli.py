@@ -4,12 +4,14 @@
         --prior bio --kappa results/dendrite/pyramidal/kappa.nc --seed 0 --out results/train/x
     torchrun --nproc-per-node 4 -m ann.train ...      # DistributedDataParallel, one GPU each
 
-On CUDA: bf16 autocast, channels_last and torch.compile (`train.compile: auto`), with CUDA
-graphs for the device-resident datasets (fixed batch shapes: the last partial training batch
-is dropped, evaluation batches are padded); on the CPU: float32 with --threads threads, eager
-unless `train.compile: true`. Fashion-MNIST and CIFAR live on the device as uint8 and are cropped,
-flipped and normalised there; every rank draws the same global batch and augmentation and
-keeps its own rows, so N ranks compute what one process computes with N micro-batches.
+On CUDA: the recipe's precision (bf16 autocast or fp32), channels_last and torch.compile
+(`train.compile: auto`), with CUDA graphs for the device-resident datasets (fixed batch
+shapes: the last partial training batch is dropped, evaluation batches are padded); on the
+CPU: float32 with --threads threads, eager unless `train.compile: true`. Fashion-MNIST and
+CIFAR live on the device as uint8 and are cropped, flipped and normalised there; every rank
+draws the same global batch and augmentation and keeps its own rows, so N ranks compute what
+one process computes with N micro-batches (BatchNorm over the whole batch with the recipe's
+sync_bn).
 ImageNet streams through timm's loaders (or, with `data_pipeline: gpu`, is decoded and
 augmented on the device by ann.imagenet_gpu), with timm's RandAugment, random erasing, mixup
 and cutmix, drop path, model EMA, AdamW and cosine schedule with warm-up.
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         overrides = parse_overrides(args.set)
-        config = read_config(args.config, args.dataset, overrides, args.device or "auto")
+        config = read_config(
+            args.config, args.dataset, overrides, args.device or "auto", args.model
+        )
         run = run_from_config(
             config,
             args.dataset,

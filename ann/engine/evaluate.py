@@ -14,9 +14,11 @@ from .distributed import Context
 __all__ = ["autocast", "evaluate", "mark_graph_step", "recalibrate_batch_norms"]
 
 
-def autocast(ctx: Context) -> torch.autocast:
-    """bf16 autocast on CUDA, off on the CPU."""
-    return torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.device.type == "cuda")
+def autocast(ctx: Context, precision: str) -> torch.autocast:
+    """The recipe's `precision` on CUDA: bf16 autocast, or none (fp32). The CPU always
+    computes in fp32 (bf16 there is slower and no recipe is meant for it)."""
+    enabled = precision == "bf16" and ctx.device.type == "cuda"
+    return torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def mark_graph_step() -> None:
@@ -40,11 +42,12 @@ def evaluate(
     *,
     reduce: bool,
     num_classes: int,
+    precision: str = "fp32",
     fixed_batch: int | None = None,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 over the batches (one metrics.csv row's test columns); with
-    fixed_batch, every batch is padded to that size and the padding's outputs are dropped;
-    with reduce, the sums of all ranks are added."""
+    """Loss, top-1 and top-5 over the batches (one metrics.csv row's test columns), under the
+    training's `precision`; with fixed_batch, every batch is padded to that size and the
+    padding's outputs are dropped; with reduce, the sums of all ranks are added."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=ctx.device)  # loss, top1, top5, count
     for images, labels in batches:
@@ -52,7 +55,7 @@ def evaluate(
         if ctx.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         mark_graph_step()
-        with autocast(ctx):
+        with autocast(ctx, precision):
             logits = model(images)[: len(labels)].float()
         top = logits.topk(min(5, num_classes), dim=1).indices
         hits = top == labels[:, None]
@@ -77,7 +80,7 @@ def evaluate(
 
 @torch.no_grad()
 def recalibrate_batch_norms(
-    model: nn.Module, batches: Iterable[torch.Tensor], ctx: Context
+    model: nn.Module, batches: Iterable[torch.Tensor], ctx: Context, precision: str = "fp32"
 ) -> int:
     """Re-estimate every batch norm's running mean and variance as the plain average over
     `batches` of training images for the current weights ("precise BN": Wu & Johnson,
@@ -98,7 +101,7 @@ def recalibrate_batch_norms(
         for images in batches:
             if ctx.device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
-            with autocast(ctx):
+            with autocast(ctx, precision):
                 model(images)
     finally:
         for module, mode in training.items():

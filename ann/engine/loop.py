@@ -1,6 +1,6 @@
-"""The training loop's step: one epoch of updates (micro-batches, mixup, EMA, per-update
-schedule), with torch.compile (CUDA graphs for fixed batch shapes) and a guard that stops on
-a non-finite loss."""
+"""The training loop's step: one epoch of updates (micro-batches, mixup, gradient clipping,
+EMA, per-update schedule) under the recipe's precision, with torch.compile (CUDA graphs for
+fixed batch shapes) and a guard that stops on a non-finite loss."""
 
 import logging
 import math
@@ -23,7 +23,13 @@ from .distributed import Context
 from .evaluate import autocast, mark_graph_step
 from .run import Run
 
-__all__ = ["Step", "compile_mode", "loss_function", "mixup_function", "train_epoch"]
+__all__ = [
+    "Step",
+    "compile_mode",
+    "loss_function",
+    "mix_in_chunks",
+    "train_epoch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +45,25 @@ def compile_mode(run: Run, device: torch.device) -> str | None:
     return "default"
 
 
-def loss_function(recipe: Recipe, mixup: object | None) -> nn.Module:
-    if mixup is not None:
+def loss_function(recipe: Recipe) -> nn.Module:
+    """Cross-entropy on the soft targets of mixup/cutmix (smoothing inside them), else with
+    the recipe's label smoothing: timm train.py's choice."""
+    if recipe.mixes():
         from timm.loss import SoftTargetCrossEntropy
 
         return SoftTargetCrossEntropy()
     return nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
 
-def mixup_function(recipe: Recipe, num_classes: int) -> object | None:
-    if recipe.mixup <= 0 and recipe.cutmix <= 0:
-        return None
-    from timm.data import Mixup
-
-    return Mixup(
-        mixup_alpha=recipe.mixup,
-        cutmix_alpha=recipe.cutmix,
-        label_smoothing=recipe.label_smoothing,
-        num_classes=num_classes,
-    )
+def mix_in_chunks(
+    mixup: object, images: torch.Tensor, labels: torch.Tensor, chunk: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """timm's Mixup applied to each run of `chunk` images (one draw per chunk, as timm's
+    training loop draws once per loader batch); None: one draw for the whole batch."""
+    if chunk is None or chunk >= len(images):
+        return mixup(images, labels)
+    mixed = [mixup(x, y) for x, y in zip(images.split(chunk), labels.split(chunk), strict=True)]
+    return torch.cat([x for x, _ in mixed]), torch.cat([t for _, t in mixed])
 
 
 def _progress(batches: Iterator, total: int, epoch: int, ctx: Context) -> Iterator:
@@ -80,7 +86,7 @@ class Step:
     optimizer: torch.optim.Optimizer
     scheduler: Scheduler  # step(epoch), step_update(num_updates)
     loss_fn: nn.Module
-    mixup: object | None  # timm Mixup
+    mixup: object | None  # timm Mixup, when the batches come unmixed and the recipe mixes
     ema: object | None  # timm ModelEmaV3
     compile_mode: str | None
     first_step_s: float | None = None  # the first step of this process (compilation included)
@@ -99,6 +105,8 @@ def train_epoch(
     Raises TrainingError on a non-finite loss."""
     optimizer, scheduler = step_parts.optimizer, step_parts.scheduler
     loss_fn, mixup = step_parts.loss_fn, step_parts.mixup
+    recipe = run.recipe
+    soft = False  # mixed (soft) targets: no training top-1
     model.train()
     sums = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss, correct, count
     check_every = 1 if ctx.device.type == "cpu" else 25
@@ -112,21 +120,24 @@ def train_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
         if mixup is not None:
-            images, targets = mixup(images, labels)
+            images, targets = mix_in_chunks(mixup, images, labels, recipe.mixup_chunk)
+        soft = targets.ndim > 1
         optimizer.zero_grad(set_to_none=True)
         for part in range(run.micro_batches):
             x, t = images[part :: run.micro_batches], targets[part :: run.micro_batches]
             if step_parts.compile_mode == "reduce-overhead":
                 mark_graph_step()
-            with autocast(ctx):
+            with autocast(ctx, recipe.precision):
                 logits = model(x)
                 loss = loss_fn(logits.float(), t) / run.micro_batches
             loss.backward()
             sums[0] += loss.detach().double() * len(x) * run.micro_batches
-            if mixup is None:
+            if not soft:
                 sums[1] += (logits.argmax(1) == t).sum()
             sums[2] += len(x)
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss.detach()), step, bad_step)
+        if recipe.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad_norm)
         optimizer.step()
         if step_parts.ema is not None:
             step_parts.ema.update(model)
@@ -158,7 +169,7 @@ def train_epoch(
     loss, correct, count = sums.tolist()
     return {
         "train_loss": loss / count,
-        "train_top1": correct / count if mixup is None else math.nan,
+        "train_top1": math.nan if soft else correct / count,
         "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0].get("lr_scale", 1.0),
         "seconds": seconds,
         "images_per_s": count / seconds,

@@ -87,6 +87,7 @@ class Run:
     micro_batches: int = 1  # gradient accumulation steps
     prior_file: Path | None = None  # prior weights from the build_prior rule
     kappa: Path | None = None  # kappa.nc for the bio and shuffled priors
+    recipe_name: str | None = None  # the config's name of the recipe (metrics.json records it)
 
     def identity(self) -> dict[str, str | int]:
         """What a checkpoint and metrics.json record of the run (a checkpoint must match)."""
@@ -116,13 +117,15 @@ def run_from_config(
 ) -> Run:
     """A Run for (dataset, model, prior, seed) from the pipeline's config.yaml contents;
     `device` and `compile`, when not None, replace train.device and train.compile. The recipe
-    is the dataset's recipe for the device the run trains on."""
+    is the one chosen for the model on the dataset (`datasets.<name>.model_recipes`, else
+    `datasets.<name>.recipe`) for the device the run trains on."""
     if dataset not in config["datasets"]:
         raise DatasetError(f"no dataset '{dataset}' under datasets in the config.")
     source = DatasetSource.from_mapping(config["datasets"][dataset], f"datasets.{dataset}")
     settings = TrainSettings.from_mapping(config["train"])
     device = device or settings.device
     checked_choice(device, DEVICES, "--device")
+    name = recipe_name(config, dataset, device_type(device), model)
     return Run(
         dataset=dataset,
         model=model,
@@ -139,12 +142,15 @@ def run_from_config(
         micro_batches=micro_batches,
         prior_file=prior_file,
         kappa=kappa,
+        recipe_name=name,
     )
 
 
-def read_config(path: str | Path, dataset: str, overrides: Mapping, device: str) -> dict:
+def read_config(
+    path: str | Path, dataset: str, overrides: Mapping, device: str, model: str | None = None
+) -> dict:
     """config.yaml, checked against the workflow's schema (the one Snakemake validates with)
-    with the --set overrides applied to the recipe the run uses."""
+    with the --set overrides applied to the recipe the run uses (the model's, when given)."""
     import jsonschema
 
     try:
@@ -155,7 +161,7 @@ def read_config(path: str | Path, dataset: str, overrides: Mapping, device: str)
         raise ConfigError(f"config file '{path}' does not hold a mapping of config keys.")
     checked = copy.deepcopy(config)
     if overrides and dataset in checked.get("datasets", {}):
-        name = recipe_name(checked, dataset, device_type(device))
+        name = recipe_name(checked, dataset, device_type(device), model)
         checked["recipes"][name] = {**checked["recipes"][name], **overrides}
     schema = yaml.safe_load(SCHEMA.read_text())
     error = jsonschema.exceptions.best_match(

@@ -12,10 +12,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ann.errors import TrainingError
 from ann.flops import count_macs
 from ann.io import git_commit, save_csv, save_json
 
-from .batches import Generators, load_data
+from .batches import Generators, load_data, mixup_function
 from .build import build_model, build_optimizer, build_scheduler
 from .checkpoint import (
     CHECKPOINT,
@@ -28,7 +29,7 @@ from .checkpoint import (
 )
 from .distributed import Context, distributed_context, finish, output_lock
 from .evaluate import recalibrate_batch_norms
-from .loop import Step, compile_mode, loss_function, mixup_function, train_epoch
+from .loop import Step, compile_mode, loss_function, train_epoch
 from .run import Run
 
 __all__ = ["train"]
@@ -60,6 +61,7 @@ def _train(run: Run, ctx: Context) -> dict:
     macs = count_macs(model, (data.in_chans, data.img_size, data.img_size))
     if ctx.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    model = _synchronised_batch_norms(model, run, ctx)
     raw = model
     optimizer = build_optimizer(raw, run.recipe, built.decay_of)
     scheduler = build_scheduler(optimizer, run.recipe, data.updates_per_epoch)
@@ -81,8 +83,8 @@ def _train(run: Run, ctx: Context) -> dict:
     mode = compile_mode(run, ctx.device)
     if mode is not None:
         model = torch.compile(model, mode=mode, dynamic=False)
-    mixup = mixup_function(run.recipe, data.num_classes)
-    step_parts = Step(optimizer, scheduler, loss_function(run.recipe, mixup), mixup, ema, mode)
+    mixup = None if data.mixed else mixup_function(run.recipe, data.num_classes)
+    step_parts = Step(optimizer, scheduler, loss_function(run.recipe), mixup, ema, mode)
     history, wall = state.history, state.wall_time
     for epoch in range(state.epoch, run.recipe.epochs):
         scheduler.step(epoch)
@@ -95,7 +97,7 @@ def _train(run: Run, ctx: Context) -> dict:
         evaluated = ema.module if ema is not None else model
         if run.recipe.bn_recalibration_images:
             recalibrate_batch_norms(ema.module if ema is not None else raw,
-                                    data.statistics_batches(epoch), ctx)  # fmt: skip
+                                    data.statistics_batches(epoch), ctx, run.recipe.precision)  # fmt: skip
         row |= data.evaluate(evaluated, final, evaluated is model and mode is not None)
         wall += time.perf_counter() - started
         history.append(row)
@@ -121,6 +123,22 @@ def _train(run: Run, ctx: Context) -> dict:
         save_json(summary, run.out / "metrics.json")
     finish()
     return summary
+
+
+def _synchronised_batch_norms(model: nn.Module, run: Run, ctx: Context) -> nn.Module:
+    """With several processes and the recipe's sync_bn, BatchNorm normalises over the global
+    batch (torch's SyncBatchNorm: the statistics one process would compute); it needs CUDA."""
+    has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if ctx.world_size == 1 or not run.recipe.sync_bn or not has_batch_norm:
+        return model
+    if ctx.device.type != "cuda":
+        raise TrainingError(
+            f"{run.dataset}/{run.model}: the recipe's sync_bn normalises BatchNorm over all "
+            f"{ctx.world_size} processes, which torch's SyncBatchNorm does on CUDA only; train "
+            "on GPUs, or with train.processes: 1 (or set sync_bn: false for per-process "
+            "statistics)."
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def _log_epoch(run: Run, epoch: int, row: dict[str, float]) -> None:
@@ -167,6 +185,7 @@ def _summary(
         "threads": torch.get_num_threads() if ctx.device.type == "cpu" else None,
         "wall_time_s": wall,
         "images_per_s": float(np.median([row["images_per_s"] for row in history])),
+        "recipe_name": run.recipe_name,
         "recipe": asdict(run.recipe),
         "kappa_sha256": kappa_sha,
         "torch_version": torch.__version__,

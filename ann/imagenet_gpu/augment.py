@@ -5,6 +5,7 @@ Part of ann.imagenet_gpu, whose docstring describes the whole pipeline."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -15,8 +16,34 @@ from .pixels import _to, apply_ops, resized_crop
 from .plan import Plan
 
 
+@dataclass(frozen=True)
+class MixDraw:
+    """One loader batch's mixup/cutmix draw, as timm's FastCollateMixup makes it: the weight of
+    each image and, for cutmix, the box (top, bottom, left, right) pasted from its partner."""
+
+    lam: float
+    box: tuple[int, int, int, int] | None = None
+
+
+def mixed(images: torch.Tensor, draw: MixDraw) -> torch.Tensor:
+    """uint8 images mixed with the batch reversed (image i with image n - 1 - i), as timm's
+    FastCollateMixup mixes a batch: the box pasted for cutmix, else lam x + (1 - lam) x',
+    rounded half to even in float32."""
+    if draw.lam == 1.0:
+        return images
+    partner = images.flip(0)
+    if draw.box is not None:
+        top, bottom, left, right = draw.box
+        out = images.clone()
+        out[:, :, top:bottom, left:right] = partner[:, :, top:bottom, left:right]
+        return out
+    blend = images.float() * draw.lam + partner.float() * (1 - draw.lam)
+    return torch.round(blend).to(torch.uint8)
+
+
 class GpuAugmenter:
-    """Encoded images + plans -> a normalised, randomly erased float32 batch on `device`."""
+    """Encoded images + plans -> a normalised, randomly erased float32 batch on `device`; with
+    mixup draws, each chunk of the batch is mixed before it is erased (timm's order)."""
 
     def __init__(self, augment: ImageNetAugment, device: torch.device | str) -> None:
         from timm.data.random_erasing import RandomErasing
@@ -26,7 +53,12 @@ class GpuAugmenter:
         self.mean = torch.tensor(augment.mean, device=self.device)
         self.std = torch.tensor(augment.std, device=self.device)
         self.erasing = (
-            RandomErasing(probability=augment.re_prob, mode="const", device=self.device)
+            RandomErasing(
+                probability=augment.re_prob,
+                mode=augment.re_mode,
+                num_splits=augment.re_num_splits,
+                device=self.device,
+            )
             if augment.re_prob > 0
             else None
         )
@@ -56,8 +88,19 @@ class GpuAugmenter:
         data: Sequence[torch.Tensor],
         plans: Sequence[Plan],
         batchable: Sequence[bool] | None = None,
+        *,
+        chunk: int | None = None,
+        draws: Sequence[MixDraw] | None = None,
     ) -> torch.Tensor:
-        x = normalize(self.images(data, plans, batchable), self.mean, self.std)
+        """The batch as timm's prefetching loader makes it from loader batches of `chunk`
+        images (None: one): each chunk mixed by its draw (if any), then normalised and erased
+        (timm's RandomErasing on each chunk, so re_num_splits splits each chunk)."""
+        x = self.images(data, plans, batchable)
+        chunks = list(x.split(chunk or len(x)))
+        if draws is not None:
+            chunks = [mixed(part, draw) for part, draw in zip(chunks, draws, strict=True)]
+        x = normalize(torch.cat(chunks) if len(chunks) > 1 else chunks[0], self.mean, self.std)
         if self.erasing is not None:
-            x = self.erasing(x)
+            for part in x.split(chunk or len(x)):
+                self.erasing(part)  # in place
         return x

@@ -1,5 +1,5 @@
-"""GpuTrainLoader: DataLoader workers read bytes and plan; the device decodes and augments,
-on a side stream on CUDA.
+"""GpuTrainLoader: DataLoader workers read bytes, plan and draw each loader batch's mixup; the
+device decodes, augments, mixes and erases, on a side stream on CUDA.
 
 Part of ann.imagenet_gpu, whose docstring describes the whole pipeline."""
 
@@ -18,7 +18,7 @@ from PIL import Image
 
 from ann.data import ImageNetAugment
 
-from .augment import GpuAugmenter
+from .augment import GpuAugmenter, MixDraw
 from .plan import Plan, TimmPlanner
 
 if TYPE_CHECKING:
@@ -61,6 +61,35 @@ def collate_planned(items: list) -> tuple[list[torch.Tensor], torch.Tensor, list
     return list(data), torch.tensor(labels, dtype=torch.int64), list(plans), list(batchable)
 
 
+class PlannedCollate:
+    """`collate_planned`, and with a timm FastCollateMixup the loader batch's mixup draw and soft
+    targets, drawn where and as that collate function draws them (so the random streams stay
+    timm's); the device applies the draw (GpuAugmenter)."""
+
+    def __init__(self, mixup: object | None = None, input_size: int = 224) -> None:
+        if mixup is not None and mixup.mode != "batch":
+            raise ValueError(f"mixup mode '{mixup.mode}' is not implemented; only 'batch' is.")
+        self.mixup = mixup
+        self.input_size = input_size
+
+    def __call__(self, items: list) -> tuple:
+        data, labels, plans, batchable = collate_planned(items)
+        if self.mixup is None:
+            return data, labels, plans, batchable, None
+        from timm.data.mixup import cutmix_bbox_and_lam, mixup_target
+
+        mixup, box = self.mixup, None
+        lam, use_cutmix = mixup._params_per_batch()  # the draws of _mix_batch_collate
+        if use_cutmix:
+            shape = (len(items), 3, self.input_size, self.input_size)
+            corners, lam = cutmix_bbox_and_lam(
+                shape, lam, ratio_minmax=mixup.cutmix_minmax, correct_lam=mixup.correct_lam
+            )
+            box = tuple(int(value) for value in corners)
+        targets = mixup_target(labels, mixup.num_classes, lam, mixup.label_smoothing)
+        return data, targets, plans, batchable, MixDraw(float(lam), box)
+
+
 def seed_worker(worker_id: int) -> None:
     """Seed NumPy's generator in a DataLoader worker from the worker's seed, as timm's loader
     does (worker_seeding='all'); torch seeds Python's and its own generator itself."""
@@ -71,8 +100,13 @@ _END = object()
 
 
 class GpuTrainLoader:
-    """ImageNet training batches (normalised float32 images, int64 labels) made on `device`.
+    """ImageNet training batches (normalised float32 images; int64 labels, or with `mixup` soft
+    targets) made on `device`.
 
+    The DataLoader's batches are timm's loader batches of `chunk` images (None: batch_size):
+    each is planned and, with `mixup` (a timm FastCollateMixup), its mixup drawn in the
+    workers; `batch_size // chunk` of them make one batch, which the device decodes, augments,
+    mixes and erases chunk by chunk, as timm's prefetching loader does each loader batch.
     Iterating gives `len(self)` batches of `batch_size` (the last partial batch is dropped, as
     in timm's training loader). With distributed=True the sampler is a DistributedSampler:
     call `self.sampler.set_epoch(epoch)` each epoch. On CUDA the next batch is prepared on a
@@ -89,19 +123,25 @@ class GpuTrainLoader:
         device: torch.device | str,
         distributed: bool = False,
         prefetch: int = 2,
+        chunk: int | None = None,
+        mixup: object | None = None,
     ) -> None:
         from torch.utils.data import DataLoader, DistributedSampler
 
+        self.chunk = chunk or batch_size
+        if batch_size % self.chunk:
+            raise ValueError(f"batch_size {batch_size} is not a multiple of chunk {self.chunk}.")
+        self.per_batch = batch_size // self.chunk
         self.device = torch.device(device)
         self.files = PlannedFiles(dataset.reader.samples, augment)
         sampler = DistributedSampler(self.files) if distributed else None
         self.loader = DataLoader(
             self.files,
-            batch_size=batch_size,
+            batch_size=self.chunk,
             shuffle=sampler is None,
             sampler=sampler,
             num_workers=num_workers,
-            collate_fn=collate_planned,
+            collate_fn=PlannedCollate(mixup, augment.input_size),
             drop_last=True,
             worker_init_fn=seed_worker,
             persistent_workers=num_workers > 0,
@@ -111,17 +151,32 @@ class GpuTrainLoader:
         self.prefetch = prefetch
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.loader) // self.per_batch
 
-    def _batch(self, batch: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        data, labels, plans, batchable = batch
-        images = self.augmenter(data, plans, batchable)
-        return images, labels.to(self.device, non_blocking=True)
+    def _groups(self) -> Iterator[list[tuple]]:
+        """The DataLoader's batches, per_batch at a time (a last partial group is dropped)."""
+        group: list[tuple] = []
+        for batch in self.loader:
+            group.append(batch)
+            if len(group) == self.per_batch:
+                yield group
+                group = []
+
+    def _batch(self, group: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        data, labels, plans, batchable, draws = zip(*group, strict=True)
+        images = self.augmenter(
+            [item for part in data for item in part],
+            [plan for part in plans for plan in part],
+            [flag for part in batchable for flag in part],
+            chunk=self.chunk,
+            draws=None if draws[0] is None else draws,
+        )
+        return images, torch.cat(labels).to(self.device, non_blocking=True)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.device.type != "cuda":
-            for batch in self.loader:
-                yield self._batch(batch)
+            for group in self._groups():
+                yield self._batch(group)
             return
         yield from self._overlapped()
 
@@ -133,10 +188,10 @@ class GpuTrainLoader:
         def produce() -> None:
             try:
                 with torch.cuda.device(self.device), torch.cuda.stream(stream):
-                    for batch in self.loader:
+                    for group in self._groups():
                         if stop.is_set():
                             break
-                        images, labels = self._batch(batch)
+                        images, labels = self._batch(group)
                         done = torch.cuda.Event()
                         done.record(stream)
                         ready.put((images, labels, done))

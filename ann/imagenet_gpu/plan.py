@@ -98,7 +98,7 @@ class TimmPlanner:
 
         primary, secondary, _ = transforms_imagenet_train(
             img_size=augment.input_size,
-            interpolation=augment.interpolation,
+            interpolation=augment.train_interpolation,
             mean=augment.mean,
             std=augment.std,
             auto_augment=augment.auto_augment,

@@ -15,7 +15,7 @@ import timm
 from torch import nn
 
 from ann.errors import ConfigError
-from ann.layers import DitBranch, DitDepthwiseConv, DitQuadratic
+from ann.layers import DitBranch, DitDepthwiseConv, DitQuadratic, FanQuadraticConv2d
 from ann.models.cifar_resnet import CIFAR_DEPTHS, CifarResNet
 from ann.models.dit_convnext import DitConvNeXt, add_dit_terms
 
@@ -32,6 +32,7 @@ __all__ = [
     "count_parameters",
     "create_model",
     "dit_parameters",
+    "fan_gb_parameters",
     "parameters_of",
     "quadratic_layers",
 ]
@@ -72,6 +73,18 @@ def parameters_of(model: nn.Module, *kinds: type[nn.Module]) -> list[nn.Paramete
 def dit_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters of the quadratic terms: every DitBranch (LN included) and every DitQuadratic."""
     return parameters_of(model, DitBranch, DitQuadratic)
+
+
+def fan_gb_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The g and b kernels and biases of every Fan neuron (qresnet*), which Fan's trainer
+    gives their own learning rate (--lr_gb)."""
+    return [
+        parameter
+        for module in model.modules()
+        if isinstance(module, FanQuadraticConv2d)
+        for conv in (module.conv_g, module.conv_b)
+        for parameter in conv.parameters()
+    ]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -26,18 +26,23 @@ Models and the equation each implements:
   flattens the input as (B, W, H, C) and reads the result back as (B, H, W, C)); the published
   CIFAR numbers come from this layer. The ImageNet layer does not transpose.
 - QResNet (`qresnet*`), Fan, Cong & Wang, "A new type of neurons for machine learning" (2018),
-  in convolutional form: every 3x3 convolution, the stem included, is the quadratic
-  neuron (W_r*x + b_r) . (W_g*x + b_g) + W_b*(x . x) + c, initialised with ReLinear (Fan et al.,
-  "Expressivity and trainability of quadratic networks", 2021: W_g = 0, b_g = 1, W_b = 0, c = 0)
-  so that every neuron starts as the linear convolution W_r*x + b_r.
+  as Fan's code builds it (github.com/FengleiFan/ReLinear, TrainQuadraticNetworksViaReLinear/
+  qresnet.py): every 3x3 convolution of the blocks is the quadratic neuron
+  (W_r*x + b_r) . (W_g*x + b_g) + W_b*(x . x) + c with W_r Kaiming-normal, initialised with
+  ReLinear (Fan et al., "Expressivity and trainability of quadratic networks", 2021: W_g = 0,
+  b_g = 1, W_b = 0, c = 0) so that every neuron starts as the linear convolution W_r*x + b_r;
+  the stem is a linear convolution without bias. `stem_layer=FanQuadraticConv2d` makes the stem
+  a Fan neuron too (this project's earlier model; 912 more parameters).
 - QuadraResNet (`quadraresnet*`), Xu et al., "QuadraLib" (MLSys 2022), the QuadraLib neuron of
   its ResNet (Quadraour in image_classification/models/quadratic_layer.py):
   BN(W_1*x + b_1) . BN(W_2*x + b_2) + BN(W_3*x + b_3), three biased convolutions each with its
   own BN; every 3x3 convolution of the blocks is one, the stem stays linear as in QuadraLib.
 
 In both quadratic baselines a BN follows every neuron and the 1x1 projection shortcuts stay
-linear. The three kernels per neuron reproduce the parameter counts of the paper's table
-(0.81M, 1.39M, 2.55M, 5.17M on CIFAR-10) within 1%.
+linear. Both keep the Dit code's layout (1x1 shortcuts, 256-wide head) rather than their own
+(Fan: option-A shortcuts and a 64-wide head); with it the counts are within 1% of the
+paper's table (QResNet-110: 5,182,298 parameters, 5.18M, on CIFAR-10 against 5.17M;
+docs/replication.md lists all).
 
 The layers are in ann.layers. This module is one model family, as timm's resnet.py is: the
 network with timm's interface, its default cfgs and its 20 registered variants (which make
@@ -127,7 +132,8 @@ class CifarResNet(nn.Module):
     dit_blocks lists the (stage, block) pairs, 0-based, whose second convolution gets the Dit
     quadratic term (dit_transpose: the official CIFAR layer's transposed map); conv_layer builds
     the 3x3 convolutions of the blocks and, unless stem_layer is given, of the stem;
-    conv_init is "pytorch" (the official code's) or "kaiming_normal"; dit_chunk_bytes sets the
+    conv_init is "pytorch" (the official code's) or "kaiming_normal" for every nn.Conv2d (Fan
+    neurons then draw their W_r as Fan's code does); dit_chunk_bytes sets the
     quadratic layers' scratch size (None: the layer's default).
 
     num_features is the width of the last map (64), head_hidden_size that of the pooled feature
@@ -204,14 +210,14 @@ class CifarResNet(nn.Module):
 
     def init_weights(self) -> None:
         """conv_init for the convolutions (layers are built with PyTorch's default init), then
-        the quadratic neurons' own starting state (ReLinear)."""
+        the quadratic neurons' own starting state (Fan's: Kaiming-normal W_r and ReLinear)."""
         if self.conv_init == "kaiming_normal":
             for module in self.modules():
                 if isinstance(module, nn.Conv2d):
                     nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
         for module in self.modules():
             if isinstance(module, FanQuadraticConv2d):
-                module.reset_quadratic()
+                module.reset_parameters()
 
     def get_classifier(self) -> nn.Module:
         return self.fc
@@ -287,10 +293,9 @@ FAMILY_ARGS: dict[str, dict[str, object]] = {
     "resnet": {},
     "dit_resnet": {"dit_blocks": DIT_RESNET_BLOCKS},
     "dit_resnet_transposed": {"dit_blocks": DIT_RESNET_BLOCKS, "dit_transpose": True},
-    "qresnet": {"conv_layer": FanQuadraticConv2d},
+    "qresnet": {"conv_layer": FanQuadraticConv2d, "stem_layer": linear_conv3x3},
     "quadraresnet": {"conv_layer": QuadraConv2d, "stem_layer": linear_conv3x3},
 }
-FIRST_CONV = {"qresnet": ("stem.0.conv_r", "stem.0.conv_g", "stem.0.conv_b")}
 
 
 def _variant(family: str, depth: int) -> str:
@@ -313,7 +318,7 @@ def _cfg(family: str) -> dict[str, object]:
         "interpolation": "bilinear",
         "mean": MEAN["cifar10"],
         "std": STD["cifar10"],
-        "first_conv": FIRST_CONV.get(family, "stem.0"),
+        "first_conv": "stem.0",
         "classifier": "fc",
     }
 

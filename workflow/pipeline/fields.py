@@ -113,6 +113,7 @@ FIELDS: dict[str, Field] = {
     "dataset": Field("dataset"),
     "model": Field("model"),
     "prior": Field("quadratic prior"),
+    "recipe": Field("recipe"),
     "seed": Field("seed", _integer),
     "seeds": Field("seeds", _integer),
     "epochs": Field("epochs", _integer),
@@ -221,6 +222,7 @@ CELL_PROPERTIES = [
 ACCURACY = [
     "model",
     "prior",
+    "recipe",
     "seeds",
     "epochs",
     "top1_mean",
@@ -244,6 +246,7 @@ PUBLISHED = ["model", "prior", "paper_top1", "paper_selection", "compare_with", 
 RUNS = [
     "model",
     "prior",
+    "recipe",
     "seed",
     "epochs",
     "test_top1",

@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from dendrite_sim.config import DendriteConfig, KappaConfig, Nmda, ReceptorKinetics
 from dendrite_sim.errors import InputError
@@ -177,3 +178,31 @@ DATASET_FILES = {
     "cifar100": ["cifar-100-python/train", "train"],
     "imagenet": ["train/", "val/"],
 }
+
+
+# The recipe of a (dataset, model): the workflow's copy of ann.recipes.recipe_choice, which the
+# workflow cannot import when it reads the config without importing torch (3 s);
+# tests/test_recipes.py checks that the two choose alike for every model and dataset.
+def model_recipe(dataset: str, entry: Mapping, model: str) -> object:
+    """The recipe choice of `datasets.<dataset>` for `model` (a name, or one per device type):
+    its one `model_recipes` pattern that matches the model, else its `recipe`."""
+    patterns = entry.get("model_recipes") or {}
+    matches = [pattern for pattern in patterns if fnmatchcase(model, pattern)]
+    if len(matches) > 1:
+        raise InputError(
+            f"config key datasets.{dataset}.model_recipes: model '{model}' matches "
+            f"{matches[0]!r} and {matches[1]!r}; make the patterns exclusive."
+        )
+    return patterns[matches[0]] if matches else entry["recipe"]
+
+
+def check_sync_bn(recipe_name: str, recipe: Mapping, processes: int, device: str) -> None:
+    """torch's SyncBatchNorm needs CUDA: refuse a multi-process CPU run of a recipe that
+    normalises BatchNorm over the global batch (sync_bn), naming the keys to change."""
+    if processes > 1 and device == "cpu" and recipe.get("sync_bn", False):
+        raise InputError(
+            f"config key train.processes: {processes} processes on the CPU, but recipe "
+            f"'{recipe_name}' normalises BatchNorm over the whole batch (sync_bn: true), which "
+            "torch's SyncBatchNorm does on CUDA only; set train.processes: 1, train on GPUs, "
+            f"or set recipes.{recipe_name}.sync_bn: false (per-process statistics)."
+        )

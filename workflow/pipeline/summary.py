@@ -41,6 +41,7 @@ def load_runs(metrics_paths: Sequence[str | Path]) -> pd.DataFrame:
                 "dataset": m["dataset"],
                 "model": m["model"],
                 "prior": m["prior"],
+                "recipe": m.get("recipe_name"),
                 "seed": m["seed"],
                 "test_top1": _number(m["final"]["test_top1"]),
                 "test_top5": _number(m["final"]["test_top5"]),
@@ -89,9 +90,11 @@ def lag_behind_zero(runs: pd.DataFrame) -> pd.DataFrame:
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (model, prior) of the final and the best-of-epochs top-1
-    (test-set selection), with the talk's published numbers and the protocol behind them."""
+    (test-set selection), with the recipe that trained them, the talk's published numbers
+    and the protocol behind them."""
     grouped = runs.groupby(["dataset", "model", "prior"], sort=False)
     table = grouped.agg(
+        recipe=("recipe", "first"),
         seeds=("seed", "count"),
         top1_mean=("test_top1", "mean"),
         top1_std=("test_top1", "std"),

@@ -26,7 +26,14 @@ from dendrite_sim.errors import InputError
 from dendrite_sim.figures import FIGURES
 from dendrite_sim.morphology import load_cell
 from dendrite_sim.sites import select_sites
-from pipeline.plan_checks import DATASET_FILES, check_budget, check_config, plan_budget
+from pipeline.plan_checks import (
+    DATASET_FILES,
+    check_budget,
+    check_config,
+    check_sync_bn,
+    model_recipe,
+    plan_budget,
+)
 from ann.errors import PriorError
 from ann.priors import CONTROLS, MODES, PriorSettings
 
@@ -161,23 +168,31 @@ except InputError as err:
     raise WorkflowError(str(err)) from None
 
 
-def dataset_recipes(dataset):
-    """The recipe names of a dataset: one, or one per device type."""
-    chosen = config["datasets"][dataset]["recipe"]
+def recipe_names(chosen):
+    """The recipe names of a recipe choice: one, or one per device type."""
     return list(chosen.values()) if isinstance(chosen, dict) else [chosen]
 
 
 def check_recipes():
-    for dataset in config["datasets"]:
-        for name in dataset_recipes(dataset):
-            if name not in config["recipes"]:
-                raise WorkflowError(
-                    f"config key datasets.{dataset}.recipe: no recipe named '{name}' under "
-                    f"recipes (there are: {', '.join(config['recipes'])})."
-                )
+    for dataset, entry in config["datasets"].items():
+        chosen = {"recipe": entry["recipe"]}
+        models = entry.get("model_recipes") or {}
+        chosen |= {f"model_recipes.{k}": v for k, v in models.items()}
+        for key, choice in chosen.items():
+            for name in recipe_names(choice):
+                if name not in config["recipes"]:
+                    raise WorkflowError(
+                        f"config key datasets.{dataset}.{key}: no recipe named '{name}' under "
+                        f"recipes (there are: {', '.join(config['recipes'])})."
+                    )
+        for model in (config["train"]["experiments"].get(dataset) or {}).get("models", []):
+            model_recipe(dataset, entry, model)  # one pattern per model
 
 
-check_recipes()
+try:
+    check_recipes()
+except InputError as err:
+    raise WorkflowError(str(err)) from None
 
 
 def dataset_status(name):
@@ -259,17 +274,30 @@ def prior_file(wildcards):
 
 
 def training_config(wildcards):
-    """Only the config keys this run depends on, so that editing one reruns exactly its runs."""
+    """Only the config keys this run depends on, so that editing one reruns exactly its runs:
+    the dataset's entry with the recipe chosen for this model (datasets.<name>.model_recipes,
+    else .recipe) as its `recipe`, that recipe, and this model's overrides. A multi-process CPU
+    run of a recipe with sync_bn stops here, before any job starts. Of the priors section, what
+    a run of its prior and mode depends on (PriorSettings.used_by)."""
     dataset, model, prior = wildcards.dataset, wildcards.model, wildcards.prior
-    used = {} if prior == "none" else PRIOR_SETTINGS.used_by(PRIOR_SETTINGS.spec(prior))
+    entry = config["datasets"][dataset]
+    choice = model_recipe(dataset, entry, model)
+    overrides = config["recipe_overrides"].get(dataset, {}).get(model, {})
+    processes = config["train"]["processes"]
+    device = planned_device() if processes > 1 else None
+    name = choice.get(device) if isinstance(choice, dict) else choice
+    if processes > 1 and name is not None:
+        try:
+            check_sync_bn(name, {**config["recipes"][name], **overrides}, processes, device)
+        except InputError as err:
+            raise WorkflowError(f"{dataset}/{model}: {err}") from None
+    source = {key: value for key, value in entry.items() if key != "model_recipes"}
     return canonical(
         {
-            "datasets": {dataset: config["datasets"][dataset]},
-            "recipes": {name: config["recipes"][name] for name in dataset_recipes(dataset)},
-            "recipe_overrides": {
-                dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}
-            },
-            "priors": used,
+            "datasets": {dataset: {**source, "recipe": choice}},
+            "recipes": {name: config["recipes"][name] for name in recipe_names(choice)},
+            "recipe_overrides": {dataset: {model: overrides}},
+            "priors": {} if prior == "none" else PRIOR_SETTINGS.used_by(PRIOR_SETTINGS.spec(prior)),
             "train": {k: v for k, v in config["train"].items() if k != "experiments"},
         }
     )
