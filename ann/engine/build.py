@@ -9,6 +9,7 @@ from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
 from ann.errors import PriorError, RecipeError
+from ann.layers import DitQuadratic
 from ann.models import create_model, dit_parameters, quadratic_layers
 from ann.priors import apply_prior, load_kappa, prior_weights
 from ann.recipes import Recipe
@@ -16,7 +17,15 @@ from ann.recipes import Recipe
 from .optim import parameter_groups
 from .run import Run
 
-__all__ = ["build_model", "build_optimizer", "build_scheduler", "file_sha256"]
+__all__ = [
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "check_prior_weights",
+    "file_sha256",
+    "model_kwargs",
+    "read_prior_file",
+]
 
 
 def file_sha256(path: str | Path) -> str:
@@ -27,16 +36,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def build_model(
-    run: Run, num_classes: int, in_chans: int, img_size: int
-) -> tuple[nn.Module, str | None]:
-    """The model with its prior applied; also the sha256 of the kappa file behind the prior."""
-    kwargs = {"in_chans": in_chans}
+def model_kwargs(run: Run, num_classes: int, in_chans: int, img_size: int) -> dict:
+    """The keyword arguments of the run's model (part of the run's identity)."""
+    kwargs = {"num_classes": num_classes, "in_chans": in_chans}
     if run.model.startswith(("dit_convnext", "convnext")):
         kwargs["drop_path_rate"] = run.recipe.drop_path
     else:
         kwargs["img_size"] = img_size
-    model = create_model(run.model, num_classes=num_classes, **kwargs)
+    return kwargs
+
+
+def build_model(
+    run: Run, num_classes: int, in_chans: int, img_size: int
+) -> tuple[nn.Module, str | None]:
+    """The model with its prior applied; also the sha256 of the kappa file behind the prior."""
+    model = create_model(run.model, **model_kwargs(run, num_classes, in_chans, img_size))
     has_dit = bool(quadratic_layers(model))
     if not has_dit:
         if run.prior != "none":
@@ -45,20 +59,61 @@ def build_model(
     if run.prior == "none":
         raise PriorError(f"{run.model} has quadratic layers: choose a prior (zero, bio, shuffled).")
     if run.prior_file:
-        if not Path(run.prior_file).is_file():
-            raise PriorError(f"prior file '{run.prior_file}' does not exist; run build_prior.")
-        saved = torch.load(run.prior_file, weights_only=True)
-        if saved.get("prior") != run.prior or saved.get("seed") != run.seed:
-            raise PriorError(
-                f"prior file '{run.prior_file}' holds prior {saved.get('prior')} "
-                f"seed {saved.get('seed')}, not {run.prior} seed {run.seed}."
-            )
+        saved = read_prior_file(Path(run.prior_file), run.prior, run.seed)
+        rebuild = (
+            f"Delete it and run the workflow again (rm {run.prior_file}; snakemake --cores all)."
+        )
+        source = f"prior file '{run.prior_file}'"
+        check_prior_weights(saved["weights"], model, run.prior, source, rebuild)
         apply_prior(model, saved["weights"])
         return model, saved.get("kappa_sha256")
     kappa = load_kappa(run.kappa) if run.kappa and run.prior != "zero" else None
     weights = prior_weights(model, run.prior, kappa, seed=run.seed, **run.priors.options())
+    source = f"the '{run.prior}' prior built from '{run.kappa}'"
+    check_prior_weights(weights, model, run.prior, source, "Check that kappa file.")
     apply_prior(model, weights)
     return model, file_sha256(run.kappa) if kappa is not None else None
+
+
+def read_prior_file(path: Path, prior: str, seed: int) -> dict:
+    """A prior file of the build_prior rule, checked to be readable and to hold `prior` at
+    `seed`; a damaged one is named with how to rebuild it."""
+    if not path.is_file():
+        raise PriorError(f"prior file '{path}' does not exist; run build_prior.")
+    rebuild = f"Delete it and run the workflow again (rm {path}; snakemake --cores all)."
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise PriorError(
+            f"prior file '{path}' cannot be read ({type(err).__name__}): it is damaged or "
+            f"truncated. {rebuild}"
+        ) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("weights"), dict):
+        raise PriorError(f"prior file '{path}' holds no prior weights. {rebuild}")
+    if saved.get("prior") != prior or saved.get("seed") != seed:
+        raise PriorError(
+            f"prior file '{path}' holds prior {saved.get('prior')} "
+            f"seed {saved.get('seed')}, not {prior} seed {seed}."
+        )
+    return saved
+
+
+def check_prior_weights(weights: dict, model: nn.Module, prior: str, source: str, fix: str) -> None:
+    """Every quadratic layer of `model` gets finite prior weights, and a prior other than
+    zero is not all zero (it would train as `zero` under another name). `source` names where
+    the weights come from, `fix` what to do."""
+    names = [name for name, m in model.named_modules() if isinstance(m, DitQuadratic)]
+    missing = [name for name in names if name not in weights]
+    if missing:
+        raise PriorError(f"{source} has no weights for the quadratic layer(s) {missing}. {fix}")
+    for name in names:
+        if not torch.isfinite(weights[name]).all():
+            raise PriorError(f"{source}: layer {name} holds NaN or infinite weights. {fix}")
+    if prior != "zero" and all(not weights[name].any() for name in names):
+        raise PriorError(
+            f"{source}: the '{prior}' prior is zero in every layer, so the run would train as "
+            f"the zero prior under another name. {fix}"
+        )
 
 
 def build_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:

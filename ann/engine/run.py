@@ -14,6 +14,7 @@ from ann.errors import ConfigError, DatasetError
 from ann.priors import PRIORS, PriorSettings
 from ann.recipes import Recipe, recipe_name, resolve_recipe
 from ann.sections import checked_choice, checked_keys
+from dendrite_sim.config_file import ConfigFileError, non_finite_number, read_config_file
 
 from .distributed import device_type
 
@@ -88,8 +89,8 @@ class Run:
     prior_file: Path | None = None  # prior weights from the build_prior rule
     kappa: Path | None = None  # kappa.nc for the bio and shuffled priors
 
-    def identity(self) -> dict[str, str | int]:
-        """What a checkpoint and metrics.json record of the run (a checkpoint must match)."""
+    def labels(self) -> dict[str, str | int]:
+        """What names the run in metrics.json (its identity, ann.engine.identity, has more)."""
         return {
             "dataset": self.dataset,
             "model": self.model,
@@ -143,20 +144,23 @@ def run_from_config(
 
 
 def read_config(path: str | Path, dataset: str, overrides: Mapping, device: str) -> dict:
-    """config.yaml, checked against the workflow's schema (the one Snakemake validates with)
-    with the --set overrides applied to the recipe the run uses."""
+    """config.yaml, read strictly (dendrite_sim.config_file: no repeated key, no alias bomb)
+    and checked against the workflow's schema (the one Snakemake validates with), with the
+    --set overrides applied to the recipe the run uses; every number must be finite."""
     import jsonschema
 
     try:
-        config = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"config file '{path}' cannot be read: {err}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"config file '{path}' does not hold a mapping of config keys.")
+        config = read_config_file(path)
+    except ConfigFileError as err:
+        raise ConfigError(str(err)) from None
     checked = copy.deepcopy(config)
     if overrides and dataset in checked.get("datasets", {}):
         name = recipe_name(checked, dataset, device_type(device))
         checked["recipes"][name] = {**checked["recipes"][name], **overrides}
+    not_finite = non_finite_number(overrides, "--set") or non_finite_number(config)
+    if not_finite:
+        where = not_finite if not_finite.startswith("--set") else f"{path}: config key {not_finite}"
+        raise ConfigError(f"{where}: every number must be finite (NaN and infinities are refused).")
     schema = yaml.safe_load(SCHEMA.read_text())
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(checked)

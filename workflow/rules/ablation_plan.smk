@@ -1,24 +1,11 @@
 # The prior ablation's plan (workflow/rules/ablation.smk): its config, checked when the
 # workflow is read, its seeds, datasets and runs, and what the report rule reads.
 import itertools
-import shutil
 from types import SimpleNamespace
 
 ABLATION_REFERENCE = "zero"  # the paper's K = 0: every other prior is compared with it
 ABLATION = config.get("experiments", {}).get("prior_ablation", {"enabled": False})
 ABLATION_DIR = f"{RESULTS}/experiments/prior_ablation"
-
-
-def planned_device():
-    """cuda or cpu: where the training jobs will run (train.device; auto: CUDA when present)."""
-    device = config["train"]["device"]
-    if device != "auto":
-        return device
-    if shutil.which("nvidia-smi") is None:
-        return "cpu"  # no NVIDIA driver: no need to import torch to know
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def ablation_seeds():

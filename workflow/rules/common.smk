@@ -3,6 +3,7 @@
 # stops it in one line that names the config key.
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,29 +27,37 @@ from dendrite_sim.errors import InputError
 from dendrite_sim.figures import FIGURES
 from dendrite_sim.morphology import load_cell
 from dendrite_sim.sites import select_sites
-from pipeline.plan_checks import DATASET_FILES, check_budget, check_config, plan_budget
+from pipeline.plan_checks import (
+    DATASET_FILES,
+    check_budget,
+    check_config,
+    check_prior_cell,
+    check_config_values,
+    count_compartments,
+    drop_removed_entries,
+    plan_budget,
+    results_folder,
+    schema_problem,
+)
 
-YAML_TEXT_NUMBER = re.compile(r"[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+")
-
-
-def check_yaml_numbers(node, key=""):
-    """YAML reads 2e1 (an exponent without a decimal point) as text; say so, naming the key."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            check_yaml_numbers(value, f"{key}.{name}" if key else str(name))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            check_yaml_numbers(value, f"{key}[{index}]")
-    elif isinstance(node, str) and YAML_TEXT_NUMBER.fullmatch(node) and "." not in node:
-        mantissa, exponent = re.split("[eE]", node)
-        raise WorkflowError(
-            f"config key {key}: '{node}' is text to YAML, which reads an exponent as a number "
-            f"only with a decimal point; write {mantissa}.0e{exponent}."
-        )
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 
-check_yaml_numbers(config)
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+def check_config_keys():
+    """The config's values (every number finite) and the schema, each problem in one line
+    that names the key; then Snakemake's own validation, which fills in the defaults."""
+    try:
+        drop_removed_entries(config)
+        check_config_values(config)
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+    problem = schema_problem(config, SCHEMA)
+    if problem:
+        raise WorkflowError(problem)
+    validate(config, SCHEMA)
+
+
+check_config_keys()
 
 
 def canonical(value):
@@ -61,7 +70,10 @@ def canonical(value):
     return value
 
 
-RESULTS = config["results_dir"]
+try:
+    RESULTS = results_folder(config["results_dir"])
+except InputError as err:
+    raise WorkflowError(str(err)) from None
 # What psp.nc depends on: the dendrite section without its run settings (dendrite.chunks).
 SIMULATION_SETTINGS = canonical(simulation_settings(config["dendrite"]))
 CELLS = list(config["dendrite"]["cells"])
@@ -80,18 +92,20 @@ def morphology_file(cell):
 
 
 def cell_budget(name):
-    """Build the cell (reading, repairing and segmenting an SWC file), choose its sites and
-    estimate its simulation; refuse what cannot fit this machine."""
+    """Estimate the cell's simulation from counts (compartments, trials, inputs) and refuse
+    what cannot fit this machine; then build the cell (reading, repairing and segmenting an
+    SWC file) and choose its sites."""
     spec = cell_morphology(config["dendrite"]["cells"][name])
     if not spec.startswith("builtin:") and not Path(spec).is_file():
         raise InputError(
             f"config key dendrite.cells.{name}: morphology file '{spec}' does not exist."
         )
     settings = DendriteConfig.from_mapping(cell_settings(config["dendrite"], name))
-    built = load_cell(spec, settings)
-    sites = select_sites(built.compartments(), settings.sites)
-    budget = plan_budget(name, settings, len(sites), built.morphology.total_compartments)
+    compartments = count_compartments(name, spec, settings)
+    n_sites = len(settings.sites.explicit) or settings.sites.n_sites
+    budget = plan_budget(name, settings, n_sites, compartments)
     check_budget(budget)
+    select_sites(load_cell(spec, settings).compartments(), settings.sites)
     logger.info(budget.describe())
     return budget
 
@@ -133,6 +147,8 @@ def check_priors():
             f"config key priors.cell: '{config['priors']['cell']}' is not one of the cells "
             f"under dendrite.cells ({', '.join(CELLS)})."
         )
+    for prior, cell in PRIOR_CELLS.items():
+        check_prior_cell(prior, cell, cell_settings(config["dendrite"], cell))
     for dataset, experiment in config["train"]["experiments"].items():
         for prior in (experiment or {}).get("priors", []):
             if prior not in PRIOR_NAMES:
@@ -196,7 +212,14 @@ def dataset_status(name):
     if name == "imagenet":
         found = all((root / folder).is_dir() for folder in expected)
     else:
-        found = any((root / candidate).is_file() for candidate in expected)
+        files = [root / candidate for candidate in expected if (root / candidate).is_file()]
+        empty = [str(path) for path in files if path.stat().st_size == 0]
+        if empty:
+            raise WorkflowError(
+                f"config key datasets.{name}.root: '{empty[0]}' is empty (0 bytes), a "
+                f"download or copy cut short; replace it (or set root: null to skip {name})."
+            )
+        found = bool(files)
     if found:
         return True, f"from {root}"
     if downloads:
@@ -261,20 +284,65 @@ def prior_file(wildcards):
     return {}
 
 
+def planned_device():
+    """cuda or cpu: where the training jobs will run (train.device; auto: CUDA when present)."""
+    device = config["train"]["device"]
+    if device != "auto":
+        return device
+    if shutil.which("nvidia-smi") is None:
+        return "cpu"  # no NVIDIA driver: no need to import torch to know
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def planned_recipe(dataset):
+    """The name of the recipe a dataset's runs train with on the planned device."""
+    chosen = config["datasets"][dataset]["recipe"]
+    return chosen[planned_device()] if isinstance(chosen, dict) else chosen
+
+
 def training_config(wildcards):
-    """Only the config keys this run depends on, so that editing one reruns exactly its runs."""
+    """Only the config keys this run's numbers depend on (the run's identity, docs/reruns.md),
+    so that editing one reruns exactly its runs: its dataset's files, its recipe on the
+    planned device, the prior's settings, the device type and the number of processes. Not
+    train.threads or train.compile (the same numbers), nor another device's recipe."""
     dataset, model = wildcards.dataset, wildcards.model
+    source = config["datasets"][dataset]
     return canonical(
         {
-            "datasets": {dataset: config["datasets"][dataset]},
-            "recipes": {name: config["recipes"][name] for name in dataset_recipes(dataset)},
-            "recipe_overrides": {
-                dataset: {model: config["recipe_overrides"].get(dataset, {}).get(model, {})}
-            },
+            "datasets": {dataset: {k: v for k, v in source.items() if k != "recipe"}},
+            "recipe": config["recipes"][planned_recipe(dataset)],
+            "recipe_overrides": config["recipe_overrides"].get(dataset, {}).get(model, {}),
             "priors": prior_settings(wildcards.prior) if wildcards.prior in BUILT_PRIORS else {},
-            "train": {k: v for k, v in config["train"].items() if k != "experiments"},
+            "train": {"device": planned_device(), "processes": config["train"]["processes"]},
         }
     )
+
+
+def check_training_plan():
+    """Each trained dataset has a recipe for the planned device, and a profile that sets the
+    training job's tasks (set-resources: train: tasks) gives it train.processes of them."""
+    for dataset in TRAINED_DATASETS:
+        chosen = config["datasets"][dataset]["recipe"]
+        if isinstance(chosen, dict) and planned_device() not in chosen:
+            raise WorkflowError(
+                f"config key datasets.{dataset}.recipe: no recipe for the device the runs "
+                f"train on ({planned_device()}, train.device: {config['train']['device']}); "
+                f"it has {', '.join(sorted(chosen))}. Add one, or set train.device."
+            )
+    resources = workflow.resource_settings.overwrite_resources.get("train") or {}
+    tasks = getattr(resources.get("tasks"), "value", resources.get("tasks"))
+    processes = config["train"]["processes"]
+    if TRAINED_DATASETS and tasks is not None and int(tasks) != processes:
+        raise WorkflowError(
+            f"config key train.processes: {processes}, but the profile gives each training "
+            f"job {tasks} task(s) (set-resources: train: tasks); set both to the same number "
+            "(README, Running on a cluster)."
+        )
+
+
+check_training_plan()
 
 
 # Input functions of the report rules (workflow/rules/report.smk).
