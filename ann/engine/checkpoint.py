@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ann.errors import TrainingError
-from ann.io import save_torch
+from ann.io import fsync_path, save_torch
 
 from .batches import Generators
 from .identity import identity_differences
@@ -117,6 +117,8 @@ def _set_aside(folder: Path, present: list[str], why: str) -> None:
     target.mkdir(parents=True)
     for name in present:
         os.replace(folder / name, target / name)
+    fsync_path(target)
+    fsync_path(folder)
     log.warning(
         "set aside the run in '%s' (%s) in '%s'; starting over. Delete that folder when you "
         "no longer need it.",
