@@ -157,9 +157,9 @@ def read_config(path: str | Path, dataset: str, overrides: Mapping, device: str)
     if overrides and dataset in checked.get("datasets", {}):
         name = recipe_name(checked, dataset, device_type(device))
         checked["recipes"][name] = {**checked["recipes"][name], **overrides}
-    not_finite = non_finite_number(overrides, "--set") or non_finite_number(config)
-    if not_finite:
-        where = not_finite if not_finite.startswith("--set") else f"{path}: config key {not_finite}"
+    override, value = non_finite_number(overrides), non_finite_number(config)
+    if override or value:
+        where = f"--set {override}" if override else f"{path}: config key {value}"
         raise ConfigError(f"{where}: every number must be finite (NaN and infinities are refused).")
     schema = yaml.safe_load(SCHEMA.read_text())
     error = jsonschema.exceptions.best_match(

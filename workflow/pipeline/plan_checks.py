@@ -358,3 +358,61 @@ DATASET_FILES = {
     "cifar100": ["cifar-100-python/train", "train"],
     "imagenet": ["train/", "val/"],
 }
+
+
+def dataset_status(name: str, source: Mapping, experiment: Mapping | None) -> tuple[bool, str]:
+    """Whether the dataset's runs are planned, and why: skipped while its root is not set or
+    it has no train.experiments entry; an InputError when the root is set but does not hold
+    the data (unless it may be downloaded) or holds an empty file."""
+    if not experiment:
+        return False, f"no train.experiments.{name} entry"
+    downloads = source.get("download") and name != "imagenet"
+    if not source.get("root"):
+        if downloads:
+            return True, "downloaded when missing"
+        return False, f"datasets.{name}.root is not set"
+    root = Path(source["root"])
+    expected = DATASET_FILES[name]
+    if name == "imagenet":
+        found = all((root / folder).is_dir() for folder in expected)
+    else:
+        files = [root / candidate for candidate in expected if (root / candidate).is_file()]
+        empty = [str(path) for path in files if path.stat().st_size == 0]
+        if empty:
+            raise InputError(
+                f"config key datasets.{name}.root: '{empty[0]}' is empty (0 bytes), a "
+                f"download or copy cut short; replace it (or set root: null to skip {name})."
+            )
+        found = bool(files)
+    if found:
+        return True, f"from {root}"
+    if downloads:
+        return True, f"downloaded into {root}"
+    raise InputError(
+        f"config key datasets.{name}.root: '{root}' does not hold {' or '.join(expected)}; "
+        f"fix the path, set datasets.{name}.download: true, or set root: null to skip {name}."
+    )
+
+
+def check_device_recipes(config: Mapping, datasets: list[str], device: str) -> None:
+    """Each trained dataset names a recipe for the device the runs train on."""
+    for dataset in datasets:
+        chosen = config["datasets"][dataset]["recipe"]
+        if isinstance(chosen, Mapping) and device not in chosen:
+            raise InputError(
+                f"config key datasets.{dataset}.recipe: no recipe for the device the runs "
+                f"train on ({device}, train.device: {config['train']['device']}); it has "
+                f"{', '.join(sorted(chosen))}. Add one, or set train.device."
+            )
+
+
+def check_training_tasks(processes: int, tasks: object) -> None:
+    """A profile's tasks for the training job (None: not set) must be train.processes: the
+    job trains through torchrun with that many processes."""
+    tasks = getattr(tasks, "value", tasks)  # Snakemake's Resource, or a plain number
+    if tasks is not None and int(tasks) != processes:
+        raise InputError(
+            f"config key train.processes: {processes}, but the profile gives each training "
+            f"job {tasks} task(s) (set-resources: train: tasks); set both to the same number "
+            "(README, Running on a cluster)."
+        )

@@ -33,7 +33,10 @@ from pipeline.plan_checks import (
     check_config,
     check_prior_cell,
     check_config_values,
+    check_device_recipes,
+    check_training_tasks,
     count_compartments,
+    dataset_status,
     drop_removed_entries,
     plan_budget,
     results_folder,
@@ -196,41 +199,13 @@ def check_recipes():
 check_recipes()
 
 
-def dataset_status(name):
-    """Whether the dataset's runs are planned, and why: skipped while its root is not set; an
-    error when the root is set but does not hold the data (unless it may be downloaded)."""
-    source = config["datasets"][name]
-    if not config["train"]["experiments"].get(name):
-        return False, f"no train.experiments.{name} entry"
-    downloads = source.get("download") and name != "imagenet"
-    if not source.get("root"):
-        if downloads:
-            return True, "downloaded when missing"
-        return False, f"datasets.{name}.root is not set"
-    root = Path(source["root"])
-    expected = DATASET_FILES[name]
-    if name == "imagenet":
-        found = all((root / folder).is_dir() for folder in expected)
-    else:
-        files = [root / candidate for candidate in expected if (root / candidate).is_file()]
-        empty = [str(path) for path in files if path.stat().st_size == 0]
-        if empty:
-            raise WorkflowError(
-                f"config key datasets.{name}.root: '{empty[0]}' is empty (0 bytes), a "
-                f"download or copy cut short; replace it (or set root: null to skip {name})."
-            )
-        found = bool(files)
-    if found:
-        return True, f"from {root}"
-    if downloads:
-        return True, f"downloaded into {root}"
-    raise WorkflowError(
-        f"config key datasets.{name}.root: '{root}' does not hold {' or '.join(expected)}; "
-        f"fix the path, set datasets.{name}.download: true, or set root: null to skip {name}."
-    )
-
-
-DATASET_STATUS = {name: dataset_status(name) for name in config["datasets"]}
+try:
+    DATASET_STATUS = {
+        name: dataset_status(name, source, config["train"]["experiments"].get(name))
+        for name, source in config["datasets"].items()
+    }
+except InputError as err:
+    raise WorkflowError(str(err)) from None
 TRAINED_DATASETS = [name for name, (enabled, _) in DATASET_STATUS.items() if enabled]
 logger.info(
     "datasets: "
@@ -321,25 +296,14 @@ def training_config(wildcards):
 
 
 def check_training_plan():
-    """Each trained dataset has a recipe for the planned device, and a profile that sets the
+    """The planned device has a recipe for every trained dataset, and a profile that sets the
     training job's tasks (set-resources: train: tasks) gives it train.processes of them."""
-    for dataset in TRAINED_DATASETS:
-        chosen = config["datasets"][dataset]["recipe"]
-        if isinstance(chosen, dict) and planned_device() not in chosen:
-            raise WorkflowError(
-                f"config key datasets.{dataset}.recipe: no recipe for the device the runs "
-                f"train on ({planned_device()}, train.device: {config['train']['device']}); "
-                f"it has {', '.join(sorted(chosen))}. Add one, or set train.device."
-            )
     resources = workflow.resource_settings.overwrite_resources.get("train") or {}
-    tasks = getattr(resources.get("tasks"), "value", resources.get("tasks"))
-    processes = config["train"]["processes"]
-    if TRAINED_DATASETS and tasks is not None and int(tasks) != processes:
-        raise WorkflowError(
-            f"config key train.processes: {processes}, but the profile gives each training "
-            f"job {tasks} task(s) (set-resources: train: tasks); set both to the same number "
-            "(README, Running on a cluster)."
-        )
+    try:
+        check_device_recipes(config, TRAINED_DATASETS, planned_device())
+        check_training_tasks(config["train"]["processes"], resources.get("tasks"))
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
 
 
 check_training_plan()
