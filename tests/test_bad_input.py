@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 import yaml
-from conftest import run_snakemake
+from conftest import run_snakemake, snakemake_command
 from snakemake.utils import validate
 
 from dendrite_sim.config import DendriteConfig, Protocol, from_mapping
@@ -152,24 +152,13 @@ def test_bad_config_is_rejected_naming_the_key(config, key, value, named):
     assert named in str(err.value)
 
 
-def snakemake_dry_run(tmp_path: Path, *config: str) -> subprocess.CompletedProcess:
+def snakemake_dry_run(
+    tmp_path: Path, *config: str, configfile: Path = ROOT / "config.yaml"
+) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-d", str(tmp_path)]
+    command += ["-s", str(ROOT / "Snakefile"), "--configfile", str(configfile)]
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--cores",
-            "1",
-            "-d",
-            str(tmp_path),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--configfile",
-            str(ROOT / "config.yaml"),
-            "--config",
-            *config,
-        ],
+        command + (["--config", *config] if config else []),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -199,7 +188,7 @@ def test_cli_malformed_swc_names_file_and_line(tmp_path):
 def test_cli_schema_error_names_the_key(tmp_path):
     run = snakemake_dry_run(tmp_path, "dendrite={'chunks': -2}")
     assert run.returncode != 0
-    assert "['dendrite']['chunks']" in run.stdout
+    assert "config key dendrite.chunks: " in run.stdout
 
 
 def test_failed_stage_leaves_no_output(tmp_path, small_dendrite):
@@ -220,29 +209,97 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 
 
 # Each of these stops `snakemake -n` at plan time with one line naming the key.
+MULTI = {"n_trials": 30, "n_E": 15, "n_I": 5, "window_ms": 10.0, "seed": 2}
 PLAN_TIME_ERRORS = [
-    ("train.experiments.fashion_mnist.seeds", [0, 0], "non-unique"),
-    ("priors.cell", "../elsewhere", "config key priors.cell"),
-    ("datasets.cifar10.root", "/no/such/cifar", "config key datasets.cifar10.root"),
-    ("kappa.response_ms", "2e1", "config key kappa.response_ms: '2e1' is text to YAML"),
-    ("dendrite.chunks", 100000, "config key dendrite.chunks: 100000 processes for 2590"),
-    ("dendrite.protocol.multi.n_trials", 10**8, "more than 80% of this machine's"),
-    ("datasets.fashion_mnist.recipe", "fmnist_typo", "no recipe named 'fmnist_typo'"),
-    ("dendrite.synapses.I.tau_decay_ms", 1.0, "config keys dendrite.synapses.I.tau_rise_ms"),
-    ("experiments.prior_ablation.priors", ["bio", "shuffled"], "reference prior 'zero'"),
+    ({"train.experiments.fashion_mnist.seeds": [0, 0]}, "non-unique"),
+    ({"priors.cell": "../elsewhere"}, "config key priors.cell"),
+    ({"datasets.cifar10.root": "/no/such/cifar"}, "config key datasets.cifar10.root"),
+    ({"kappa.response_ms": "2e1"}, "config key kappa.response_ms: '2e1' is text to YAML"),
+    (
+        {"dendrite.chunks": 1000, "dendrite.sites.n_sites": 1},
+        "config key dendrite.chunks: 1000 processes for 166",
+    ),
+    (
+        {"dendrite.protocol.multi": {**MULTI, "n_trials": 10**6, "n_E": 10**4}},
+        "more than 80% of this machine's",
+    ),
+    ({"datasets.fashion_mnist.recipe": "fmnist_typo"}, "no recipe named 'fmnist_typo'"),
+    ({"dendrite.synapses.I.tau_decay_ms": 1.0}, "config keys dendrite.synapses.I.tau_rise_ms"),
+    ({"experiments.prior_ablation.priors": ["bio", "shuffled"]}, "reference prior 'zero'"),
+    # issue 25: NaN (S5), a schema error in one line, a device without a recipe
+    (
+        {"dendrite.membrane.Rm_ohm_cm2": float("nan")},
+        "config key dendrite.membrane.Rm_ohm_cm2 = nan",
+    ),
+    (
+        {"dendrite.protocol.multi.n_trials": -3},
+        "config key dendrite.protocol.multi.n_trials: -3 is less than the minimum of 1",
+    ),
+    (
+        {"train.device": "cpu", "datasets.fashion_mnist.recipe": {"cuda": "fmnist_gpu"}},
+        "datasets.fashion_mnist.recipe: no recipe for the device the runs train on (cpu",
+    ),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "key, value, message", PLAN_TIME_ERRORS, ids=[e[0] for e in PLAN_TIME_ERRORS]
+    "changes, message", PLAN_TIME_ERRORS, ids=[",".join(e[0]) for e in PLAN_TIME_ERRORS]
 )
-def test_plan_time_errors_name_the_key(tmp_path, config, key, value, message):
-    run = run_snakemake(tmp_path, _set(config, key, value), "-n")
+def test_plan_time_errors_name_the_key(tmp_path, config, changes, message):
+    for key, value in changes.items():
+        _set(config, key, value)
+    # the whole config, in place of config.yaml (merged, a mapping could not lose a key)
+    run = run_snakemake(tmp_path, config, "-n", "--replace-workflow-config")
     assert run.returncode != 0
     assert message in run.stdout, run.stdout[-2000:]
     assert "Traceback (most recent call last)" not in run.stdout
     assert "Job stats" not in run.stdout  # no job was planned
+    errors = [line for line in run.stdout.splitlines() if message in line]
+    assert len(errors) == 1
+
+
+@pytest.mark.slow
+def test_a_repeated_key_or_an_alias_bomb_stops_the_plan(tmp_path):
+    """S9: a second `train:` block silently replaced the first; C10: an alias bomb did not
+    finish planning in 60 s. Both stop in one line, before Snakemake merges the file."""
+    repeated = (ROOT / "config.yaml").read_text() + "\ntrain:\n  device: cpu\n"
+    (tmp_path / "config.yaml").write_text(repeated)
+    run = snakemake_dry_run(tmp_path, configfile=tmp_path / "config.yaml")
+    assert run.returncode != 0
+    assert "key 'train' is given twice in one mapping (first on line" in run.stdout
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(mapping=False))
+    run = snakemake_dry_run(tmp_path, configfile=tmp_path / "bomb.yaml")
+    assert run.returncode != 0 and "its aliases expand to" in run.stdout
+
+
+@pytest.mark.slow
+def test_a_config_file_can_run_only_chosen_cells(tmp_path):
+    """S10: a --configfile merges into config.yaml; null removes a cell (and its prior)."""
+    (tmp_path / "only.yaml").write_text(
+        "dendrite: {cells: {pyramidal_nmda: null}}\n"
+        "priors: {biological: {bio_nmda: null}}\n"
+        "experiments: {prior_ablation: {priors: [zero, bio, shuffled]}}\n"
+    )
+    run = snakemake_dry_run(tmp_path, configfile=tmp_path / "only.yaml")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "pyramidal_nmda" not in run.stdout and "bio_nmda" not in run.stdout
+    assert "results/dendrite/pyramidal/kappa.nc" in run.stdout
+
+
+@pytest.mark.slow
+def test_a_profile_that_gives_training_fewer_tasks_than_processes_is_refused(tmp_path, config):
+    """S11: train.processes: 4 with the SLURM profile's tasks: 1 ran one process, silently."""
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text("cores: 1\nset-resources:\n  train:\n    tasks: 1\n")
+    config["train"]["processes"] = 4
+    command = snakemake_command(tmp_path, config, profile) + ["-n"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "train.processes: 4, but the profile gives each training job 1 task(s)" in (
+        run.stdout + run.stderr
+    )
 
 
 # ---------------------------------------------------------------- issue 25: a hostile probe
