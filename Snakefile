@@ -7,7 +7,7 @@ min_version("8.20")
 include: "workflow/rules/config_files.smk"
 
 
-check_config_files([workflow.source_path("config.yaml"), *workflow.config_settings.configfiles])
+check_config_files()
 
 
 configfile: workflow.source_path("config.yaml")
