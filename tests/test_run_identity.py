@@ -98,6 +98,12 @@ def test_every_prior_setting_is_part_of_the_identity_but_other_priors_cells(defa
     assert identity_of(named)["priors"]["cell"] == run.priors.biological["bio_nmda"]
     plain = run_from_config(default_config, "fashion_mnist", "resnet20", "none", 0, Path("x"))
     assert identity_of(plain)["priors"] is None  # no quadratic layers: no prior settings
+    zero = dataclasses.replace(run, prior="zero")  # K = 0 whatever builds the other priors
+    assert identity_of(zero)["priors"] == {
+        k: v
+        for k, v in dataclasses.asdict(run.priors).items()
+        if k not in {"cell", "biological", *run.priors.options()}
+    }
 
 
 def test_the_identity_names_files_seed_precision_and_engine_but_not_threads_or_compile(

@@ -4,7 +4,8 @@ metrics.json and compared before a run resumes or reuses a folder.
 It holds the labels (dataset, model, prior, seed), the model's keyword arguments, every
 recipe key (as `asdict` of the Recipe, so keys added later are covered), the prior settings
 as the run receives them (`asdict` of PriorSettings: every key but `biological`, whose other
-named priors do not reach this run, with `cell` resolved to this prior's cell), the sha256 of
+named priors do not reach this run, with `cell` resolved to this prior's cell; for the zero
+prior without the keys that only build a K), the sha256 of
 the prior file and of the kappa file, the dataset's files (name, size and a hash: the whole
 file up to WHOLE_FILE_BYTES, its first and last HEAD_BYTES above; for ImageNet the index of
 its file names), the precision the model trains in, the number of pieces each global batch is
@@ -103,12 +104,17 @@ def dataset_fingerprint(name: str, root: str | Path | None) -> dict:
 
 
 def _prior_settings(run: Run) -> dict | None:
-    """The prior settings this run depends on: none for a model without quadratic layers."""
+    """The prior settings this run depends on: none for a model without quadratic layers;
+    for the zero prior, none of those that only build a prior's K (the cell and the keywords
+    of prior_weights, PriorSettings.options)."""
     if run.prior == "none":
         return None
     settings = asdict(run.priors)
     others = settings.pop("biological", None) or {}
     settings["cell"] = others.get(run.prior, settings.get("cell"))
+    if run.prior == "zero":
+        building = {"cell", *run.priors.options()}
+        settings = {k: v for k, v in settings.items() if k not in building}
     return settings
 
 

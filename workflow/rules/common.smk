@@ -79,6 +79,17 @@ except InputError as err:
     raise WorkflowError(str(err)) from None
 # What psp.nc depends on: the dendrite section without its run settings (dendrite.chunks).
 SIMULATION_SETTINGS = canonical(simulation_settings(config["dendrite"]))
+# The training's run settings: how fast, not what (docs/reruns.md).
+TRAIN_RUN_SETTINGS = ("threads", "compile")
+# The config without run settings: what the report copies (report/config.yaml), so that a
+# change of run settings reruns nothing.
+RESULT_SETTINGS = canonical(
+    {
+        **config,
+        "dendrite": SIMULATION_SETTINGS,
+        "train": {k: v for k, v in config["train"].items() if k not in TRAIN_RUN_SETTINGS},
+    }
+)
 CELLS = list(config["dendrite"]["cells"])
 # Per cell, the settings it is simulated with (its own overrides merged in, only its own entry
 # under cells): the params of its rules, so that editing one cell reruns only that cell.
