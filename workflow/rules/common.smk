@@ -307,11 +307,13 @@ def training_config(wildcards):
 
 
 def check_training_plan():
-    """The planned device has a recipe for every trained dataset, and a profile that sets the
+    """The planned device has a recipe for every dataset with data, and a profile that sets the
     training job's tasks (set-resources: train: tasks) gives it train.processes of them."""
     resources = workflow.resource_settings.overwrite_resources.get("train") or {}
     try:
-        check_device_recipes(config, TRAINED_DATASETS, planned_device())
+        # every dataset with data may train: in the grid or in the prior ablation
+        with_data = [n for n, s in config["datasets"].items() if s.get("root") or s.get("download")]
+        check_device_recipes(config, with_data, planned_device())
         check_training_tasks(config["train"]["processes"], resources.get("tasks"))
     except InputError as err:
         raise WorkflowError(str(err)) from None
