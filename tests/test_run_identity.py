@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from fixtures import write_fashion_mnist
+from fixtures import write_fashion_mnist, write_imagenet
 from test_train import tiny_config
 
 from ann.engine import Context, run_from_config, train
@@ -144,6 +144,18 @@ def test_the_dataset_fingerprint_follows_the_contents_not_the_folder(tmp_path):
     b = dataset_fingerprint("fashion_mnist", tmp_path / "b")
     assert b["t10k-labels-idx1-ubyte.gz"]["bytes"] == a["t10k-labels-idx1-ubyte.gz"]["bytes"]
     assert b["t10k-labels-idx1-ubyte.gz"]["sha256"] != a["t10k-labels-idx1-ubyte.gz"]["sha256"]
+
+
+def test_imagenet_is_fingerprinted_by_its_index_of_file_names(tmp_path):
+    write_imagenet(tmp_path / "a", {"n01": 2, "n02": 1}, {"n01": 1})
+    first = dataset_fingerprint("imagenet", tmp_path / "a")
+    assert first["files"] == 4
+    (tmp_path / "a").rename(tmp_path / "b")  # another root, the same files
+    assert dataset_fingerprint("imagenet", tmp_path / "b") == first
+    (tmp_path / "b" / "val" / "n01" / "n01_0.JPEG").rename(
+        tmp_path / "b" / "val" / "n01" / "x.JPEG"
+    )
+    assert dataset_fingerprint("imagenet", tmp_path / "b")["index_sha256"] != first["index_sha256"]
 
 
 def test_a_folder_of_another_identity_is_refused_set_aside_or_restarted(tmp_path, caplog):
