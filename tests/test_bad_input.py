@@ -415,6 +415,15 @@ def test_cli_refuses_a_non_finite_override_and_a_non_finite_config(default_confi
         read_config(path, "fashion_mnist", {}, "cpu")
 
 
+def test_ann_train_refuses_a_seed_outside_the_generators_range(default_config):
+    from ann.engine import run_from_config
+    from ann.errors import ConfigError
+
+    for seed in (2**32, -1):
+        with pytest.raises(ConfigError, match=r"outside \[0, 2\^32\)"):
+            run_from_config(default_config, "fashion_mnist", "resnet20", "none", seed, Path("x"))
+
+
 @pytest.mark.parametrize("seed, valid", [(2**32 - 1, True), (2**32, False), (-1, False)])
 def test_seeds_lie_in_the_range_of_the_generators(config, seed, valid):
     import jsonschema

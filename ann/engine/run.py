@@ -120,6 +120,10 @@ def run_from_config(
     is the dataset's recipe for the device the run trains on."""
     if dataset not in config["datasets"]:
         raise DatasetError(f"no dataset '{dataset}' under datasets in the config.")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(
+            f"seed {seed} is outside [0, 2^32), the range of numpy's and torch's seeds."
+        )
     source = DatasetSource.from_mapping(config["datasets"][dataset], f"datasets.{dataset}")
     settings = TrainSettings.from_mapping(config["train"])
     device = device or settings.device
