@@ -1,7 +1,7 @@
 """Read SWC morphology files and cut them into sections the way NEURON's Import3d does.
 
 `read_swc` checks a file and returns its points; every problem that cannot be repaired
-(a malformed row, a non-positive radius, a duplicate id, a parent that does not exist,
+(a malformed row, a radius or coordinate out of range, a duplicate id, a parent that does not exist,
 a second root, a cycle, a root that is not a soma point) is an `InputError` that names
 the file, the line and what to do.
 
@@ -137,8 +137,9 @@ def read_swc(path: str | Path) -> SwcPoints:
     """The points of an SWC file, checked to form one tree rooted at a soma point.
 
     Rows may come in any order; ids need not be contiguous. Raises InputError naming
-    the file and line for: a malformed row, a non-finite value, a non-integer or
-    repeated id, a non-positive radius, a parent id that is not in the file, more than
+    the file and line for: a malformed row, a non-finite value, a non-integer id, type or
+    parent, a repeated id, a radius outside RADIUS_RANGE_UM (a non-positive one says so), a
+    coordinate beyond COORDINATE_LIMIT_UM, a parent id that is not in the file, more than
     one root (points not connected to the cell), a cycle, a root that is not a soma
     point (type 1).
     """
