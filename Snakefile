@@ -4,6 +4,12 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
+include: "workflow/rules/config_files.smk"
+
+
+check_config_files()
+
+
 configfile: workflow.source_path("config.yaml")
 
 

@@ -59,6 +59,7 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE
         self._fd: int | None = None
+        self._created: list[Path] = []  # folders acquire made, deepest first
 
     def _busy(self, owner: dict, advice: str = WAIT) -> LockError:
         return LockError(
@@ -68,6 +69,7 @@ class RunLock:
         )
 
     def acquire(self) -> None:
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
         me = {
             "pid": os.getpid(),
@@ -129,6 +131,8 @@ class RunLock:
         raise LockError(f"could not take the lock file '{self.path}': it keeps changing.")
 
     def release(self) -> None:
+        """Give the lock back; remove the folders acquire made if the run left them empty (a
+        run that failed before writing anything leaves no trace)."""
         if self._fd is None:
             return
         try:
@@ -136,6 +140,11 @@ class RunLock:
         finally:
             os.close(self._fd)
             self._fd = None
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the run's outputs), or made by someone else meanwhile
+                break
 
     def __enter__(self) -> "RunLock":
         self.acquire()

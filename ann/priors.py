@@ -234,14 +234,64 @@ def load_kappa(path: str | Path) -> KappaTables:
             f"is damaged or truncated. Delete it and run the workflow again (rm {path}; "
             "snakemake --cores all), which rebuilds it."
         ) from None
-    missing = [f"kappa_{k}" for k in KAPPA_KINDS if f"kappa_{k}" not in ds] + (
-        [] if "psp_peak" in ds else ["psp_peak"]
-    )
+    tables, scale = checked_kappa(ds, path)
+    return KappaTables(**tables, psp_scale_mV=scale, source=str(path))
+
+
+# The dimensions of each kappa table in kappa.nc (dendrite_sim.kappa.MATRIX_DIMS), read by
+# name: a file that stores kappa_EI as (i_site, e_site) is transposed, not misread.
+KAPPA_DIMS = {"EI": ("e_site", "i_site"), "EE": ("site_a", "site_b"), "II": ("site_a", "site_b")}
+# |kappa| in 1/mV above which a table is not a fit: at 1 mV each, the pair's interaction would
+# exceed a volt (the fitted values are 0.001-1 /mV).
+KAPPA_LIMIT = 1e3
+
+
+def checked_kappa(ds: xr.Dataset, path: Path) -> tuple[dict[str, np.ndarray], float]:
+    """The kappa tables of a kappa.nc (by dimension name, NaN pairs filled with the median)
+    and the typical PSP amplitude, after checking that they can make a prior: every table
+    present with its dimensions and one number of sites, finite and bounded, not all zero,
+    and finite, non-zero single-PSP peaks. A PriorError names the file and the fix."""
+    refit = f"Rebuild it: rm {path}; snakemake --cores all."
+    missing = [f"kappa_{k}" for k in KAPPA_KINDS if f"kappa_{k}" not in ds]
+    missing += [] if "psp_peak" in ds else ["psp_peak"]
     if missing:
         raise PriorError(f"kappa file '{path}' lacks {missing}; rerun the fit_kappa rule.")
-    tables = {k: _filled(ds[f"kappa_{k}"].values, path, k) for k in KAPPA_KINDS}
-    scale = float(np.nanmedian(np.abs(ds.psp_peak.values)))
-    return KappaTables(**tables, psp_scale_mV=scale, source=str(path))
+    tables = {}
+    for kind, dims in KAPPA_DIMS.items():
+        table = ds[f"kappa_{kind}"]
+        if set(table.dims) != set(dims):
+            raise PriorError(
+                f"kappa file '{path}': kappa_{kind} has dimensions {table.dims}, expected "
+                f"{dims}. {refit}"
+            )
+        values = table.transpose(*dims).values.astype(float)
+        if np.isinf(values).any():
+            raise PriorError(f"kappa file '{path}': kappa_{kind} holds infinite values. {refit}")
+        tables[kind] = _filled(values, path, kind)
+    sizes = {kind: table.shape for kind, table in tables.items()}
+    if len({n for shape in sizes.values() for n in shape}) != 1:
+        raise PriorError(
+            f"kappa file '{path}': the tables do not share one number of sites ({sizes}). {refit}"
+        )
+    largest = max(float(np.abs(table).max()) for table in tables.values())
+    if largest > KAPPA_LIMIT:
+        raise PriorError(
+            f"kappa file '{path}': |kappa| reaches {largest:.3g} /mV, more than {KAPPA_LIMIT:g} "
+            f"/mV: not a fit of the bilinear rule. {refit}"
+        )
+    if largest == 0:
+        raise PriorError(f"kappa file '{path}': every kappa is zero, so K would be zero. {refit}")
+    peaks = ds.psp_peak.values.astype(float)  # NaN where a receptor lacks a strength
+    if np.isinf(peaks).any() or np.isnan(peaks).all():
+        raise PriorError(
+            f"kappa file '{path}': psp_peak is infinite or has no value at all. {refit}"
+        )
+    scale = float(np.nanmedian(np.abs(peaks)))
+    if scale == 0:
+        raise PriorError(
+            f"kappa file '{path}': the median single-PSP peak is 0 mV, so K would be zero. {refit}"
+        )
+    return tables, scale
 
 
 def _filled(values: np.ndarray, path: Path, kind: str) -> np.ndarray:

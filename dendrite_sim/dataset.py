@@ -61,18 +61,23 @@ def cell_settings(dendrite: Mapping, cell: str) -> dict:
     return out
 
 
-def read_dataset(path: str | Path) -> xr.Dataset:
+def read_dataset(path: str | Path, required: Sequence[str] = ()) -> xr.Dataset:
     """The dataset in a NetCDF file, loaded; an InputError naming the file and how to rebuild it
-    when it cannot be read (truncated by a crash, or not NetCDF)."""
+    when it cannot be read (truncated by a crash, or not NetCDF) or lacks a `required`
+    variable or coordinate."""
+    rebuild = f"Delete it and run the workflow again (rm {path}; snakemake --cores all), which rebuilds it."
     try:
         with xr.open_dataset(path) as ds:
-            return ds.load()
+            loaded = ds.load()
     except (OSError, ValueError) as err:
         raise InputError(
             f"{path} cannot be read ({type(err).__name__}: {str(err)[:160]}): it is damaged or "
-            f"truncated. Delete it and run the workflow again (rm {path}; snakemake --cores "
-            "all), which rebuilds it."
+            f"truncated. {rebuild}"
         ) from None
+    missing = [name for name in required if name not in loaded]
+    if missing:
+        raise InputError(f"{path} lacks {missing}: not written by this pipeline. {rebuild}")
+    return loaded
 
 
 def config_hash(section: Mapping) -> str:

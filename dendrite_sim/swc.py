@@ -1,7 +1,7 @@
 """Read SWC morphology files and cut them into sections the way NEURON's Import3d does.
 
 `read_swc` checks a file and returns its points; every problem that cannot be repaired
-(a malformed row, a non-positive radius, a duplicate id, a parent that does not exist,
+(a malformed row, a radius or coordinate out of range, a duplicate id, a parent that does not exist,
 a second root, a cycle, a root that is not a soma point) is an `InputError` that names
 the file, the line and what to do.
 
@@ -51,6 +51,12 @@ SOMA = 1
 TYPE_NAMES = {1: "soma", 2: "axon", 3: "dend", 4: "apic"}
 # Points closer than this to their parent add no length (a zero-length segment).
 ZERO_LENGTH_UM = 1e-4
+# What a point may be: radii from below the thinnest axons (about 0.05 um) to above the
+# largest somata (Betz cells, about 50 um), coordinates within 10 cm of the origin. Outside
+# these a file is in other units or damaged, and its segmentation would be absurd (a radius of
+# 1e-10 um gives 150,000 compartments; a point at 1e12 um asks for terabytes).
+RADIUS_RANGE_UM = (0.01, 1000.0)
+COORDINATE_LIMIT_UM = 1e5
 
 
 @dataclass(frozen=True)
@@ -96,9 +102,22 @@ def _parse(path: Path) -> tuple[list[list[float]], list[int]]:
             raise _row_error(path, line_no, line, why) from None
         if not all(np.isfinite(values)):
             raise _row_error(path, line_no, line, "every column must be a finite number")
-        ident, radius, parent = values[0], values[5], values[6]
-        if not (ident.is_integer() and parent.is_integer()):
-            raise _row_error(path, line_no, line, "id and parent must be integers")
+        ident, kind, radius, parent = values[0], values[1], values[5], values[6]
+        if not (ident.is_integer() and parent.is_integer() and kind.is_integer()):
+            raise _row_error(path, line_no, line, "id, type and parent must be integers")
+        if max(abs(v) for v in values[2:5]) > COORDINATE_LIMIT_UM:
+            why = (
+                f"a coordinate beyond {COORDINATE_LIMIT_UM:g} um of the origin; SWC "
+                "coordinates are in micrometres"
+            )
+            raise _row_error(path, line_no, line, why)
+        low, high = RADIUS_RANGE_UM
+        if 0 < radius < low or radius > high:
+            why = (
+                f"radius {radius:g} um is outside {low:g} .. {high:g} um; SWC radii are in "
+                "micrometres (a diameter in the radius column, or other units?)"
+            )
+            raise _row_error(path, line_no, line, why)
         if int(ident) in seen:
             why = f"id {int(ident)} appears twice (first on line {seen[int(ident)]}); renumber one"
             raise _row_error(path, line_no, line, why)
@@ -118,8 +137,9 @@ def read_swc(path: str | Path) -> SwcPoints:
     """The points of an SWC file, checked to form one tree rooted at a soma point.
 
     Rows may come in any order; ids need not be contiguous. Raises InputError naming
-    the file and line for: a malformed row, a non-finite value, a non-integer or
-    repeated id, a non-positive radius, a parent id that is not in the file, more than
+    the file and line for: a malformed row, a non-finite value, a non-integer id, type or
+    parent, a repeated id, a radius outside RADIUS_RANGE_UM (a non-positive one says so), a
+    coordinate beyond COORDINATE_LIMIT_UM, a parent id that is not in the file, more than
     one root (points not connected to the cell), a cycle, a root that is not a soma
     point (type 1).
     """

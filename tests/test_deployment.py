@@ -88,7 +88,7 @@ def test_a_plain_snakemake_reruns_what_a_kill_cut_off(tmp_path, default_config, 
     assert rerun.returncode == 0, rerun.stdout[-5000:]
     assert DEFAULT_PROFILE in rerun.stdout
     assert (results / RUN / "metrics.json").is_file()
-    train_log = (results / "logs/train/fashion_mnist_resnet20_none_0.log").read_text()
+    train_log = (results / "logs/train/fashion_mnist/resnet20/none/seed0.log").read_text()
     assert re.search(r"resuming .*checkpoint\.pt from epoch [123]\b", train_log), train_log
     if how == "sigkill":  # the killed training left its output folder's lock behind
         assert "taking over the lock of a run that ended without releasing it" in train_log

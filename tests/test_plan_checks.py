@@ -9,7 +9,15 @@ from dendrite_sim.dataset import read_dataset
 from dendrite_sim.errors import InputError
 from dendrite_sim.protocols import trial_counts
 from pipeline import dendrite as stages
-from pipeline.plan_checks import check_budget, check_config, plan_budget
+from pipeline.plan_checks import (
+    MAX_COMPARTMENTS,
+    check_budget,
+    check_config,
+    check_prior_cell,
+    count_compartments,
+    count_trials,
+    plan_budget,
+)
 
 
 def bad(dendrite, kappa, dotted, value):
@@ -30,6 +38,15 @@ CASES = [
     ("dendrite.protocol.strengths_nS.I", [1.0], "dendrite.protocol.strengths_nS.I"),
     ("dendrite.protocol.kinds", ["single", "multi"], "needs the pairs trials"),
     ("dendrite.protocol.pairs.kinds", ["EI"], "dendrite.protocol.pairs.kinds"),
+    # issue 25, S7: a window before the inputs gives a kappa(t) that is NaN throughout
+    ("kappa.window_ms", [0.0, 5.0], "ends before the inputs start"),
+    # S8, C5: protocol kinds that would make trials without inputs
+    ("dendrite.protocol.pairs.kinds", [], "dendrite.protocol.pairs.kinds: empty"),
+    (
+        "dendrite.protocol.multi",
+        {"n_trials": 30, "n_E": 1, "n_I": 0, "window_ms": 10.0, "seed": 2},
+        "multi.n_E and n_I: 1 + 0",
+    ),
 ]
 
 
@@ -86,3 +103,54 @@ def test_a_damaged_netcdf_file_is_named_with_how_to_rebuild_it(tmp_path):
         read_dataset(truncated)
     with pytest.raises(PriorError, match="damaged or truncated. Delete it"):
         load_kappa(truncated)
+
+
+def test_trials_are_counted_without_making_them(default_config, small_dendrite):
+    for dendrite in (small_dendrite, default_config["dendrite"]):
+        protocol = DendriteConfig.from_mapping(dendrite).protocol
+        for n_sites in (1, 3, 8, 15):
+            assert count_trials(n_sites, protocol) == trial_counts(n_sites, protocol)
+    # C4: 20000 sites would be 4e8 site pairs to enumerate; counting takes none
+    protocol = DendriteConfig.from_mapping(default_config["dendrite"]).protocol
+    counts = count_trials(20_000, protocol)
+    assert counts["single"] == 20_000 * 8 and counts["pairs"] == 3 * 100 * 16
+    assert counts["timing"] == 4 * 5 * 16 and counts["multi"] == 30
+
+
+def test_the_plan_counts_the_inputs_of_the_multi_input_trials(default_config):
+    """C4: multi.n_E: 1e7 passed, because the budget counted only the traces."""
+    dendrite = copy.deepcopy(default_config["dendrite"])
+    small = plan_budget("pyramidal", DendriteConfig.from_mapping(dendrite), 8, 97)
+    dendrite["protocol"]["multi"]["n_E"] = 10_000
+    large = plan_budget("pyramidal", DendriteConfig.from_mapping(dendrite), 8, 97)
+    assert large.trials == small.trials
+    grown = large.memory_bytes - small.memory_bytes
+    assert grown == 3 * small.trials * (10_005 - 20) * 24  # copies x trials x inputs x bytes
+    with pytest.raises(InputError, match="n_E and n_I"):
+        check_budget(large, available_bytes=large.memory_bytes)
+
+
+def test_compartments_are_counted_before_the_cell_is_built(default_config, tmp_path):
+    from dendrite_sim.morphology import load_cell
+
+    settings = DendriteConfig.from_mapping(default_config["dendrite"])
+    assert count_compartments("pyramidal", "builtin:pyramidal", settings) == 97
+    swc = tmp_path / "cell.swc"
+    swc.write_text("1 1 0 0 0 10 -1\n2 3 0 10 0 1 1\n3 3 0 60 0 1 2\n4 3 0 610 0 0.3 3\n")
+    built = load_cell(str(swc), settings).morphology.total_compartments
+    assert count_compartments("mine", str(swc), settings) == built
+    fine = DendriteConfig.from_mapping({**default_config["dendrite"], "max_compartment_um": 0.01})
+    with pytest.raises(InputError) as err:
+        count_compartments("pyramidal", "builtin:pyramidal", fine)
+    message = str(err.value)
+    assert f"more than {MAX_COMPARTMENTS:,}" in message and "dendrite.max_compartment_um" in message
+    assert "gives 186,001 compartments" in message  # 1860 um of dendrite in 0.01-um pieces
+
+
+def test_a_prior_needs_every_pair_type_of_its_cell(default_config):
+    """S8: pairs.kinds [EI] without multi failed at build_prior with "rerun fit_kappa"."""
+    check_prior_cell("bio", "pyramidal", default_config["dendrite"])
+    dendrite = copy.deepcopy(default_config["dendrite"])
+    dendrite["protocol"]["pairs"]["kinds"] = ["EI"]
+    with pytest.raises(InputError, match="prior 'bio' .* cell pyramidal, but it lacks EE, II"):
+        check_prior_cell("bio", "pyramidal", dendrite)

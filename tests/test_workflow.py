@@ -148,13 +148,19 @@ def reversed_keys(value):
     return value
 
 
-@pytest.mark.parametrize("change", ["keys in reverse order", "dendrite.chunks"])
+@pytest.mark.parametrize(
+    "change", ["keys in reverse order", "dendrite.chunks", "train.threads", "train.compile"]
+)
 def test_settings_that_change_no_result_rerun_nothing(tiny_run, change):
-    """The same config written in another key order, or with another number of simulation
-    processes, plans no job (params are compared with sorted keys; chunks is a thread count)."""
+    """The same config written in another key order, with another number of simulation
+    processes or training threads, or torch.compile off where auto is off (the CPU), plans no
+    job (params are compared with sorted keys and hold only what changes a result)."""
     workdir, config = tiny_run
     if change == "dendrite.chunks":
         edited = {**config, "dendrite": {**config["dendrite"], "chunks": 1}}
+    elif change.startswith("train."):
+        value = {"train.threads": 2, "train.compile": False}[change]
+        edited = {**config, "train": {**config["train"], change.removeprefix("train."): value}}
     else:
         edited = reversed_keys(config)
         assert list(edited) != list(config)
@@ -182,6 +188,11 @@ KAPPA_DEPENDENTS = {
             KAPPA_DEPENDENTS | {"prior_statistics", "report", "all"},
         ),
         (("theory", "gaussian", "n_test"), 1000, {"theory_gaussian", "report", "all"}),
+        (
+            ("recipes", "fmnist_short", "lr"),
+            0.01,
+            {"train", "summarise_dataset", "prior_ablation", "report", "all"},
+        ),
     ],
 )
 def test_editing_a_key_reruns_exactly_its_dependents(tiny_run, path, value, expected):

@@ -12,6 +12,7 @@ from timm.scheduler.scheduler import Scheduler
 from torch import nn
 
 from ann.errors import PriorError, RecipeError
+from ann.layers import DitQuadratic
 from ann.models import create_model, dit_parameters, fan_gb_parameters, quadratic_layers
 from ann.prior_modes import apply_mode, calibrate
 from ann.priors import PriorSpec, apply_prior, load_kappa, prior_weights
@@ -25,7 +26,10 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_scheduler",
+    "check_prior_weights",
     "file_sha256",
+    "model_kwargs",
+    "read_prior_file",
     "scaled_parameters",
 ]
 
@@ -36,6 +40,16 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_kwargs(run: Run, num_classes: int, in_chans: int, img_size: int) -> dict:
+    """The keyword arguments of the run's model (part of the run's identity)."""
+    kwargs = {"num_classes": num_classes, "in_chans": in_chans}
+    if run.model.startswith(("dit_convnext", "convnext")):
+        kwargs["drop_path_rate"] = run.recipe.drop_path
+    else:
+        kwargs["img_size"] = img_size
+    return kwargs
 
 
 @dataclass
@@ -61,12 +75,8 @@ def build_model(
     """The model on `device` with its prior applied, calibrated on `calibration_batch(n, seed)`
     (training images; with priors.calibration: data) and acting in its mode
     (ann.prior_modes)."""
-    kwargs = {"in_chans": in_chans}
-    if run.model.startswith(("dit_convnext", "convnext")):
-        kwargs["drop_path_rate"] = run.recipe.drop_path
-    else:
-        kwargs["img_size"] = img_size
-    model = create_model(run.model, num_classes=num_classes, **kwargs).to(device)
+    kwargs = model_kwargs(run, num_classes, in_chans, img_size)
+    model = create_model(run.model, **kwargs).to(device)
     has_dit = bool(quadratic_layers(model))
     if not has_dit:
         if run.prior != "none":
@@ -91,18 +101,18 @@ def _apply_prior_weights(model: nn.Module, run: Run, spec: PriorSpec) -> str | N
     """Copy the prior's K into the model (from the prior file, or built from the kappa file);
     return the sha256 of the kappa file behind it."""
     if run.prior_file:
-        if not Path(run.prior_file).is_file():
-            raise PriorError(f"prior file '{run.prior_file}' does not exist; run build_prior.")
-        saved = torch.load(run.prior_file, weights_only=True)
-        if saved.get("prior") != spec.name or saved.get("seed") != run.seed:
-            raise PriorError(
-                f"prior file '{run.prior_file}' holds prior {saved.get('prior')} "
-                f"seed {saved.get('seed')}, not {spec.name} seed {run.seed}."
-            )
+        saved = read_prior_file(Path(run.prior_file), spec.name, run.seed)
+        rebuild = (
+            f"Delete it and run the workflow again (rm {run.prior_file}; snakemake --cores all)."
+        )
+        source = f"prior file '{run.prior_file}'"
+        check_prior_weights(saved["weights"], model, spec.kind, source, rebuild)
         apply_prior(model, saved["weights"])
         return saved.get("kappa_sha256")
     kappa = load_kappa(run.kappa) if run.kappa and spec.kind != "zero" else None
     weights = prior_weights(model, spec.kind, kappa, seed=run.seed, **run.priors.options())
+    source = f"the '{spec.name}' prior built from '{run.kappa}'"
+    check_prior_weights(weights, model, spec.kind, source, "Check that kappa file.")
     apply_prior(model, weights)
     return file_sha256(run.kappa) if kappa is not None else None
 
@@ -112,6 +122,47 @@ def scaled_parameters(model: nn.Module, recipe: Recipe) -> tuple[list[nn.Paramet
     terms with their LN (dit_lr_mult), or Fan's g and b branches (fan_gb_lr_mult)."""
     fan = fan_gb_parameters(model)
     return (fan, recipe.fan_gb_lr_mult) if fan else (dit_parameters(model), recipe.dit_lr_mult)
+
+
+def read_prior_file(path: Path, prior: str, seed: int) -> dict:
+    """A prior file of the build_prior rule, checked to be readable and to hold `prior` at
+    `seed`; a damaged one is named with how to rebuild it."""
+    if not path.is_file():
+        raise PriorError(f"prior file '{path}' does not exist; run build_prior.")
+    rebuild = f"Delete it and run the workflow again (rm {path}; snakemake --cores all)."
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise PriorError(
+            f"prior file '{path}' cannot be read ({type(err).__name__}): it is damaged or "
+            f"truncated. {rebuild}"
+        ) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("weights"), dict):
+        raise PriorError(f"prior file '{path}' holds no prior weights. {rebuild}")
+    if saved.get("prior") != prior or saved.get("seed") != seed:
+        raise PriorError(
+            f"prior file '{path}' holds prior {saved.get('prior')} "
+            f"seed {saved.get('seed')}, not {prior} seed {seed}."
+        )
+    return saved
+
+
+def check_prior_weights(weights: dict, model: nn.Module, prior: str, source: str, fix: str) -> None:
+    """Every quadratic layer of `model` gets finite prior weights, and a prior other than
+    zero is not all zero (it would train as `zero` under another name). `source` names where
+    the weights come from, `fix` what to do."""
+    names = [name for name, m in model.named_modules() if isinstance(m, DitQuadratic)]
+    missing = [name for name in names if name not in weights]
+    if missing:
+        raise PriorError(f"{source} has no weights for the quadratic layer(s) {missing}. {fix}")
+    for name in names:
+        if not torch.isfinite(weights[name]).all():
+            raise PriorError(f"{source}: layer {name} holds NaN or infinite weights. {fix}")
+    if prior != "zero" and all(not weights[name].any() for name in names):
+        raise PriorError(
+            f"{source}: the '{prior}' prior is zero in every layer, so the run would train as "
+            f"the zero prior under another name. {fix}"
+        )
 
 
 def build_optimizer(

@@ -1,32 +1,43 @@
-"""Checkpoints: what a run saves after every epoch (checkpoint.pt in its folder) and how a
-run started again resumes from it, ending with the metrics of an uninterrupted run."""
+"""Checkpoints: what a run saves after every epoch (checkpoint.pt in its folder), and what a
+run started again does with the folder it finds: resume a run of its own identity
+(ann.engine.identity), and refuse, or set aside, a run of another."""
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+import os
+import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ann.errors import TrainingError
-from ann.io import save_torch
+from ann.io import fsync_path, save_torch
 
 from .batches import Generators
-from .run import Run
+from .identity import identity_differences
 
-__all__ = ["CHECKPOINT", "Checkpoint", "checkpoint_setup", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT",
+    "EXISTING_RUN",
+    "RUN_FILES",
+    "SET_ASIDE",
+    "Checkpoint",
+    "load_checkpoint",
+    "prepare_folder",
+    "save_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-
-
-def checkpoint_setup(run: Run, kappa_sha: str | None) -> dict:
-    """What a checkpoint must share with the run to be resumed (the epoch count may grow, and
-    the ImageNet input pipeline may change: both make the same batches)."""
-    recipe = {k: v for k, v in asdict(run.recipe).items() if k not in ("epochs", "data_pipeline")}
-    return {"recipe": json.loads(json.dumps(recipe)), "kappa_sha256": kappa_sha}
+RUN_FILES = (CHECKPOINT, "metrics.csv", "metrics.json")  # what a run writes in its folder
+SET_ASIDE = "set_aside"  # <out>/set_aside/<time>/: runs of another identity, moved here
+# What a run does with a folder that holds a run: resume it if it is of the same identity,
+# else "refuse" (python -m ann.train) or "set_aside" (the workflow, which reruns a job only
+# when its settings changed); "restart" sets aside whatever is there (ann.train --restart).
+EXISTING_RUN = ("refuse", "set_aside", "restart")
 
 
 def rng_state(generators: Generators) -> dict:
@@ -49,7 +60,7 @@ def restore_rng(state: dict, generators: Generators) -> None:
 @dataclass
 class Checkpoint:
     """The saved state of a run after `epoch` epochs (the file holds it as a mapping, with
-    the run's identity and setup beside it)."""
+    the run's identity beside it)."""
 
     epoch: int = 0
     model: dict = field(default_factory=dict)
@@ -60,32 +71,89 @@ class Checkpoint:
     wall_time: float = 0.0
 
 
-def save_checkpoint(path: Path, run: Run, setup: dict, checkpoint: Checkpoint) -> None:
+def save_checkpoint(path: Path, identity: dict, checkpoint: Checkpoint) -> None:
     state = {f.name: getattr(checkpoint, f.name) for f in fields(checkpoint)}  # no copies
-    save_torch({"run": run.identity(), "setup": setup, **state}, path)
+    save_torch({"identity": identity, **state}, path)
 
 
-def load_checkpoint(path: Path, run: Run, setup: dict) -> Checkpoint | None:
-    """The saved state of this run, None if there is none (or it was made with another
-    recipe or prior: then training starts over), or a TrainingError."""
-    if not path.exists():
-        return None
+def _read(path: Path, mmap: bool = False) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
         raise TrainingError(
-            f"checkpoint '{path}' cannot be read: damaged, or not written by "
-            f"ann.train ({type(err).__name__}); delete it to start over."
+            f"checkpoint '{path}' cannot be read: damaged, or not written by ann.train "
+            f"({type(err).__name__})."
         ) from None
-    if state.get("run") != run.identity():
-        raise TrainingError(
-            f"checkpoint '{path}' belongs to run {state.get('run')}, not "
-            f"{run.identity()}; move it away or delete it."
-        )
-    if state.get("setup") != setup:
-        log.warning("checkpoint %s was made with another recipe or prior; starting over", path)
+
+
+def load_checkpoint(path: Path) -> Checkpoint | None:
+    """The state saved in `path`, None if there is none. (prepare_folder has checked that it
+    belongs to the run.)"""
+    if not path.exists():
         return None
+    state = _read(path)
     return Checkpoint(**{f.name: state[f.name] for f in fields(Checkpoint)})
+
+
+def _saved_identity(folder: Path) -> tuple[dict | None, str]:
+    """The identity recorded in the folder's checkpoint, or else its metrics.json; with a
+    reason when there is none."""
+    if (folder / CHECKPOINT).exists():
+        try:
+            return _read(folder / CHECKPOINT, mmap=True).get("identity"), ""
+        except TrainingError as err:
+            return None, str(err)
+    try:
+        saved = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None, "its files record no identity"
+    return (saved.get("identity"), "") if isinstance(saved, dict) else (None, "")
+
+
+def _set_aside(folder: Path, present: list[str], why: str) -> None:
+    target = folder / SET_ASIDE / time.strftime("%Y%m%dT%H%M%S")
+    while target.exists():  # two in one second
+        target = target.with_name(target.name + "_")
+    target.mkdir(parents=True)
+    for name in present:
+        os.replace(folder / name, target / name)
+    fsync_path(target)
+    fsync_path(folder)
+    log.warning(
+        "set aside the run in '%s' (%s) in '%s'; starting over. Delete that folder when you "
+        "no longer need it.",
+        folder,
+        why,
+        target,
+    )
+
+
+def prepare_folder(folder: Path, identity: dict, existing: str) -> bool:
+    """Make the run folder ready for a run of `identity`: True when it holds a checkpoint
+    of that identity to resume. A run of another identity (or one whose identity cannot be
+    read) is refused with a TrainingError that names the differences and leaves it untouched
+    (`existing` "refuse"), or moved to <folder>/set_aside/<time>/ ("set_aside"); "restart"
+    moves any run there."""
+    if existing not in EXISTING_RUN:
+        raise ValueError(f"existing must be one of {EXISTING_RUN}, got {existing!r}")
+    present = [name for name in RUN_FILES if (folder / name).exists()]
+    if not present:
+        return False
+    saved, unreadable = _saved_identity(folder)
+    differences = unreadable or identity_differences(saved, identity)
+    if existing == "restart":
+        _set_aside(folder, present, "--restart")
+        return False
+    if not differences:
+        return (folder / CHECKPOINT).exists()
+    if existing == "set_aside":
+        _set_aside(folder, present, f"another identity: {differences}")
+        return False
+    raise TrainingError(
+        f"output folder '{folder}' holds a run of another identity ({differences}); it is "
+        f"left untouched. Choose another --out, or add --restart to move that run to "
+        f"'{folder / SET_ASIDE}' and start over."
+    )
 
 
 def restore(

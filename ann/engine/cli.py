@@ -17,9 +17,12 @@ augmented on the device by ann.imagenet_gpu), with timm's RandAugment, random er
 and cutmix, drop path, model EMA, AdamW and cosine schedule with warm-up.
 
 In --out: metrics.csv (one row per epoch), checkpoint.pt (after every epoch) and, at the
-end, metrics.json; all written atomically. Started again, a run resumes from its
-checkpoint and ends with the metrics of an uninterrupted run. A bad input (config key,
-file, checkpoint, dataset folder) ends the command with one line and exit code 1.
+end, metrics.json; all written atomically. Started again with the same settings, a run
+resumes from its checkpoint and ends with the metrics of an uninterrupted run. A folder that
+holds a run of another identity (any setting that changes the numbers: docs/reruns.md) is
+refused with the differences and left untouched; --restart moves whatever run is there to
+<out>/set_aside/<time>/ and starts over. A bad input (config key, file, checkpoint, dataset
+folder) ends the command with one line and exit code 1.
 """
 
 import argparse
@@ -63,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides"
     )
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over: move a run already in --out to <out>/set_aside/<time>/",
+    )
+    existing.add_argument(
+        "--set-aside",
+        action="store_true",
+        help="move a run of another identity in --out aside instead of refusing it (the "
+        "workflow's choice: it reruns a job only when its settings changed)",
+    )
     args = parser.parse_args(argv)
     main_process = int(os.environ.get("RANK", 0)) == 0
     logging.basicConfig(
@@ -88,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             compile={"auto": "auto", "true": True, "false": False, None: None}[args.compile],
         )
-        summary = train(run)
+        summary = train(
+            run, "restart" if args.restart else "set_aside" if args.set_aside else "refuse"
+        )
     except AnnError as err:
         log.error("error: %s", err)
         return 1

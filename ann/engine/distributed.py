@@ -3,17 +3,24 @@ environment, or one process), and the lock on the run's output folder that rank 
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from ann.errors import LockError, TrainingError
+from ann.errors import AnnError, TrainingError
 from ann.lock import RunLock
 
-__all__ = ["Context", "device_type", "distributed_context", "finish", "output_lock"]
+__all__ = [
+    "Context",
+    "device_type",
+    "distributed_context",
+    "finish",
+    "output_lock",
+    "shared_result",
+]
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,14 @@ def distributed_context(device: str) -> Context:
     return Context(rank, world_size, where)
 
 
-@contextlib.contextmanager
-def output_lock(out: Path, ctx: Context) -> Iterator[None]:
-    """Rank 0 holds the lock of the run folder `out` (ann.lock); under torchrun the other ranks
-    learn whether it got it. A second run on the same folder stops with a TrainingError that
-    names the first."""
-    lock, error = RunLock(out) if ctx.main else None, None
-    if lock is not None:
+def shared_result(ctx: Context, step: Callable[[], object]) -> None:
+    """Run `step` on rank 0 only; under torchrun every rank learns whether it failed. A user
+    error there (AnnError) stops every rank with a TrainingError of the same message."""
+    error = None
+    if ctx.main:
         try:
-            lock.acquire()
-        except LockError as err:
+            step()
+        except AnnError as err:
             error = str(err)
     if ctx.world_size > 1:
         shared = [error]
@@ -70,6 +75,15 @@ def output_lock(out: Path, ctx: Context) -> Iterator[None]:
         error = shared[0]
     if error is not None:
         raise TrainingError(error)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, ctx: Context) -> Iterator[None]:
+    """Rank 0 holds the lock of the run folder `out` (ann.lock); under torchrun the other ranks
+    learn whether it got it. A second run on the same folder stops with a TrainingError that
+    names the first."""
+    lock = RunLock(out) if ctx.main else None
+    shared_result(ctx, lock.acquire if lock is not None else lambda: None)
     try:
         yield
     finally:

@@ -14,6 +14,7 @@ from ann.errors import ConfigError, DatasetError
 from ann.priors import PriorSettings
 from ann.recipes import Recipe, recipe_name, resolve_recipe
 from ann.sections import checked_choice, checked_keys
+from dendrite_sim.config_file import ConfigFileError, non_finite_number, read_config_file
 
 from .distributed import device_type
 
@@ -89,8 +90,8 @@ class Run:
     kappa: Path | None = None  # kappa.nc for the bio and shuffled priors
     recipe_name: str | None = None  # the config's name of the recipe (metrics.json records it)
 
-    def identity(self) -> dict[str, str | int]:
-        """What a checkpoint and metrics.json record of the run (a checkpoint must match)."""
+    def labels(self) -> dict[str, str | int]:
+        """What names the run in metrics.json (its identity, ann.engine.identity, has more)."""
         return {
             "dataset": self.dataset,
             "model": self.model,
@@ -121,6 +122,10 @@ def run_from_config(
     `datasets.<name>.recipe`) for the device the run trains on."""
     if dataset not in config["datasets"]:
         raise DatasetError(f"no dataset '{dataset}' under datasets in the config.")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(
+            f"seed {seed} is outside [0, 2^32), the range of numpy's and torch's seeds."
+        )
     source = DatasetSource.from_mapping(config["datasets"][dataset], f"datasets.{dataset}")
     settings = TrainSettings.from_mapping(config["train"])
     device = device or settings.device
@@ -149,20 +154,24 @@ def run_from_config(
 def read_config(
     path: str | Path, dataset: str, overrides: Mapping, device: str, model: str | None = None
 ) -> dict:
-    """config.yaml, checked against the workflow's schema (the one Snakemake validates with)
-    with the --set overrides applied to the recipe the run uses (the model's, when given)."""
+    """config.yaml, read strictly (dendrite_sim.config_file: no repeated key, no alias bomb)
+    and checked against the workflow's schema (the one Snakemake validates with), with the
+    --set overrides applied to the recipe the run uses (the model's, when given); every number
+    must be finite."""
     import jsonschema
 
     try:
-        config = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"config file '{path}' cannot be read: {err}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"config file '{path}' does not hold a mapping of config keys.")
+        config = read_config_file(path)
+    except ConfigFileError as err:
+        raise ConfigError(str(err)) from None
     checked = copy.deepcopy(config)
     if overrides and dataset in checked.get("datasets", {}):
         name = recipe_name(checked, dataset, device_type(device), model)
         checked["recipes"][name] = {**checked["recipes"][name], **overrides}
+    override, value = non_finite_number(overrides), non_finite_number(config)
+    if override or value:
+        where = f"--set {override}" if override else f"{path}: config key {value}"
+        raise ConfigError(f"{where}: every number must be finite (NaN and infinities are refused).")
     schema = yaml.safe_load(SCHEMA.read_text())
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(checked)

@@ -17,18 +17,19 @@ from ann.flops import count_macs
 from ann.io import git_commit, save_csv, save_json
 
 from .batches import Generators, load_data, mixup_function
-from .build import build_model, build_optimizer, build_scheduler
+from .build import build_model, build_optimizer, build_scheduler, file_sha256, model_kwargs
 from .checkpoint import (
     CHECKPOINT,
     Checkpoint,
-    checkpoint_setup,
     load_checkpoint,
+    prepare_folder,
     restore,
     rng_state,
     save_checkpoint,
 )
-from .distributed import Context, distributed_context, finish, output_lock
+from .distributed import Context, distributed_context, finish, output_lock, shared_result
 from .evaluate import recalibrate_batch_norms
+from .identity import dataset_fingerprint, run_identity
 from .loop import Step, compile_mode, loss_function, train_epoch
 from .run import Run
 
@@ -37,16 +38,18 @@ __all__ = ["train"]
 log = logging.getLogger(__name__)
 
 
-def train(run: Run) -> dict:
-    """Train the run to its last epoch (resuming if a checkpoint exists); return metrics.json.
-    The run holds the lock of its output folder (ann.lock) throughout: a second run on the
-    same folder stops with a TrainingError that names the first."""
+def train(run: Run, existing: str = "refuse") -> dict:
+    """Train the run to its last epoch; return metrics.json. A checkpoint of the run's
+    identity (ann.engine.identity) in its folder is resumed; a run of another identity there
+    is refused or set aside, as `existing` says (checkpoint.EXISTING_RUN). The run holds the
+    lock of its output folder (ann.lock) throughout: a second run on the same folder stops
+    with a TrainingError that names the first."""
     ctx = distributed_context(run.device)
     with output_lock(run.out, ctx):
-        return _train(run, ctx)
+        return _train(run, ctx, existing)
 
 
-def _train(run: Run, ctx: Context) -> dict:
+def _train(run: Run, ctx: Context, existing: str) -> dict:
     if ctx.device.type == "cpu" and run.threads:
         torch.set_num_threads(run.threads)  # for the whole process: a training job trains one run
     torch.manual_seed(run.seed)
@@ -57,6 +60,18 @@ def _train(run: Run, ctx: Context) -> dict:
         run, data.num_classes, data.in_chans, data.img_size, data.calibration_batch, ctx.device
     )
     model, kappa_sha = built.model, built.kappa_sha256
+    identity = None
+    if ctx.main:
+        identity = run_identity(
+            run,
+            ctx,
+            model_kwargs(run, data.num_classes, data.in_chans, data.img_size),
+            prior_sha=file_sha256(run.prior_file) if run.prior_file else None,
+            kappa_sha=kappa_sha,
+            data=dataset_fingerprint(run.dataset, run.root),
+        )
+    # rank 0 resumes, refuses or sets aside; the others follow its decision
+    shared_result(ctx, lambda: prepare_folder(run.out, identity, existing))
     n_params = sum(p.numel() for p in model.parameters())
     macs = count_macs(model, (data.in_chans, data.img_size, data.img_size))
     if ctx.device.type == "cuda":
@@ -71,8 +86,7 @@ def _train(run: Run, ctx: Context) -> dict:
 
         ema = ModelEmaV3(raw, decay=run.recipe.ema_decay)
     checkpoint_path = run.out / CHECKPOINT
-    setup = checkpoint_setup(run, kappa_sha)
-    state = load_checkpoint(checkpoint_path, run, setup) or Checkpoint()
+    state = load_checkpoint(checkpoint_path) or Checkpoint()
     if state.epoch:
         restore(state, raw, optimizer, ema, generators)
         log.info("resuming %s from epoch %d", checkpoint_path, state.epoch)
@@ -102,8 +116,7 @@ def _train(run: Run, ctx: Context) -> dict:
         wall += time.perf_counter() - started
         history.append(row)
         _log_epoch(run, epoch, row)
-        if ctx.main:
-            save_csv(pd.DataFrame(history), run.out / "metrics.csv")
+        if ctx.main:  # the checkpoint first: metrics.csv never runs ahead of it
             saved = Checkpoint(
                 epoch=epoch + 1,
                 model=raw.state_dict(),
@@ -113,9 +126,11 @@ def _train(run: Run, ctx: Context) -> dict:
                 history=history,
                 wall_time=wall,
             )
-            save_checkpoint(checkpoint_path, run, setup, saved)
+            save_checkpoint(checkpoint_path, identity, saved)
+            save_csv(pd.DataFrame(history), run.out / "metrics.csv")
     summary = _summary(run, history, n_params, macs, ctx, wall, kappa_sha)
     summary["prior_calibration"] = built.calibration
+    summary["identity"] = identity
     summary["compile_mode"] = mode
     summary["first_step_s"] = step_parts.first_step_s
     if ctx.main:
@@ -170,7 +185,7 @@ def _summary(
     best = max(whole_test_set, key=lambda row: row["test_top1"])
     device_name = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else "cpu"
     return {
-        **run.identity(),
+        **run.labels(),
         "final": {k: last[k] for k in ("test_top1", "test_top5", "test_loss", "train_loss")},
         "best": {
             "epoch": best["epoch"],

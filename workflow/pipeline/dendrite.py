@@ -41,6 +41,8 @@ from dendrite_sim.sites import select_sites
 from .files import MAX_WIDTH_IN, save_figure, save_netcdf
 
 log = logging.getLogger(__name__)
+# The traces and their time axis: a psp.nc without them is named, with how to rebuild it.
+PSP_VARIABLES = ("v", "time")
 
 
 def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
@@ -120,7 +122,7 @@ def _simulate_piece(job: tuple[str, DendriteConfig, np.ndarray, xr.Dataset]) -> 
 
 def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
     """Fit kappa for every pair in the psp dataset and validate on the multi-input trials."""
-    psp = read_dataset(psp_path)
+    psp = read_dataset(psp_path, PSP_VARIABLES)
     cell = psp.attrs.get("cell", "?")
     require_finite_traces(
         psp.v.values,
@@ -146,6 +148,6 @@ def figures(kappa_path: str | Path, outputs: Mapping[str, str | Path]) -> None:
 
 def morphology(psp_path: str | Path, out: str | Path) -> None:
     """Draw the cell in 2-D projection with its sites (from psp.nc)."""
-    psp = read_dataset(psp_path)
+    psp = read_dataset(psp_path, PSP_VARIABLES)
     save_figure(morphology_figure(psp), out)
     log.info("wrote %s", out)

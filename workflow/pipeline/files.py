@@ -26,7 +26,9 @@ MAX_WIDTH_IN = 11.5
 
 
 def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp) on a temporary path beside `path`, then rename it into place."""
+    """Call write(tmp) on a temporary path beside `path`, flush it to disk, rename it into
+    place and flush the folder: after a crash at any point `path` is the old file or the
+    whole new one, never a part or an empty file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,20 +38,48 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide results from other users
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's, or a folder's entries', writes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _old_folder(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def recover_folder(target: str | Path) -> None:
+    """Put back a folder that a replace_folder cut off between its two renames left aside."""
+    target = Path(target)
+    old = _old_folder(target)
+    if old.exists() and not target.exists():
+        os.replace(old, target)
+        fsync_path(target.parent)
+
+
 def replace_folder(new: str | Path, target: str | Path) -> None:
     """Put the complete folder `new` where `target` is: the old folder is moved aside and
-    deleted only after the new one is in place."""
+    deleted only after the new one is in place. A crash between the two renames leaves the
+    old folder aside, where the next call (or recover_folder) finds it and puts it back
+    before anything is deleted: at every point one complete folder exists."""
     new, target = Path(new), Path(target)
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
+    recover_folder(target)
+    old = _old_folder(target)
+    shutil.rmtree(old, ignore_errors=True)  # a finished swap's leftover: target exists
     if target.exists():
         os.replace(target, old)
     os.replace(new, target)
+    fsync_path(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 

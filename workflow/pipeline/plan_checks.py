@@ -8,13 +8,19 @@ names the key.
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 
-from dendrite_sim.config import DendriteConfig, KappaConfig, Nmda, ReceptorKinetics
+import yaml
+
+from dendrite_sim.cable import Segmentation
+from dendrite_sim.config import DendriteConfig, KappaConfig, Nmda, Protocol, ReceptorKinetics
+from dendrite_sim.config_file import non_finite_number
 from dendrite_sim.errors import InputError
-from dendrite_sim.protocols import check_timing, trial_counts
+from dendrite_sim.protocols import check_timing
 
 # CPU time per compartment per integration step of the compiled simulator, from the
 # measured figures (README: 5 ms per 100-ms trial of the 95-compartment cell at dt 0.05 ms,
@@ -27,6 +33,85 @@ PROCESS_BYTES = 400 * 2**20
 # dataset being written, each a copy of the traces.
 TRACE_COPIES = 3
 MEMORY_SHARE = 0.8  # of the machine's memory a plan may take
+# Bytes of one input slot of the trial table (site int32, type U1, strength and onset
+# float64), held by the plan, by each process and in the dataset being written.
+EVENT_BYTES = 24
+# The most compartments a cell may have: about 30 times the 656 of the realistic
+# reconstruction at NEURON's default rule (README, "Measured against NEURON"); more is a
+# setting (d_lambda, max_compartment_um) or a file (radii, coordinates) out of range.
+MAX_COMPARTMENTS = 20_000
+# Entries a config file can remove by setting them to null (Snakemake merges a --configfile
+# into config.yaml, so it cannot delete a key otherwise): (section, key).
+REMOVABLE = (("dendrite", "cells"), ("priors", "biological"), ("train", "experiments"))
+# YAML reads an exponent without a decimal point (2e1) as text.
+YAML_TEXT_NUMBER = re.compile(r"[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+")
+
+
+def drop_removed_entries(config: dict) -> None:
+    """Remove the entries of REMOVABLE set to null (`dendrite: {cells: {pyramidal_nmda:
+    null}}` in a --configfile runs without that cell)."""
+    for section, key in REMOVABLE:
+        entries = (
+            config.get(section, {}).get(key) if isinstance(config.get(section), dict) else None
+        )
+        if isinstance(entries, dict):
+            for name in [name for name, value in entries.items() if value is None]:
+                del entries[name]
+
+
+def check_config_values(config: Mapping) -> None:
+    """Every number in the config (the files and --config) is finite: JSON Schema's range
+    checks are false for NaN, so the schema lets NaN through."""
+    found = non_finite_number(config)
+    if found:
+        raise InputError(
+            f"config key {found}: every number in the config must be finite (NaN and "
+            "infinities are refused); give a value in the key's range."
+        )
+
+
+def _types(schema_type: object) -> set[str]:
+    return set(schema_type) if isinstance(schema_type, list) else {schema_type}
+
+
+def schema_problem(config: Mapping, schema_path: str | Path) -> str | None:
+    """The config's most relevant schema error as one line naming the key (None if it is
+    valid); a number YAML read as text (2e1) gets the spelling that YAML reads."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(config)
+    )
+    if error is None:
+        return None
+    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    value = error.instance
+    if (
+        error.validator == "type"
+        and _types(error.validator_value) & {"number", "integer"}
+        and isinstance(value, str)
+        and YAML_TEXT_NUMBER.fullmatch(value)
+    ):
+        mantissa, exponent = re.split("[eE]", value)
+        spelled = mantissa if "." in mantissa else f"{mantissa}.0"
+        return (
+            f"config key {key}: '{value}' is text to YAML, which reads an exponent as a number "
+            f"only with a decimal point; write {spelled}e{exponent}."
+        )
+    message = " ".join(error.message.split())
+    return f"config key {key}: {message[:400]}"
+
+
+def results_folder(value: str) -> str:
+    """`results_dir` as the rules' paths use it (no trailing or doubled slash: `results/`
+    is `results`), refused when it names a file."""
+    folder = os.path.normpath(value)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InputError(
+            f"config key results_dir: '{value}' is a file, not a folder; name a folder."
+        )
+    return folder
 
 
 def check_config(dendrite: Mapping, kappa: Mapping) -> None:
@@ -53,6 +138,7 @@ def check_config(dendrite: Mapping, kappa: Mapping) -> None:
                 f"strengths, so it needs at least two different ones (got {strengths})."
             )
     kinds = list(protocol.kinds)
+    _check_trial_contents(protocol)
     missing = [kind for kind in ("single", "pairs") if kind not in kinds]
     if missing:
         raise InputError(
@@ -71,6 +157,41 @@ def check_config(dendrite: Mapping, kappa: Mapping) -> None:
         raise InputError(
             f"config key kappa.window_ms: [{start:g}, {stop:g}] must be an increasing window "
             f"inside the trial, 0 .. {protocol.trial_ms:g} ms (dendrite.protocol.trial_ms)."
+        )
+    if stop <= protocol.onset_ms:
+        raise InputError(
+            f"config key kappa.window_ms: [{start:g}, {stop:g}] ends before the inputs start "
+            f"(dendrite.protocol.onset_ms = {protocol.onset_ms:g} ms), where every PSP is zero "
+            "and kappa(t) would be NaN throughout; end it after the onset."
+        )
+
+
+def _check_trial_contents(protocol: Protocol) -> None:
+    """Each listed protocol kind must make trials with inputs."""
+    if "pairs" in protocol.kinds and not protocol.pairs.kinds:
+        raise InputError(
+            "config key dendrite.protocol.pairs.kinds: empty, but dendrite.protocol.kinds "
+            "lists 'pairs' (the kappa fit's pair trials); list EI, EE and/or II."
+        )
+    multi = protocol.multi
+    if "multi" in protocol.kinds and multi.n_E + multi.n_I < 2:
+        raise InputError(
+            f"config keys dendrite.protocol.multi.n_E and n_I: {multi.n_E} + {multi.n_I} "
+            "inputs per multi-input trial; the bilinear rule needs at least two (or remove "
+            "'multi' from dendrite.protocol.kinds)."
+        )
+
+
+def check_prior_cell(prior: str, cell: str, dendrite: Mapping) -> None:
+    """A prior reads kappa_EE, kappa_EI and kappa_II of its cell: the cell's protocol must
+    fit them all. `dendrite`: the cell's settings (its overrides merged in)."""
+    pairs = DendriteConfig.from_mapping(dendrite).protocol.pairs.kinds
+    missing = [kind for kind in ("EI", "EE", "II") if kind not in pairs]
+    if missing:
+        raise InputError(
+            f"config key dendrite.protocol.pairs.kinds: the prior '{prior}' is built from the "
+            f"kappa of every pair type of cell {cell}, but it lacks {', '.join(missing)}; add "
+            "them, or build no prior from that cell."
         )
 
 
@@ -109,11 +230,69 @@ class PlanBudget:
         )
 
 
+def count_trials(n_sites: int, protocol: Protocol) -> dict[str, int]:
+    """How many trials `dendrite_sim.protocols.plan_trials` makes of each protocol kind for
+    n_sites sites, counted without making them (tests/test_plan_checks.py compares)."""
+    strengths = protocol.strengths_nS
+    n = {receptor: len(getattr(strengths, receptor)) for receptor in ("E", "I")}
+    site_pairs = {"EI": n_sites**2, "EE": n_sites * (n_sites + 1) // 2}
+    site_pairs["II"] = site_pairs["EE"]
+    counts = {
+        "single": n_sites * (n["E"] + n["I"]),
+        "pairs": sum(
+            min(site_pairs[kind], protocol.pairs.max_pairs_per_kind) * n[kind[0]] * n[kind[1]]
+            for kind in protocol.pairs.kinds
+        ),
+        "timing": min(site_pairs["EI"], protocol.timing.n_pairs)
+        * len(protocol.timing.delta_t_ms)
+        * n["E"]
+        * n["I"],
+        "multi": protocol.multi.n_trials,
+    }
+    return {kind: counts[kind] for kind in protocol.kinds if kind in counts}
+
+
+def _inputs_per_trial(protocol: Protocol) -> int:
+    """The most inputs of one trial (the width of the trial table)."""
+    widths = {"single": 1, "pairs": 2, "timing": 2}
+    widths["multi"] = protocol.multi.n_E + protocol.multi.n_I
+    return max(widths.get(kind, 1) for kind in protocol.kinds)
+
+
+def count_compartments(cell: str, spec: str, dendrite: DendriteConfig) -> int:
+    """The compartments `spec` gets under the segmentation rule, counted from the section
+    lengths and diameters before anything is built; more than MAX_COMPARTMENTS is refused,
+    naming the keys (and the file) that set the count."""
+    from dendrite_sim.morphology import PYRAMIDAL_SECTIONS
+    from dendrite_sim.swc import read_cell
+
+    rule = Segmentation.from_config(dendrite)
+    if spec == "builtin:pyramidal":
+        counts = [rule.n_cylinder(length, d) for _, length, d in PYRAMIDAL_SECTIONS]
+    elif spec.startswith("builtin:"):
+        counts = []
+    else:
+        counts = [rule.n_compartments(s.arc, s.diameter) for s in read_cell(spec).sections]
+    total = 1 + sum(counts)
+    if total > MAX_COMPARTMENTS:
+        source = (
+            "" if spec.startswith("builtin:") else f" (SWC file '{spec}': its lengths and radii)"
+        )
+        raise InputError(
+            f"cell {cell}: the segmentation rule gives {total:,} compartments{source}, more "
+            f"than {MAX_COMPARTMENTS:,}; raise dendrite.segmentation.d_lambda (now "
+            f"{rule.d_lambda:g}) or dendrite.max_compartment_um (now "
+            f"{rule.max_compartment_um:g} um)."
+        )
+    return total
+
+
 def plan_budget(cell: str, dendrite: DendriteConfig, n_sites: int, compartments: int) -> PlanBudget:
     """The budget of simulating `cell` (n_sites sites, `compartments` compartments) under the
-    dendrite config; refuses a chunk count larger than the number of trials."""
+    dendrite config, from counts alone; refuses a chunk count larger than the number of
+    trials."""
     protocol = dendrite.protocol
-    trials = sum(trial_counts(n_sites, protocol).values())
+    trials = sum(count_trials(n_sites, protocol).values())
     if dendrite.chunks > trials:
         raise InputError(
             f"config key dendrite.chunks: {dendrite.chunks} processes for {trials} trials of "
@@ -122,6 +301,7 @@ def plan_budget(cell: str, dendrite: DendriteConfig, n_sites: int, compartments:
     samples = round(protocol.trial_ms / protocol.record_dt_ms)
     steps = round(protocol.trial_ms / protocol.dt_ms)
     trace_bytes = trials * samples * 8
+    table_bytes = trials * _inputs_per_trial(protocol) * EVENT_BYTES
     processes = dendrite.chunks
     return PlanBudget(
         cell=cell,
@@ -130,7 +310,7 @@ def plan_budget(cell: str, dendrite: DendriteConfig, n_sites: int, compartments:
         compartments=compartments,
         processes=processes,
         trace_bytes=trace_bytes,
-        memory_bytes=TRACE_COPIES * trace_bytes + processes * PROCESS_BYTES,
+        memory_bytes=TRACE_COPIES * (trace_bytes + table_bytes) + processes * PROCESS_BYTES,
         cpu_seconds=trials * compartments * steps * SECONDS_PER_COMPARTMENT_STEP
         + processes * BUILD_SECONDS,
     )
@@ -147,7 +327,8 @@ def check_budget(budget: PlanBudget, available_bytes: int | None = None) -> None
         raise InputError(
             f"{budget.describe()}: more than {MEMORY_SHARE:.0%} of this machine's "
             f"{_size(available)}. Fewer trials or samples: lower dendrite.sites.n_sites, "
-            "dendrite.protocol.pairs.max_pairs_per_kind or dendrite.protocol.multi.n_trials, "
+            "dendrite.protocol.pairs.max_pairs_per_kind, dendrite.protocol.multi.n_trials "
+            "(or its inputs per trial, n_E and n_I), "
             "shorten dendrite.protocol.trial_ms or raise dendrite.protocol.record_dt_ms "
             "(or fewer dendrite.chunks)."
         )
@@ -205,4 +386,62 @@ def check_sync_bn(recipe_name: str, recipe: Mapping, processes: int, device: str
             f"'{recipe_name}' normalises BatchNorm over the whole batch (sync_bn: true), which "
             "torch's SyncBatchNorm does on CUDA only; set train.processes: 1, train on GPUs, "
             f"or set recipes.{recipe_name}.sync_bn: false (per-process statistics)."
+        )
+
+
+def dataset_status(name: str, source: Mapping, experiment: Mapping | None) -> tuple[bool, str]:
+    """Whether the dataset's runs are planned, and why: skipped while its root is not set or
+    it has no train.experiments entry; an InputError when the root is set but does not hold
+    the data (unless it may be downloaded) or holds an empty file."""
+    if not experiment:
+        return False, f"no train.experiments.{name} entry"
+    downloads = source.get("download") and name != "imagenet"
+    if not source.get("root"):
+        if downloads:
+            return True, "downloaded when missing"
+        return False, f"datasets.{name}.root is not set"
+    root = Path(source["root"])
+    expected = DATASET_FILES[name]
+    if name == "imagenet":
+        found = all((root / folder).is_dir() for folder in expected)
+    else:
+        files = [root / candidate for candidate in expected if (root / candidate).is_file()]
+        empty = [str(path) for path in files if path.stat().st_size == 0]
+        if empty:
+            raise InputError(
+                f"config key datasets.{name}.root: '{empty[0]}' is empty (0 bytes), a "
+                f"download or copy cut short; replace it (or set root: null to skip {name})."
+            )
+        found = bool(files)
+    if found:
+        return True, f"from {root}"
+    if downloads:
+        return True, f"downloaded into {root}"
+    raise InputError(
+        f"config key datasets.{name}.root: '{root}' does not hold {' or '.join(expected)}; "
+        f"fix the path, set datasets.{name}.download: true, or set root: null to skip {name}."
+    )
+
+
+def check_device_recipes(config: Mapping, datasets: list[str], device: str) -> None:
+    """Each trained dataset names a recipe for the device the runs train on."""
+    for dataset in datasets:
+        chosen = config["datasets"][dataset]["recipe"]
+        if isinstance(chosen, Mapping) and device not in chosen:
+            raise InputError(
+                f"config key datasets.{dataset}.recipe: no recipe for the device the runs "
+                f"train on ({device}, train.device: {config['train']['device']}); it has "
+                f"{', '.join(sorted(chosen))}. Add one, or set train.device."
+            )
+
+
+def check_training_tasks(processes: int, tasks: object) -> None:
+    """A profile's tasks for the training job (None: not set) must be train.processes: the
+    job trains through torchrun with that many processes."""
+    tasks = getattr(tasks, "value", tasks)  # Snakemake's Resource, or a plain number
+    if tasks is not None and int(tasks) != processes:
+        raise InputError(
+            f"config key train.processes: {processes}, but the profile gives each training "
+            f"job {tasks} task(s) (set-resources: train: tasks); set both to the same number "
+            "(README, Running on a cluster)."
         )

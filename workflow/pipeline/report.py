@@ -44,7 +44,7 @@ from .fields import (
     sig3,
     table,
 )
-from .files import replace_folder, save_json, save_text
+from .files import recover_folder, replace_folder, save_json, save_text
 from .paper import CIFAR, DEVIATIONS, IMAGENET, protocol, published
 
 log = logging.getLogger(__name__)
@@ -369,6 +369,7 @@ def build_report(
     from .ablation import ablation_answers, ablation_page
 
     out_dir = Path(out_dir)
+    recover_folder(out_dir)  # the report a swap cut off by a crash left aside, back in place
     staged = out_dir.with_name(f".{out_dir.name}.building")
     shutil.rmtree(staged, ignore_errors=True)
     try:

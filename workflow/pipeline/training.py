@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -160,7 +161,9 @@ def train_run(
         prior_file=Path(prior_file) if prior_file else None,
         threads=threads,
     )
-    summary = train(run)
+    # Snakemake reruns a job when its settings changed: a checkpoint of other settings is set
+    # aside (logged), one of the same settings (a job cut off) is resumed.
+    summary = train(run, "set_aside")
     log.info(
         "%s %s %s seed %d: test top-1 %.4f",
         dataset,
@@ -182,37 +185,22 @@ def _train_with_torchrun(
     threads: int,
     processes: int,
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config_file = out_dir / "run_config.yaml"
-    config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={processes}",
-        "-m",
-        "ann.train",
-        "--config",
-        str(config_file),
-        "--dataset",
-        dataset,
-        "--model",
-        model,
-        "--prior",
-        prior,
-        "--seed",
-        str(seed),
-        "--out",
-        str(out_dir),
-        "--threads",
-        str(max(1, threads // processes)),
-    ]
+    threads_each = str(max(1, threads // processes))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={processes}", "-m", "ann.train"]
+    command += ["--dataset", dataset, "--model", model, "--prior", prior, "--seed", str(seed)]
+    command += ["--out", str(out_dir), "--threads", threads_each, "--set-aside"]
     if prior_file:
         command += ["--prior-file", str(prior_file)]
-    log.info("launching: %s", " ".join(command))
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // processes))}
-    result = subprocess.run(command, env=env)
+    # The config travels in a private temporary file: nothing is written into the run folder
+    # before rank 0 holds its lock.
+    with tempfile.TemporaryDirectory(prefix="ann-train-") as private:
+        config_file = Path(private) / "run_config.yaml"
+        config_file.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        command += ["--config", str(config_file)]
+        log.info("launching: %s", " ".join(command))
+        env = {**os.environ, "OMP_NUM_THREADS": threads_each}
+        result = subprocess.run(command, env=env)
     if result.returncode != 0:
         raise TrainingError(
             f"torchrun with {processes} processes failed (exit code "

@@ -1,7 +1,6 @@
 # The prior ablation's plan (workflow/rules/ablation.smk): its config, checked when the
 # workflow is read, its seeds, datasets and runs, and what the report rule reads.
 import itertools
-import shutil
 from types import SimpleNamespace
 
 ABLATION_REFERENCE = "zero"  # the paper's K = 0: every other prior is compared with it
@@ -10,18 +9,6 @@ STATISTICS = config.get("experiments", {}).get(
     "statistics", {"endpoint": "final_test_top1", "margin_pp": 0.3, "alpha": 0.05, "power": 0.8}
 )
 ABLATION_DIR = f"{RESULTS}/experiments/prior_ablation"
-
-
-def planned_device():
-    """cuda or cpu: where the training jobs will run (train.device; auto: CUDA when present)."""
-    device = config["train"]["device"]
-    if device != "auto":
-        return device
-    if shutil.which("nvidia-smi") is None:
-        return "cpu"  # no NVIDIA driver: no need to import torch to know
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def ablation_seeds():

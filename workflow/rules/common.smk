@@ -3,6 +3,7 @@
 # stops it in one line that names the config key.
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,34 +31,40 @@ from pipeline.plan_checks import (
     DATASET_FILES,
     check_budget,
     check_config,
+    check_prior_cell,
+    check_config_values,
+    check_device_recipes,
     check_sync_bn,
+    check_training_tasks,
+    count_compartments,
+    dataset_status,
+    drop_removed_entries,
     model_recipe,
     plan_budget,
+    results_folder,
+    schema_problem,
 )
 from ann.errors import PriorError
 from ann.priors import CONTROLS, MODES, PriorSettings
 
-YAML_TEXT_NUMBER = re.compile(r"[+-]?(\d+|\d*\.\d+|\d+\.)[eE][+-]?\d+")
+SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 
-def check_yaml_numbers(node, key=""):
-    """YAML reads 2e1 (an exponent without a decimal point) as text; say so, naming the key."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            check_yaml_numbers(value, f"{key}.{name}" if key else str(name))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            check_yaml_numbers(value, f"{key}[{index}]")
-    elif isinstance(node, str) and YAML_TEXT_NUMBER.fullmatch(node) and "." not in node:
-        mantissa, exponent = re.split("[eE]", node)
-        raise WorkflowError(
-            f"config key {key}: '{node}' is text to YAML, which reads an exponent as a number "
-            f"only with a decimal point; write {mantissa}.0e{exponent}."
-        )
+def check_config_keys():
+    """The config's values (every number finite) and the schema, each problem in one line
+    that names the key; then Snakemake's own validation, which fills in the defaults."""
+    try:
+        drop_removed_entries(config)
+        check_config_values(config)
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+    problem = schema_problem(config, SCHEMA)
+    if problem:
+        raise WorkflowError(problem)
+    validate(config, SCHEMA)
 
 
-check_yaml_numbers(config)
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+check_config_keys()
 
 
 def canonical(value):
@@ -70,9 +77,23 @@ def canonical(value):
     return value
 
 
-RESULTS = config["results_dir"]
+try:
+    RESULTS = results_folder(config["results_dir"])
+except InputError as err:
+    raise WorkflowError(str(err)) from None
 # What psp.nc depends on: the dendrite section without its run settings (dendrite.chunks).
 SIMULATION_SETTINGS = canonical(simulation_settings(config["dendrite"]))
+# The training's run settings: how fast, not what (docs/reruns.md).
+TRAIN_RUN_SETTINGS = ("threads", "compile")
+# The config without run settings: what the report copies (report/config.yaml), so that a
+# change of run settings reruns nothing.
+RESULT_SETTINGS = canonical(
+    {
+        **config,
+        "dendrite": SIMULATION_SETTINGS,
+        "train": {k: v for k, v in config["train"].items() if k not in TRAIN_RUN_SETTINGS},
+    }
+)
 CELLS = list(config["dendrite"]["cells"])
 # Per cell, the settings it is simulated with (its own overrides merged in, only its own entry
 # under cells): the params of its rules, so that editing one cell reruns only that cell.
@@ -89,18 +110,20 @@ def morphology_file(cell):
 
 
 def cell_budget(name):
-    """Build the cell (reading, repairing and segmenting an SWC file), choose its sites and
-    estimate its simulation; refuse what cannot fit this machine."""
+    """Estimate the cell's simulation from counts (compartments, trials, inputs) and refuse
+    what cannot fit this machine; then build the cell (reading, repairing and segmenting an
+    SWC file) and choose its sites."""
     spec = cell_morphology(config["dendrite"]["cells"][name])
     if not spec.startswith("builtin:") and not Path(spec).is_file():
         raise InputError(
             f"config key dendrite.cells.{name}: morphology file '{spec}' does not exist."
         )
     settings = DendriteConfig.from_mapping(cell_settings(config["dendrite"], name))
-    built = load_cell(spec, settings)
-    sites = select_sites(built.compartments(), settings.sites)
-    budget = plan_budget(name, settings, len(sites), built.morphology.total_compartments)
+    compartments = count_compartments(name, spec, settings)
+    n_sites = len(settings.sites.explicit) or settings.sites.n_sites
+    budget = plan_budget(name, settings, n_sites, compartments)
     check_budget(budget)
+    select_sites(load_cell(spec, settings).compartments(), settings.sites)
     logger.info(budget.describe())
     return budget
 
@@ -149,6 +172,8 @@ def check_priors():
             f"config key priors.cell: '{config['priors']['cell']}' is not one of the cells "
             f"under dendrite.cells ({', '.join(CELLS)})."
         )
+    for prior, cell in PRIOR_CELLS.items():
+        check_prior_cell(prior, cell, cell_settings(config["dendrite"], cell))
     for dataset, experiment in config["train"]["experiments"].items():
         check_run_priors(f"train.experiments.{dataset}.priors", (experiment or {}).get("priors", []))
     for name in ("prior_ablation", "prior_lowdata"):
@@ -195,34 +220,13 @@ except InputError as err:
     raise WorkflowError(str(err)) from None
 
 
-def dataset_status(name):
-    """Whether the dataset's runs are planned, and why: skipped while its root is not set; an
-    error when the root is set but does not hold the data (unless it may be downloaded)."""
-    source = config["datasets"][name]
-    if not config["train"]["experiments"].get(name):
-        return False, f"no train.experiments.{name} entry"
-    downloads = source.get("download") and name != "imagenet"
-    if not source.get("root"):
-        if downloads:
-            return True, "downloaded when missing"
-        return False, f"datasets.{name}.root is not set"
-    root = Path(source["root"])
-    expected = DATASET_FILES[name]
-    if name == "imagenet":
-        found = all((root / folder).is_dir() for folder in expected)
-    else:
-        found = any((root / candidate).is_file() for candidate in expected)
-    if found:
-        return True, f"from {root}"
-    if downloads:
-        return True, f"downloaded into {root}"
-    raise WorkflowError(
-        f"config key datasets.{name}.root: '{root}' does not hold {' or '.join(expected)}; "
-        f"fix the path, set datasets.{name}.download: true, or set root: null to skip {name}."
-    )
-
-
-DATASET_STATUS = {name: dataset_status(name) for name in config["datasets"]}
+try:
+    DATASET_STATUS = {
+        name: dataset_status(name, source, config["train"]["experiments"].get(name))
+        for name, source in config["datasets"].items()
+    }
+except InputError as err:
+    raise WorkflowError(str(err)) from None
 TRAINED_DATASETS = [name for name, (enabled, _) in DATASET_STATUS.items() if enabled]
 logger.info(
     "datasets: "
@@ -273,34 +277,69 @@ def prior_file(wildcards):
     return {}
 
 
+def planned_device():
+    """cuda or cpu: where the training jobs will run (train.device; auto: CUDA when present)."""
+    device = config["train"]["device"]
+    if device != "auto":
+        return device
+    if shutil.which("nvidia-smi") is None:
+        return "cpu"  # no NVIDIA driver: no need to import torch to know
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def training_config(wildcards):
-    """Only the config keys this run depends on, so that editing one reruns exactly its runs:
-    the dataset's entry with the recipe chosen for this model (datasets.<name>.model_recipes,
-    else .recipe) as its `recipe`, that recipe, and this model's overrides. A multi-process CPU
-    run of a recipe with sync_bn stops here, before any job starts. Of the priors section, what
-    a run of its prior and mode depends on (PriorSettings.used_by)."""
+    """Only the config keys this run's numbers depend on (the run's identity, docs/reruns.md),
+    so that editing one reruns exactly its runs: its dataset's entry without the recipe choice,
+    the recipe chosen for this model on the planned device (datasets.<name>.model_recipes, else
+    .recipe) with its name, this model's overrides, what its prior and mode depend on
+    (PriorSettings.used_by), the device type and the number of processes. Not train.threads or
+    train.compile (the same numbers), nor another device's or model's recipe. A multi-process
+    CPU run of a recipe with sync_bn stops here, before any job starts."""
     dataset, model, prior = wildcards.dataset, wildcards.model, wildcards.prior
     entry = config["datasets"][dataset]
     choice = model_recipe(dataset, entry, model)
+    device = planned_device()
+    name = choice.get(device) if isinstance(choice, dict) else choice
+    if name is None:
+        raise WorkflowError(
+            f"config key datasets.{dataset}: no recipe for {model} on the device the runs "
+            f"train on ({device}); add one, or set train.device."
+        )
     overrides = config["recipe_overrides"].get(dataset, {}).get(model, {})
     processes = config["train"]["processes"]
-    device = planned_device() if processes > 1 else None
-    name = choice.get(device) if isinstance(choice, dict) else choice
-    if processes > 1 and name is not None:
+    if processes > 1:
         try:
             check_sync_bn(name, {**config["recipes"][name], **overrides}, processes, device)
         except InputError as err:
             raise WorkflowError(f"{dataset}/{model}: {err}") from None
-    source = {key: value for key, value in entry.items() if key != "model_recipes"}
+    source = {k: v for k, v in entry.items() if k not in ("recipe", "model_recipes")}
     return canonical(
         {
-            "datasets": {dataset: {**source, "recipe": choice}},
-            "recipes": {name: config["recipes"][name] for name in recipe_names(choice)},
-            "recipe_overrides": {dataset: {model: overrides}},
+            "datasets": {dataset: source},
+            "recipe": {"name": name, **config["recipes"][name]},
+            "recipe_overrides": overrides,
             "priors": {} if prior == "none" else PRIOR_SETTINGS.used_by(PRIOR_SETTINGS.spec(prior)),
-            "train": {k: v for k, v in config["train"].items() if k != "experiments"},
+            "train": {"device": device, "processes": processes},
         }
     )
+
+
+def check_training_plan():
+    """The planned device has a recipe for every dataset with data, and a profile that sets the
+    training job's tasks (set-resources: train: tasks) gives it train.processes of them."""
+    resources = workflow.resource_settings.overwrite_resources.get("train") or {}
+    try:
+        # every dataset with data may train: in the grid or in the prior ablation
+        with_data = [n for n, s in config["datasets"].items() if s.get("root") or s.get("download")]
+        check_device_recipes(config, with_data, planned_device())
+        check_training_tasks(config["train"]["processes"], resources.get("tasks"))
+    except InputError as err:
+        raise WorkflowError(str(err)) from None
+
+
+check_training_plan()
 
 
 # Input functions of the report rules (workflow/rules/report.smk).

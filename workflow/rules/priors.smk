@@ -9,7 +9,7 @@ rule build_prior:
     output:
         f"{RESULTS}/priors/{{model}}/{{prior}}/seed{{seed}}.pt",
     log:
-        f"{RESULTS}/logs/build_prior/{{model}}_{{prior}}_{{seed}}.log",
+        f"{RESULTS}/logs/build_prior/{{model}}/{{prior}}/seed{{seed}}.log",
     wildcard_constraints:
         prior="|".join(BUILT_PRIORS),
     conda:

@@ -76,7 +76,7 @@ rule report:
     conda:
         "../envs/ann.yaml"
     params:
-        config=canonical({**config, "dendrite": SIMULATION_SETTINGS}),
+        config=RESULT_SETTINGS,  # without run settings (chunks, threads, compile)
         cells=canonical(REPORT_CELLS),  # sorted: the order of dendrite.cells reruns nothing
         datasets=canonical(REPORT_DATASETS),
         theory=REPORT_THEORY,

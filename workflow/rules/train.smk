@@ -9,7 +9,7 @@ rule train:
         metrics=f"{TRAIN_DIR}/metrics.json",
         curve=f"{TRAIN_DIR}/metrics.csv",
     log:
-        f"{RESULTS}/logs/train/{{dataset}}_{{model}}_{{prior}}_{{seed}}.log",
+        f"{RESULTS}/logs/train/{{dataset}}/{{model}}/{{prior}}/seed{{seed}}.log",
     conda:
         "../envs/ann.yaml"
     threads: config["train"]["threads"]

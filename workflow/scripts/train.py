@@ -12,5 +12,5 @@ run_stage(
     out_dir=snakemake.params.out_dir,
     prior_file=snakemake.input.get("prior"),
     threads=snakemake.threads,
-    processes=snakemake.resources.tasks,
+    processes=snakemake.config["train"]["processes"],  # the plan checked the job's tasks
 )
