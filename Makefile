@@ -1,5 +1,6 @@
 # Quick start:  make run        (set up .venv, run the default workflow)
 #               make test       (set up .venv, lint, run the test suite)
+#               make docs       (build the documentation site into site/, warnings as errors)
 #               make test-fast  (lint and the fast unit tests: no Snakemake, training,
 #                                long simulation, SLURM, browser or GPU; under two minutes)
 SHELL := /bin/bash
@@ -13,7 +14,7 @@ CORES ?= all
 RUN_DEBS := dataset-fashion-mnist
 TEST_DEBS := $(RUN_DEBS) chromium slurm-wlm munge
 
-.PHONY: run test test-fast setup lint clean run-debs test-debs
+.PHONY: run test test-fast setup lint docs clean run-debs test-debs
 
 setup: $(STAMP)
 
@@ -34,11 +35,14 @@ run: setup run-debs
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup test-debs lint
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
+test: setup test-debs lint docs
 	$(BIN)/python -m pytest
 
 test-fast: setup lint
 	$(BIN)/python -m pytest -m "not slow and not slurm and not browser and not gpu"
 
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake site

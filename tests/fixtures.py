@@ -149,6 +149,7 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
     }
     # The full-data prior ablation at toy size: its seed-0 runs are the grid's, seed 1 adds three.
     config["experiments"]["prior_ablation"].update(
+        enabled=True,
         datasets=["fashion_mnist", "cifar10"],  # CIFAR-10 has no data: skipped
         models=["dit_resnet20"],
         plain_model="resnet20",

@@ -176,6 +176,10 @@ KAPPA_DEPENDENTS = {
     "train",
     "summarise_dataset",
     "prior_ablation",
+    "prior_lowdata_lr",
+    "prior_lowdata_anchor",
+    "prior_lowdata_seed",
+    "prior_lowdata",
 }
 
 

@@ -5,9 +5,6 @@ from types import SimpleNamespace
 
 ABLATION_REFERENCE = "zero"  # the paper's K = 0: every other prior is compared with it
 ABLATION = config.get("experiments", {}).get("prior_ablation", {"enabled": False})
-STATISTICS = config.get("experiments", {}).get(
-    "statistics", {"endpoint": "final_test_top1", "margin_pp": 0.3, "alpha": 0.05, "power": 0.8}
-)
 ABLATION_DIR = f"{RESULTS}/experiments/prior_ablation"
 
 

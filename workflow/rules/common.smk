@@ -152,6 +152,12 @@ PRIOR_CELLS = {name: PRIOR_SETTINGS.spec(name).cell for name in BUILT_PRIORS}
 RUN_PRIOR = rf"(none|({'|'.join(PRIOR_NAMES)})(\+({'|'.join(MODES)}))?)"  # the run's wildcard
 
 
+# The declared analysis of the prior experiments (experiments.statistics; docs/statistics.md).
+STATISTICS = config.get("experiments", {}).get(
+    "statistics", {"endpoint": "final_test_top1", "margin_pp": 0.3, "alpha": 0.05, "power": 0.8}
+)
+
+
 def check_run_priors(key, priors):
     for prior in priors:
         try:

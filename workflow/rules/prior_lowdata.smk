@@ -3,7 +3,14 @@
 # images per class, every prior x mode on each of >= 10 paired seeds (one job per seed), the
 # learning rate and the anchor-strength sweep chosen on validation draws, then the contrasts
 # (ann.statistics) and the report page "Does the prior matter?".
-LOWDATA = config["experiments"]["prior_lowdata"]
+from ann.errors import ConfigError
+from ann.lowdata import LowDataConfig
+
+LOWDATA = config.get("experiments", {}).get("prior_lowdata", {"enabled": False})
+try:
+    LowDataConfig.from_mapping(LOWDATA)  # the design's checks, before any job starts
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 LOWDATA_DIR = f"{RESULTS}/experiments/prior_lowdata"
 LOWDATA_READY = LOWDATA["enabled"] and "fashion_mnist" in TRAINED_DATASETS
 LOWDATA_CELLS = sorted(
@@ -98,6 +105,6 @@ rule prior_lowdata:
         "../envs/ann.yaml"
     params:
         section=canonical(LOWDATA),
-        statistics=canonical(config["experiments"]["statistics"]),
+        statistics=canonical(STATISTICS),
     script:
         "../scripts/prior_lowdata.py"
