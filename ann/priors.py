@@ -22,7 +22,7 @@ The bio mapping. A quadratic unit computes y_o = sum_ij K_oij x_i x_j on top of 
 linear response; the dendritic rule says a neuron's summed potential is
 sum_i V_i + sum_{i<j} kappa_ij V_i V_j. So each output unit o is read as a neuron of the
 simulated type and each input channel i as a presynaptic cell. The mapping makes these free
-choices (the README's Priors section says why each):
+choices (docs/priors.md says why each):
   * channel i is excitatory or inhibitory for every unit (Dale's law): a seeded
     `fraction_inhibitory` (0.2) of the channels are I, the rest E;
   * unit o places the synapse of channel i at a site s_oi drawn uniformly and independently

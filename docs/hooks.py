@@ -1,10 +1,13 @@
 """MkDocs hook: pages that are generated from the project's own files, so they cannot drift.
 
+The home page holding `<!-- readme -->` is the README, its links into docs/ made relative.
+
 A page holding the marker `<!-- config-reference -->` gets the tables of every config key
 from workflow/schemas/config.schema.yaml (type, allowed values, default, description) with
 the value the shipped config.yaml gives it; `<!-- config-yaml -->` the shipped config.yaml
 itself, comments included."""
 
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 CONFIG = ROOT / "config.yaml"
+README = ROOT / "README.md"
 
 
 def _resolve(node: Mapping, schema: Mapping) -> Mapping:
@@ -104,7 +108,14 @@ def config_reference() -> str:
     return "\n".join(out)
 
 
+def readme() -> str:
+    """The README as the site's home page: links into docs/ relative to docs/."""
+    return re.sub(r"\]\(docs/", "](", README.read_text())
+
+
 def on_page_markdown(markdown: str, page: object, config: object, files: object) -> str:
+    if "<!-- readme -->" in markdown:
+        markdown = markdown.replace("<!-- readme -->", readme())
     if "<!-- config-reference -->" in markdown:
         markdown = markdown.replace("<!-- config-reference -->", config_reference())
     if "<!-- config-yaml -->" in markdown:

@@ -23,7 +23,7 @@ from dendrite_sim.errors import InputError
 from dendrite_sim.protocols import check_timing
 
 # CPU time per compartment per integration step of the compiled simulator, from the
-# measured figures (README: 5 ms per 100-ms trial of the 95-compartment cell at dt 0.05 ms,
+# measured figures (docs/measured.md: 5 ms per 100-ms trial of the 95-compartment cell at dt 0.05 ms,
 # 21 ms for a 656-compartment reconstruction), with the C++ build of each process.
 SECONDS_PER_COMPARTMENT_STEP = 2.6e-8
 BUILD_SECONDS = 10.0
@@ -37,7 +37,7 @@ MEMORY_SHARE = 0.8  # of the machine's memory a plan may take
 # float64), held by the plan, by each process and in the dataset being written.
 EVENT_BYTES = 24
 # The most compartments a cell may have: about 30 times the 656 of the realistic
-# reconstruction at NEURON's default rule (README, "Measured against NEURON"); more is a
+# reconstruction at NEURON's default rule (docs/measured.md, "Measured against NEURON"); more is a
 # setting (d_lambda, max_compartment_um) or a file (radii, coordinates) out of range.
 MAX_COMPARTMENTS = 20_000
 # Entries a config file can remove by setting them to null (Snakemake merges a --configfile
@@ -443,5 +443,5 @@ def check_training_tasks(processes: int, tasks: object) -> None:
         raise InputError(
             f"config key train.processes: {processes}, but the profile gives each training "
             f"job {tasks} task(s) (set-resources: train: tasks); set both to the same number "
-            "(README, Running on a cluster)."
+            "(docs/cluster.md)."
         )
