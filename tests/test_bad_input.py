@@ -226,7 +226,10 @@ PLAN_TIME_ERRORS = [
     ({"datasets.fashion_mnist.recipe": "fmnist_typo"}, "no recipe named 'fmnist_typo'"),
     ({"dendrite.synapses.I.tau_decay_ms": 1.0}, "config keys dendrite.synapses.I.tau_rise_ms"),
     (
-        {"experiments.prior_ablation.enabled": True, "experiments.prior_ablation.priors": ["bio"]},
+        {
+            "experiments.prior_ablation.enabled": True,
+            "experiments.prior_ablation.priors": ["bio", "shuffled"],
+        },
         "reference prior 'zero'",
     ),
     ({"experiments.prior_lowdata.priors": ["zero", "shuffled"]}, "'bio' must be one"),

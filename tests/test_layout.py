@@ -33,14 +33,24 @@ DENDRITE_MODULES = [
 ]
 
 
-def imported(modules, path=()):
-    """The top-level packages that importing `modules` loads, with `path` on sys.path."""
+def imported_modules(modules, path=()):
+    """Every module that importing `modules` loads, with `path` on sys.path."""
     code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
     code += "print('\\n'.join(sorted(sys.modules)))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, path), str(ROOT)])}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    return {name.split(".")[0] for name in result.stdout.split()}
+    return set(result.stdout.split())
+
+
+# The strict config-file reader needs nothing but PyYAML; the workflow and `python -m ann.train
+# --config` share it, so ann may load it (and the package module around it, which loads nothing).
+SHARED = {"dendrite_sim", "dendrite_sim.config_file"}
+
+
+def imported(modules, path=()):
+    """The top-level packages that importing `modules` loads, beyond the shared config reader."""
+    return {name.split(".")[0] for name in imported_modules(modules, path) - SHARED}
 
 
 @pytest.mark.parametrize(

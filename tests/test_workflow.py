@@ -259,7 +259,8 @@ def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):
     fmnist_runs = len(fmnist["seeds"]) * (1 + len(fmnist["priors"]))
     assert jobs["train"] == 2 * 20 * 5 + 6 + fmnist_runs
     assert jobs["summarise_dataset"] == 4
-    assert jobs["build_prior"] == 2 * len(fmnist["seeds"])  # only Fashion-MNIST's bio/shuffled
+    quadratic_priors = [p for p in fmnist["priors"] if p != "zero"]  # only Fashion-MNIST's
+    assert jobs["build_prior"] == len(quadratic_priors) * len(fmnist["seeds"])
 
 
 def test_snakemake_provenance_report(tiny_run):
