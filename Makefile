@@ -8,18 +8,26 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 CORES ?= all
 # Debian packages: the default dataset for `make run`; the test suite also needs
 # a headless browser (report links) and a single-node SLURM (cluster path).
 RUN_DEBS := dataset-fashion-mnist
 TEST_DEBS := $(RUN_DEBS) chromium slurm-wlm munge
 
-.PHONY: run test test-fast setup lint docs clean run-debs test-debs
+.PHONY: run test test-fast setup setup-dev lint docs clean run-debs test-debs
 
+# `make run` installs what the workflow needs; the tests, linters and docs add the dev extra.
 setup: $(STAMP)
+
+setup-dev: $(DEV_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
@@ -32,16 +40,16 @@ test-debs:
 run: setup run-debs
 	$(BIN)/snakemake --cores $(CORES)
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check .
 
-docs: setup
+docs: setup-dev
 	$(BIN)/mkdocs build --strict --quiet
 
-test: setup test-debs lint docs
+test: setup-dev test-debs lint docs
 	$(BIN)/python -m pytest
 
-test-fast: setup lint
+test-fast: setup-dev lint
 	$(BIN)/python -m pytest -m "not slow and not slurm and not browser and not gpu"
 
 clean:
