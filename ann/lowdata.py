@@ -138,15 +138,22 @@ def batches(draw: Draw, config: LowDataConfig, seed: int) -> Iterator[tuple[Tens
     size = min(config.batch_size, len(draw.train))
     steps = config.epochs * math.ceil(len(draw.train) / size)
     for picked in batch_indices(len(draw.train), size, steps, generator):
-        images = augment_batch(
-            draw.train.images[picked],
-            crop_padding=config.crop_padding,
-            flip=config.flip,
-            mean=draw.train.mean,
-            std=draw.train.std,
-            generator=generator,
-        )
+        images = augmented(draw, config, picked, generator)
         yield images.contiguous(memory_format=torch.channels_last), draw.train.labels[picked]
+
+
+def augmented(
+    draw: Draw, config: LowDataConfig, picked: Tensor, generator: torch.Generator
+) -> Tensor:
+    """The training images `picked` of the draw, augmented as the experiment trains."""
+    return augment_batch(
+        draw.train.images[picked],
+        crop_padding=config.crop_padding,
+        flip=config.flip,
+        mean=draw.train.mean,
+        std=draw.train.std,
+        generator=generator,
+    )
 
 
 def statistics_batches(draw: Draw, config: LowDataConfig, seed: int) -> Iterator[Tensor]:
@@ -156,14 +163,7 @@ def statistics_batches(draw: Draw, config: LowDataConfig, seed: int) -> Iterator
     order = torch.randperm(len(draw.train), generator=generator)
     for start in range(0, len(order), EVAL_BATCH):
         picked = order[start : start + EVAL_BATCH]
-        yield augment_batch(
-            draw.train.images[picked],
-            crop_padding=config.crop_padding,
-            flip=config.flip,
-            mean=draw.train.mean,
-            std=draw.train.std,
-            generator=generator,
-        )
+        yield augmented(draw, config, picked, generator)
 
 
 def steps_of(draw: Draw, config: LowDataConfig) -> int:

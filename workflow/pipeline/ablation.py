@@ -67,6 +67,26 @@ def initial_k(
     return {layer: weights[layer].float().numpy() * scales.get(layer, 1.0) for layer in learned}
 
 
+def declared_contrasts(
+    runs: pd.DataFrame, priors: Sequence[str], metrics: Sequence[str], statistics: Mapping
+) -> pd.DataFrame:
+    """Every prior experiment's contrasts of `priors` on `metrics`, as `statistics` (the
+    config's experiments.statistics) declares them: endpoint, margin, alpha and power."""
+    from ann.statistics import contrast_table
+
+    return contrast_table(
+        runs,
+        ablation.contrasts(priors),
+        metrics,
+        statistics["endpoint"],
+        margin=statistics["margin_pp"] / 100,
+        alpha=statistics["alpha"],
+        power=statistics["power"],
+        dataset_titles=DATASETS,
+        metric_labels=ablation.METRIC_LABELS,
+    )
+
+
 def analyse(
     runs: Sequence[Mapping],
     sample_epochs: Sequence[int],
@@ -78,24 +98,12 @@ def analyse(
     Dit run with a prior file, that file ("prior_file"); `statistics`: the declared analysis
     (experiments.statistics). Writes the runs, the per-prior summary, the contrasts
     (ann.statistics), the learned-K tables and two figures."""
-    from ann.statistics import contrast_table
-
     metrics = ablation.metrics_of(sample_epochs)
     table = pd.DataFrame([ablation.read_run(run["metrics"], sample_epochs) for run in runs])
     prior_files = {str(Path(run["metrics"]).parent): run.get("prior_file") for run in runs}
     summary = ablation.prior_summary(table, metrics)
     dit = table[table.prior != "none"]
-    contrasts = contrast_table(
-        dit,
-        ablation.contrasts(priors),
-        metrics,
-        statistics["endpoint"],
-        margin=statistics["margin_pp"] / 100,
-        alpha=statistics["alpha"],
-        power=statistics["power"],
-        dataset_titles=DATASETS,
-        metric_labels=ablation.METRIC_LABELS,
-    )
+    contrasts = declared_contrasts(dit, priors, metrics, statistics)
     save_csv(table, outputs["runs"])
     save_csv(summary, outputs["summary"])
     save_csv(contrasts, outputs["statistics"])

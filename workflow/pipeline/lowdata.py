@@ -95,25 +95,14 @@ def analyse(
 ) -> None:
     """The paired contrasts (ann.statistics), the survival table and the figures."""
     from ann import ablation, lowdata
-    from ann.statistics import contrast_table
 
-    from .fields import DATASETS
+    from .ablation import declared_contrasts
 
     config = lowdata.LowDataConfig.from_mapping(section)
     runs = pd.concat([pd.read_csv(path) for path in run_files], ignore_index=True)
     runs["mode"] = runs["mode"].fillna("init")
     metrics = [statistics["endpoint"], *ablation.EXPLORATORY_LOWDATA]
-    table = contrast_table(
-        runs,
-        ablation.contrasts(config.priors),
-        metrics,
-        statistics["endpoint"],
-        margin=statistics["margin_pp"] / 100,
-        alpha=statistics["alpha"],
-        power=statistics["power"],
-        dataset_titles=DATASETS,
-        metric_labels=ablation.METRIC_LABELS,
-    )
+    table = declared_contrasts(runs, config.priors, metrics, statistics)
     margin = statistics["margin_pp"] / 100
     survival = lowdata.survival(pd.read_csv(anchor_sweep_file), margin)
     save_csv(runs, outputs["runs"])
