@@ -1,13 +1,16 @@
 """Every model this project registers in timm keeps timm's model contract, checked through
 timm's public API as timm's own model tests check it: forward, backward, default cfg,
 forward_features / forward_head, reset_classifier, features_only, forward_intermediates with
-prune_intermediate_layers, and torch.fx feature extraction.
+prune_intermediate_layers, torch.fx feature extraction, and TorchScript (torch.jit.script of the
+model, and of its torch.fx graph, as timm's test_model_forward_torchscript and
+test_model_forward_fx_torchscript script them). torch.export and ONNX are in test_export.py.
 
 The default cfg and the feature_info are checked for every model we register. The tests that
 run the network check one model of each family (the 20-layer CIFAR ResNets of the five
 families, dit_convnext_tiny): the other depths and sizes are the same classes, built by the same
 function with other block counts and widths (ann.models.cifar_resnet, ann.models.dit_convnext),
-and running them all costs minutes. Inputs are tiny (one 32 x 32 image) to keep each test to a
+and running them all costs minutes (the TorchScript tests run them all, the others marked slow).
+Inputs are tiny (one 32 x 32 image) to keep each test to a
 few seconds."""
 
 import math
@@ -15,7 +18,13 @@ import math
 import pytest
 import timm
 import torch
-from timm.models import FeatureInfo, get_graph_node_names
+from timm.models import (
+    FeatureInfo,
+    get_graph_node_names,
+    get_notrace_functions,
+    get_notrace_modules,
+)
+from torchvision.models import feature_extraction
 
 import ann  # noqa: F401  (registers the models)
 from ann.models import CIFAR_MODEL_NAMES, CIFAR_VARIANT_NAMES
@@ -27,6 +36,10 @@ OURS = (
 )
 # one model per family: the networks that the tests below run
 FAMILIES = tuple(name for name in OURS if name.endswith(("20", "20_transposed", "_tiny")))
+# every model: one of each family in the fast tests, the others slow
+EVERY_MODEL = [
+    name if name in FAMILIES else pytest.param(name, marks=pytest.mark.slow) for name in OURS
+]
 BATCH = 1
 
 
@@ -170,3 +183,73 @@ def test_feature_info_of_every_model(name):
     assert all(model.get_submodule(level["module"]) is not None for level in info)
     assert info[-1]["num_chs"] == model.num_features
     assert [level["reduction"] for level in info] == sorted(level["reduction"] for level in info)
+
+
+def last_node_extractor(model):
+    """The model as a torch.fx GraphModule that returns its output, traced as timm's
+    test_model_forward_fx_torchscript traces it: timm's no-trace modules (DitQuadratic among
+    them) and functions stay leaves."""
+    tracer_kwargs = dict(
+        leaf_modules=get_notrace_modules(),
+        autowrap_functions=get_notrace_functions(),
+        param_shapes_constant=True,
+    )
+    train_nodes, eval_nodes = feature_extraction.get_graph_node_names(
+        model, tracer_kwargs=tracer_kwargs
+    )
+    return feature_extraction.create_feature_extractor(
+        model,
+        train_return_nodes=train_nodes[-1:],
+        eval_return_nodes=eval_nodes[-1:],
+        tracer_kwargs=tracer_kwargs,
+    )
+
+
+def scripted_model(name):
+    with timm.set_scriptable(True):
+        model = build(name)
+    return model, torch.jit.script(model)
+
+
+@pytest.mark.parametrize("name", EVERY_MODEL)
+def test_torchscript_forward_matches_eager(name):
+    model, scripted = scripted_model(name)
+    x = tiny_input(name)
+    with torch.no_grad():
+        expected = model(x)
+        outputs = [scripted(x) for _ in range(2)]  # the second run is the optimised graph
+    if ann.models.quadratic_layers(model):
+        assert "ann::dit_quadratic" in str(scripted.inlined_graph)
+    for output in outputs:
+        assert output.shape == (BATCH, model.num_classes)
+        assert torch.isfinite(output).all()
+        assert torch.allclose(output, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", EVERY_MODEL)
+def test_fx_graph_scripts_and_matches_eager(name):
+    with timm.set_scriptable(True):
+        model = build(name)
+    scripted = torch.jit.script(last_node_extractor(model))
+    x = tiny_input(name)
+    with torch.inference_mode():
+        expected = model(x)
+        outputs = tuple(scripted(x).values())
+    assert len(outputs) == 1
+    assert outputs[0].shape == (BATCH, model.num_classes)
+    assert torch.allclose(outputs[0], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dit_resnet20", "dit_convnext_tiny"])
+def test_scripted_model_trains(name):
+    """Gradients through a scripted Dit model (the custom operator's autograd) equal eager ones."""
+    model, scripted = scripted_model(name)
+    model.train()
+    scripted.train()
+    x = tiny_input(name, batch=2)
+    model(x).square().mean().backward()
+    scripted(x).square().mean().backward()
+    eager_grads = dict(model.named_parameters())
+    for key, parameter in scripted.named_parameters():
+        assert parameter.grad is not None, key
+        assert torch.allclose(parameter.grad, eager_grads[key].grad, rtol=1e-4, atol=1e-7), key

@@ -4,6 +4,7 @@
 - dit_triton: its Triton kernels (CUDA)
 - dit_op: the custom operator `ann::dit_quadratic` that dispatches between the two
 - dit_quadratic: DitQuadratic, the term as a module
+- dit_onnx: the operator's ONNX translation and export_onnx (needs onnxscript; not imported here)
 - dit_branch: DitBranch (CIFAR ResNets) and DitDepthwiseConv (ConvNeXt), the term in a block
 - quadratic_conv: Fan's and QuadraLib's quadratic convolutions (the CIFAR baselines)
 - low_rank: LowRankQuadratic, the few-shot pixel model's quadratic term

@@ -107,10 +107,11 @@ dit_quadratic.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _compute_dtype(x: Tensor, weight: Tensor) -> torch.dtype:
-    device_type = x.device.type
     dtype = torch.promote_types(x.dtype, weight.dtype)
-    if dtype != torch.float64 and torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
+    # TorchScript has no autocast queries (a scripted model follows its inputs' dtype)
+    if not torch.jit.is_scripting() and dtype != torch.float64:
+        if torch.is_autocast_enabled(x.device.type):
+            return torch.get_autocast_dtype(x.device.type)
     return dtype
 
 
@@ -121,8 +122,10 @@ def quadratic_images(
     in the autocast dtype when autocast is on; the weight's gradient keeps the weight's dtype."""
     in_channels = x.shape[2]
     if weight.shape[1] != in_channels * in_channels:
-        raise ValueError(f"weight {tuple(weight.shape)} does not match {in_channels} channels")
-    return dit_quadratic(x.to(_compute_dtype(x, weight)), weight, chunk_bytes or 0, kernel)
+        raise ValueError(f"weight {list(weight.shape)} does not match {in_channels} channels")
+    scratch = 0 if chunk_bytes is None else chunk_bytes
+    # through torch.ops, the same operator as dit_quadratic, so that TorchScript can call it
+    return torch.ops.ann.dit_quadratic(x.to(_compute_dtype(x, weight)), weight, scratch, kernel)
 
 
 def quadratic_rows(rows: Tensor, weight: Tensor, chunk_bytes: int | None = None) -> Tensor:

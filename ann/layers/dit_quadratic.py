@@ -42,7 +42,7 @@ class DitQuadratic(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         channel_dim = -1 if x.dim() == 2 or self.channels_last else 1
         if x.dim() not in (2, 4) or x.shape[channel_dim] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} channels, got input {tuple(x.shape)}")
+            raise ValueError(f"expected {self.in_channels} channels, got input {list(x.shape)}")
         if x.dim() == 2:
             return self._quadratic(x.unsqueeze(0))[0]
         if self.channels_last:
