@@ -254,8 +254,9 @@ def _cover(size: int, largest: int = 128) -> tuple[int, int]:
 
 
 def _reduction_tile(channels: int) -> int:
-    """The b tile of the matmul kernel: the least padding of 16, 32, 64 (the larger on ties)."""
-    return min((64, 32, 16), key=lambda size: triton.cdiv(channels, size) * size)
+    """The b tile of the matmul kernel: the least padding of 16 or 32 (32 on ties); 64 spills
+    registers on sm_80."""
+    return min((32, 16), key=lambda size: triton.cdiv(channels, size) * size)
 
 
 def tile_config(
@@ -264,10 +265,12 @@ def tile_config(
     out_channels: int,
     dtype: torch.dtype = torch.bfloat16,
     kind: str = "matmul",
+    ieee: bool = False,
 ) -> TileConfig:
     """Tiles of a pair kernel over `num_rows` rows, `b_channels` inputs of the reduction and
     `out_channels` output columns, for inputs of `dtype` (GPU defaults; the interpreter takes
-    any). float32 (and float16, whose products are float32) dot operands take twice the
+    any); `ieee`: float32 products without TF32 (CUDA-core FMAs, more registers). float32 (and
+    float16, whose products are float32) dot operands take twice the
     shared memory of bf16: their tiles are smaller and their pipelines shallower, which keeps
     every choice within sm_80's and sm_90's shared memory and registers without spills
     (`python benchmarks/gpu.py --static` compiles them all and checks)."""
@@ -276,16 +279,19 @@ def tile_config(
     wide = dtype == torch.bfloat16  # 2-byte dot operands
     main, tail = _cover(out_channels, 128)
     columns = main + tail
+    # Eight warps from 96 columns on: with four, the int64 row addresses, the float32 products
+    # and the accumulators of a 64-row tile exceed 255 registers a thread and spill; below,
+    # four (with eight ptxas caps registers at 128 and spills). See the static check.
     if kind == "gram":
-        block_m = 64 if wide else 32
-        block_p = 128 if wide or columns <= 64 else 64
-        warps = 8 if block_p * columns >= 128 * 96 else 4
-        return TileConfig(block_m, main, block_p, warps, 3 if wide else 2, tail)
-    block_m = 128 if num_rows >= 4096 else 64
-    if not wide and columns > 64:
-        block_m = 64
-    warps = 8 if block_m * columns >= 128 * 96 else 4
-    return TileConfig(block_m, main, _reduction_tile(b_channels), warps, 3 if wide else 2, tail)
+        block_p = (128 if wide else 64) if columns <= 96 else (64 if wide else 32)
+        return TileConfig(32, main, block_p, 8, 1, tail)
+    reduction = _reduction_tile(b_channels)
+    if ieee:  # CUDA-core FMAs: fewer rows where there are few or many columns
+        block_m = 32 if columns <= 32 or columns >= 128 else 64
+        warps, stages = (4, 1) if columns <= 32 else (8, 2)
+        return TileConfig(block_m, main, reduction, warps, stages, tail)
+    warps = 8 if columns >= 96 else 4
+    return TileConfig(64, main, reduction, warps, 2 if wide else 1, tail)
 
 
 def dot_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -320,7 +326,8 @@ def _pair_matmul(
     images, positions, a_channels = u.shape
     b_channels, out_channels = v.shape[2], out.shape[2]
     num_rows = images * positions
-    cfg = tiles or tile_config(num_rows, b_channels, out_channels, v.dtype, "matmul")
+    ieee = _precision(v.dtype) == "ieee"
+    cfg = tiles or tile_config(num_rows, b_channels, out_channels, v.dtype, "matmul", ieee)
     grid = (triton.cdiv(num_rows, cfg.block_m), _columns_grid(out_channels, cfg))
     _pair_matmul_kernel[grid](
         u,
@@ -374,7 +381,8 @@ def _pair_gram(g: Tensor, x: Tensor, triangular: bool, tiles: TileConfig | None)
     images, positions, channels = x.shape
     out_channels = g.shape[2]
     num_rows = images * positions
-    cfg = tiles or tile_config(num_rows, channels, out_channels, x.dtype, "gram")
+    ieee = _precision(x.dtype) == "ieee"
+    cfg = tiles or tile_config(num_rows, channels, out_channels, x.dtype, "gram", ieee)
     first, second = channel_pairs(channels, triangular, x.device)
     num_pairs = first.numel()
     pair_blocks, n_blocks = triton.cdiv(num_pairs, cfg.block_b), _columns_grid(out_channels, cfg)
