@@ -435,10 +435,10 @@ def synthetic_fashion_mnist(folder: Path, n_train: int, n_test: int) -> Path:
 
 def train_section(root: Path | None, device: str, overrides: dict, synthetic_size: tuple) -> None:
     try:
-        import pandas
+        import pandas  # ann.train writes its metrics with pandas
 
         from ann.engine import run_from_config, train
-    except ImportError as error:  # ann.train's own needs (pandas, xarray), not the kernels'
+    except ImportError as error:  # ann.train's own needs, not the kernels'
         raise ImportError(f"section 4 runs ann.train, which needs {error.name}") from error
 
     print("\n4. python -m ann.train on Fashion-MNIST: dit_resnet20, prior zero, fmnist_gpu recipe")

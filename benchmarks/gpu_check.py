@@ -11,7 +11,9 @@
 
 It ends with one table: every target, its measured value, met / NOT met / not measured, and
 writes that table as JSON (--json). It needs torch, Triton and timm (with its torchvision and
-PyYAML) and pytest: no snakemake, brian2 or the workflow. The exit status is 0 when every
+PyYAML) and pytest: no snakemake, brian2, xarray or the workflow. Section 4 of the benchmark
+runs ann.train, which writes its metrics with pandas; without pandas that one target reads
+"not measured" with the reason. The exit status is 0 when every
 target is met, 1 otherwise (not measured included).
 """
 

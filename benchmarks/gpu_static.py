@@ -6,7 +6,8 @@ models named), for sm_80 and sm_90, in bf16, fp16 and fp32 with TF32 on and off:
 compiler with an explicit GPUTarget, then the ptxas that ships with Triton for registers and
 spills. Prints registers, shared memory and spills per kernel and returns non-zero when any
 exceeds its target's limits (shared memory per block, 255 registers per thread, 64 K
-registers per block) or spills.
+registers per block) or spills. It also notes where ptxas serializes the sm_90 tensor-core
+products (C7515: a wgmma waits for the previous one instead of overlapping it).
 """
 
 import os
@@ -62,6 +63,7 @@ class Measured:
     spill_bytes: int
     problems: tuple[str, ...]
     error: str = ""
+    serialized: bool = False  # ptxas C7515: a wgmma waits for the previous one (sm_90)
 
 
 def model_layer_shapes(names: Iterable[str], batch: int = 128) -> set[tuple[int, int, int]]:
@@ -206,7 +208,8 @@ def compile_one(item: Compilation) -> Measured:
         problems.append(f"{registers} x {32 * item.num_warps} threads > {REGISTERS_PER_BLOCK}")
     if spills:
         problems.append(f"spills {spills} B")
-    return Measured(item, registers, shared, spills, tuple(problems))
+    serialized = "C7515" in report
+    return Measured(item, registers, shared, spills, tuple(problems), "", serialized)
 
 
 def _number(text: str, before: str, after: str) -> int:
@@ -233,9 +236,9 @@ def run_static(
     )
     for m in sorted(results, key=lambda m: (m.compilation.arch, m.compilation.kernel)):
         c = m.compilation
-        verdict = (
-            "ok" if not m.problems else "; ".join(m.problems) + (f" ({m.error})" if m.error else "")
-        )
+        verdict = "ok" if not m.problems else "; ".join(m.problems)
+        verdict += f" ({m.error})" if m.error else ""
+        verdict += " (wgmma serialized: C7515)" if m.serialized else ""
         print(
             f"{'sm_' + str(c.arch):>5} {c.kernel:>6} {c.precision:>9} {c.label():<30}"
             f" {m.registers:>5} {m.shared:>7} {m.spill_bytes:>7}  {verdict}"
@@ -246,7 +249,8 @@ def run_static(
             f"sm_{arch}: {len(mine)} kernels, max {max(m.registers for m in mine)} registers, "
             f"max {max(m.shared for m in mine)} B shared (limit {SHARED_LIMIT[arch]}), "
             f"max {max(m.spill_bytes for m in mine)} B spilled, "
-            f"{sum(bool(m.problems) for m in mine)} over a limit"
+            f"{sum(bool(m.problems) for m in mine)} over a limit, "
+            f"{sum(m.serialized for m in mine)} with serialized wgmma"
         )
     return results
 
@@ -261,6 +265,7 @@ def as_records(results: list[Measured]) -> list[dict]:
             "spill_bytes": m.spill_bytes,
             "problems": list(m.problems),
             "error": m.error,
+            "serialized": m.serialized,
         }
         for m in results
     ]
