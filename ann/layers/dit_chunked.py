@@ -113,6 +113,12 @@ def _input_grad_into(out: Tensor, pair_grad: Tensor, doubled: Tensor, wide: Tens
     torch.mv(terms.flatten(1).t(), pair_grad.new_ones(shifts), out=out.view(-1))
 
 
+def _columns(t: Tensor) -> Tensor:
+    """(C, N*L) of an (N, L, C) tensor: a view for channels innermost, else one copy whose
+    innermost dimension is contiguous on both sides (positions, for NCHW), not a transpose."""
+    return t.permute(2, 0, 1).reshape(t.shape[2], -1)
+
+
 class _RowsWriter:
     """Writes (C, n) column blocks of consecutive rows into an (N, L, C) tensor in its layout,
     in one pass: positions innermost (NCHW) takes blocks of whole images, channels innermost
@@ -207,13 +213,13 @@ def _forward_rows(doubled: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor
 def _backward_rows(
     doubled: Tensor,
     packed: Tensor,
-    grad_out: Tensor,
+    grad_columns: Tensor,
     chunk_bytes: int,
     grad_x: Tensor | None,
     weight_grad: bool,
 ) -> Tensor | None:
     """Fills grad_x (N, L, C, written in its own layout) when given; returns the gradient of
-    the packed coefficients when weight_grad."""
+    the packed coefficients when weight_grad. grad_columns: (C_out, P), the output's gradient."""
     in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
     chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, BACKWARD_BUFFERS)
     writer = _RowsWriter(grad_x) if grad_x is not None else None
@@ -226,7 +232,7 @@ def _backward_rows(
     buffer = doubled.new_empty(BACKWARD_BUFFERS * shifts * in_channels * width)
     block_buffer = doubled.new_empty(in_channels * width) if writer is not None else None
     for start, stop in chunk_bounds(num_rows, chunk_rows):
-        chunk, grad_chunk = doubled[:, start:stop], grad_out[start:stop].t()
+        chunk, grad_chunk = doubled[:, start:stop], grad_columns[:, start:stop]
         scratch = _scratch(buffer, shifts * in_channels, stop - start)
         if grad_packed is not None:
             products = _fill_products(scratch, chunk)
@@ -294,7 +300,7 @@ def chunked_backward(
         grad_packed = _backward_rows(
             doubled,
             packed,
-            grad.reshape(-1, grad.shape[2]).to(x.dtype),
+            _columns(grad.to(x.dtype)),
             budget,
             grad_x,
             weight_grad,
