@@ -267,23 +267,25 @@ def tile_config(
     kind: str = "matmul",
     ieee: bool = False,
 ) -> TileConfig:
-    """Tiles of a pair kernel over `num_rows` rows, `b_channels` inputs of the reduction and
-    `out_channels` output columns, for inputs of `dtype` (GPU defaults; the interpreter takes
-    any); `ieee`: float32 products without TF32 (CUDA-core FMAs, more registers). float32 (and
-    float16, whose products are float32) dot operands take twice the
-    shared memory of bf16: their tiles are smaller and their pipelines shallower, which keeps
-    every choice within sm_80's and sm_90's shared memory and registers without spills
-    (`python benchmarks/gpu.py --static` compiles them all and checks)."""
+    """Tiles of a pair kernel ("matmul": forward and input gradient; "gram": weight gradient)
+    with `b_channels` inputs to the reduction and `out_channels` output columns, for inputs of
+    `dtype`; `ieee`: float32 products without TF32 (CUDA-core FMAs, more registers). GPU
+    defaults (the interpreter takes any); `num_rows` does not change the current choices.
+
+    float32 dot operands (float32, and float16 whose products are float32) take twice the
+    shared memory and registers of bf16, so their tiles are smaller and their pipelines
+    shallower. Every choice stays within sm_80's and sm_90's shared memory and registers
+    without spills: `python benchmarks/gpu.py --static` compiles them all and checks."""
     if kind not in KERNEL_KINDS:
         raise ValueError(f"unknown kernel kind {kind!r}; choose one of {KERNEL_KINDS}")
-    wide = dtype == torch.bfloat16  # 2-byte dot operands
+    two_byte = dtype == torch.bfloat16  # bf16 dot operands
     main, tail = _cover(out_channels, 128)
     columns = main + tail
     # Eight warps from 96 columns on: with four, the int64 row addresses, the float32 products
     # and the accumulators of a 64-row tile exceed 255 registers a thread and spill; below,
     # four (with eight ptxas caps registers at 128 and spills). See the static check.
     if kind == "gram":
-        block_p = (128 if wide else 64) if columns <= 96 else (64 if wide else 32)
+        block_p = (128 if two_byte else 64) if columns <= 96 else (64 if two_byte else 32)
         return TileConfig(32, main, block_p, 8, 1, tail)
     reduction = _reduction_tile(b_channels)
     if ieee:  # CUDA-core FMAs: fewer rows where there are few or many columns
@@ -291,7 +293,7 @@ def tile_config(
         warps, stages = (4, 1) if columns <= 32 else (8, 2)
         return TileConfig(block_m, main, reduction, warps, stages, tail)
     warps = 8 if columns >= 96 else 4
-    return TileConfig(64, main, reduction, warps, 2 if wide else 1, tail)
+    return TileConfig(64, main, reduction, warps, 2 if two_byte else 1, tail)
 
 
 def dot_dtype(dtype: torch.dtype) -> torch.dtype:
