@@ -40,6 +40,7 @@ import argparse
 import copy
 import gzip
 import json
+import os
 import statistics
 import struct
 import sys
@@ -475,6 +476,10 @@ def train_section(root: Path | None, device: str, overrides: dict, synthetic_siz
 
 def static_check(models: list[str] | None, json_path: Path | None) -> int:
     """Compile every kernel configuration offline (benchmarks/gpu_static.py); 1 on a breach."""
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        print("--static compiles the kernels: unset TRITON_INTERPRET (the interpreter's kernels")
+        print("cannot be compiled), e.g. env -u TRITON_INTERPRET python benchmarks/gpu.py --static")
+        return 2
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gpu_static import as_records, model_layer_shapes, run_static
 
