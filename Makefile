@@ -3,6 +3,9 @@
 #               make docs       (build the documentation site into site/, warnings as errors)
 #               make test-fast  (lint and the fast unit tests: no Snakemake, training,
 #                                long simulation, SLURM, browser or GPU; under two minutes)
+#               make gpu-check  (on a CUDA machine: the gpu tests, the kernels' static check and
+#                                benchmarks/gpu.py, one targets table, also gpu-check.json;
+#                                needs only torch, Triton, timm and pytest)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +18,7 @@ CORES ?= all
 RUN_DEBS := dataset-fashion-mnist
 TEST_DEBS := $(RUN_DEBS) chromium slurm-wlm munge
 
-.PHONY: run test test-fast setup setup-dev lint docs clean run-debs test-debs
+.PHONY: run test test-fast setup setup-dev lint docs clean run-debs test-debs gpu-check
 
 # `make run` installs what the workflow needs; the tests, linters and docs add the dev extra.
 setup: $(STAMP)
@@ -51,6 +54,12 @@ test: setup-dev test-debs lint docs
 
 test-fast: setup-dev lint
 	$(BIN)/python -m pytest -m "not slow and not slurm and not browser and not gpu"
+
+# The project's venv when there is one, else whichever python has torch, Triton and timm.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py --json gpu-check.json
 
 clean:
 	rm -rf results .snakemake site

@@ -56,15 +56,18 @@ Every draw comes from a numpy Generator seeded by (seed, layer index): determini
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import xarray as xr
 from torch import nn
 
 from .errors import PriorError
 from .layers import DitQuadratic
 from .sections import checked_choice, checked_keys
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 CONTROLS = ("shuffled", "block_mean", "sites_permuted", "spectrum_matched")
 PRIORS = ("zero", "bio", *CONTROLS)  # the kinds of prior
@@ -147,7 +150,9 @@ class PriorSettings:
         for control in CONTROLS:
             if name == control:
                 base, kind = "bio", control
-            elif name.endswith(f"_{control}") and name.removesuffix(f"_{control}") in self.biological:
+            elif (
+                name.endswith(f"_{control}") and name.removesuffix(f"_{control}") in self.biological
+            ):
                 base, kind = name.removesuffix(f"_{control}"), control
         cell = None if kind == "zero" else self.biological.get(base, self.cell)
         return PriorSpec(name, kind, cell, mode)
@@ -226,6 +231,8 @@ def load_kappa(path: str | Path) -> KappaTables:
     if not path.is_file():
         raise PriorError(f"kappa file '{path}' does not exist; run the fit_kappa rule first.")
     try:
+        import xarray as xr  # only where a fitted kappa is read (not for GPU-only checks)
+
         with xr.open_dataset(path) as opened:
             ds = opened.load()
     except (OSError, ValueError) as err:
@@ -246,7 +253,7 @@ KAPPA_DIMS = {"EI": ("e_site", "i_site"), "EE": ("site_a", "site_b"), "II": ("si
 KAPPA_LIMIT = 1e3
 
 
-def checked_kappa(ds: xr.Dataset, path: Path) -> tuple[dict[str, np.ndarray], float]:
+def checked_kappa(ds: "xr.Dataset", path: Path) -> tuple[dict[str, np.ndarray], float]:
     """The kappa tables of a kappa.nc (by dimension name, NaN pairs filled with the median)
     and the typical PSP amplitude, after checking that they can make a prior: every table
     present with its dimensions and one number of sites, finite and bounded, not all zero,

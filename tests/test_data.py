@@ -415,6 +415,34 @@ def test_augment_is_reproducible_for_a_seed():
     torch.testing.assert_close(augment.evaluate(ds.images), normalize(ds.images, ds.mean, ds.std))
 
 
+def test_device_draws_follow_the_generator_and_keep_the_cpu_stream():
+    """Draws on the generator's own device are torch.randint's (the CPU runs' augmentation is
+    unchanged); a generator elsewhere seeds the device's draws, reproducibly."""
+    from ann.data.augment import draw_on_device
+
+    drawn = draw_on_device(9, 50, torch.Generator().manual_seed(4), torch.device("cpu"))
+    expected = torch.randint(9, (50,), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(drawn, expected)
+
+
+@pytest.mark.gpu
+def test_gpu_augmentation_never_waits_on_the_host():
+    """A CPU generator (the run's, checkpointed) and CUDA images: no synchronising copy per
+    step (CUDA's sync debug mode raises on one), and the same seed gives the same batch."""
+    ds = make_dataset(n=64)
+    images = ds.images.cuda()
+    augment = GpuAugment.for_dataset(ds, crop_padding=4)
+    augment(images, torch.Generator().manual_seed(0))  # moves mean and std once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        first = augment(images, torch.Generator().manual_seed(7))
+        second = augment(images, torch.Generator().manual_seed(7))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(first, second)
+
+
 # --- batching, subsets -----------------------------------------------------------------
 
 

@@ -226,3 +226,30 @@ def test_cpu_autocast_bfloat16():
     assert relative_error(y.float(), expected) < 3e-2
     y.float().sum().backward()
     assert layer.weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "rows", "strided"])
+@pytest.mark.parametrize("chunk_bytes", [0, 3000])
+def test_chunked_path_writes_each_layout_in_place(layout, chunk_bytes):
+    """Forward and input gradient are written chunk by chunk straight into the layout of the
+    input (whole images per chunk for NCHW, also when a chunk would be smaller than an image;
+    any rows for channels innermost; a buffer for other strides), matching float64 einsum."""
+    generator = torch.Generator().manual_seed(6)
+    base = torch.randn(3, 5, 4, 6, generator=generator, dtype=torch.float64)
+    if layout == "channels_last":
+        base = base.contiguous(memory_format=torch.channels_last)
+    x = base.flatten(2).transpose(1, 2)
+    if layout == "rows":
+        x = base.permute(0, 2, 3, 1).reshape(1, -1, 5)
+    if layout == "strided":  # every other image of a batch: neither layout's strides
+        x = torch.randn(6, 24, 5, generator=generator, dtype=torch.float64)[::2]
+    weight = torch.randn(4, 25, generator=generator, dtype=torch.float64)
+    grad = torch.randn(*x.shape[:2], 4, generator=generator, dtype=torch.float64)
+    reference = torch.einsum("nli,nlj,oij->nlo", x, x, weight.view(4, 5, 5))
+    leaf = x.clone().requires_grad_(True)
+    (torch.einsum("nli,nlj,oij->nlo", leaf, leaf, weight.view(4, 5, 5)) * grad).sum().backward()
+    y = quadratic.chunked_forward(x, weight, chunk_bytes)
+    grad_x, _ = quadratic.chunked_backward(grad, x, weight, chunk_bytes, True, False)
+    torch.testing.assert_close(y, reference)
+    torch.testing.assert_close(grad_x, leaf.grad)
+    assert grad_x.stride() == torch.empty_like(x).stride()

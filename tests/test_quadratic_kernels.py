@@ -1,15 +1,21 @@
 """The Triton kernels and the custom operator of the Dit quadratic term.
 
 Without CUDA the kernels run under Triton's interpreter (tests/conftest.py sets
-TRITON_INTERPRET=1) on CPU tensors, float32 only (the interpreter's bf16 matrix product is not
-exact); tests marked `gpu` run the compiled kernels at real sizes where CUDA is present.
+TRITON_INTERPRET=1) on CPU tensors, float32 and float16 only (the interpreter's bf16 matrix
+product is not exact); tests marked `gpu` run the compiled kernels at real sizes where CUDA is present.
 """
 
 import pytest
 import torch
 
 from ann.layers import DitQuadratic, dit_quadratic
-from ann.layers.dit_triton import quadratic_backward, quadratic_forward, tile_config
+from ann.layers.dit_triton import (
+    TileConfig,
+    dot_dtype,
+    quadratic_backward,
+    quadratic_forward,
+    tile_config,
+)
 from ann.models import create_model, quadratic_layers
 
 KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -51,6 +57,8 @@ SHAPES = [
     (16, 16, "rows", 2, 10, 12),
     (33, 20, "nchw", 2, 9, 9),
     (5, 4, "channels_last", 4, 16, 16),
+    (12, 48, "channels_last", 2, 6, 7),  # 48 outputs: a 32 + 16 main and tail tile
+    (48, 24, "nchw", 1, 6, 6),  # the input gradient's 48 columns: main and tail tile
 ]
 
 
@@ -93,8 +101,50 @@ def test_weight_gradient_is_split_over_row_ranges(monkeypatch):
 
 def test_tiles_are_padded_to_the_matrix_product_minimum():
     config = tile_config(100, 1, 3)
-    assert (config.block_b, config.block_n) == (16, 16)
-    assert tile_config(10**6, 96, 96).block_b == 64
+    assert (config.block_b, config.block_n, config.block_t) == (16, 16, 0)
+    with pytest.raises(ValueError, match="power of two"):
+        TileConfig(64, 96, 32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("kind", ["matmul", "gram"])
+def test_tiles_cover_96_channels_without_padding(kind, dtype):
+    """C = O = 96 (ConvNeXt-T's first stage): output columns as 64 + 32, the matmul's reduction
+    tile 32 (three full tiles), no dead column or half-empty tile."""
+    config = tile_config(128 * 56 * 56, 96, 96, dtype, kind)
+    assert (config.block_n, config.block_t) == (64, 32)
+    if kind == "matmul":
+        assert 96 % config.block_b == 0
+    assert tile_config(10**6, 192, 192, dtype, kind).block_n == 128
+    assert tile_config(10**6, 192, 192, dtype, kind).block_t == 64
+
+
+def test_explicit_tiles_with_a_tail_match_float64():
+    """Tiles given by hand, main + tail over the outputs, in forward and both gradients."""
+    generator = torch.Generator().manual_seed(4)
+    x = images("rows", 1, 6, 5, 7, generator, KERNEL_DEVICE)
+    weight = torch.randn(40, 36, generator=generator).to(KERNEL_DEVICE)
+    expected, grad = reference(x, weight)
+    tiles = TileConfig(16, 32, 16, block_t=16)  # 48 columns a program: 40 outputs in one
+    y = quadratic_forward(x, weight, True, tiles)
+    grads = quadratic_backward(grad.float(), x, weight, True, TileConfig(16, 16, 16), tiles)
+    assert max(relative_errors((y, *grads), expected)) < 1e-5
+
+
+def test_float16_products_do_not_overflow():
+    """|x| near 1000: every product x_i x_j is past float16's 65504, the outputs are not. The
+    products and coefficients are float32 (TF32 on a GPU), so the result is finite and within
+    float16's rounding of float64's."""
+    assert dot_dtype(torch.float16) == torch.float32 and dot_dtype(torch.bfloat16) == torch.bfloat16
+    generator = torch.Generator().manual_seed(5)
+    x = (images("channels_last", 2, 5, 6, 6, generator) * 400 + 1000).to(KERNEL_DEVICE)
+    weight = (torch.randn(4, 25, generator=generator) * 1e-3).to(KERNEL_DEVICE)
+    expected, grad = reference(x.half(), weight)
+    y = quadratic_forward(x.half(), weight)
+    grads = quadratic_backward(grad.half(), x.half(), weight)
+    assert y.dtype == grads[0].dtype == torch.float16 and grads[1].dtype == torch.float32
+    assert all(bool(t.isfinite().all()) for t in (y, *grads))
+    assert max(relative_errors((y, *grads), expected)) < 2e-3
 
 
 def test_custom_op_passes_torch_library_checks():
@@ -155,17 +205,27 @@ def test_fullgraph_compile_matches_eager(name):
         torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
 
 
+# dtype, TF32 matmul on, tolerance: TF32 and float16 products keep float16's 11-bit mantissa
+PRECISIONS = {
+    "fp32": (torch.float32, False, 1e-5),
+    "tf32": (torch.float32, True, 5e-3),
+    "fp16": (torch.float16, False, 5e-3),
+    "bf16": (torch.bfloat16, False, 2e-2),
+}
+
+
 @gpu
-@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("triangular", [True, False], ids=["packed", "full"])
-@pytest.mark.parametrize("shape", [(96, 56, 8), (32, 16, 128), (33, 17, 4)])
-def test_cuda_kernels_at_real_sizes(shape, triangular, dtype, tolerance):
+@pytest.mark.parametrize("shape", [(96, 56, 8), (32, 16, 128), (33, 17, 4), (192, 28, 4)])
+def test_cuda_kernels_at_real_sizes(shape, triangular, precision, monkeypatch):
+    dtype, tf32, tolerance = PRECISIONS[precision]
     channels, size, batch = shape
     generator = torch.Generator().manual_seed(channels)
     x = images("channels_last", batch, channels, size, size, generator, "cuda")
     weight = (torch.randn(channels, channels**2, generator=generator) / channels).cuda()
     expected, grad = reference(x, weight)
-    torch.backends.cuda.matmul.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)  # restored after
     y = quadratic_forward(x.to(dtype), weight, triangular)
     grad_x, grad_weight = quadratic_backward(grad.to(dtype), x.to(dtype), weight, triangular)
     assert max(relative_errors((y, grad_x, grad_weight), expected)) < tolerance

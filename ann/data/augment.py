@@ -39,18 +39,19 @@ def augment_batch(
 ) -> torch.Tensor:
     """Random crop (zero padding), random horizontal flip and normalisation of uint8 images.
 
-    Every image gets its own offsets and flip; all of it runs on the images' device in one gather.
-    Pass a generator on that device to keep the random draws there (and reproducible).
+    Every image gets its own offsets and flip; all of it runs on the images' device in one
+    gather, the random draws included (`draw_on_device`), so that no step waits on a copy from
+    the host. The draws are reproducible from `generator` (on the CPU or on the device).
     """
     n, channels, height, width = images.shape
     rows = torch.arange(height, device=images.device).expand(n, height)
     cols = torch.arange(width, device=images.device).expand(n, width)
     if crop_padding > 0:
         images = F.pad(images, (crop_padding,) * 4)
-        rows = rows + _randint(2 * crop_padding + 1, n, generator, images.device)[:, None]
-        cols = cols + _randint(2 * crop_padding + 1, n, generator, images.device)[:, None]
+        rows = rows + draw_on_device(2 * crop_padding + 1, n, generator, images.device)[:, None]
+        cols = cols + draw_on_device(2 * crop_padding + 1, n, generator, images.device)[:, None]
     if flip:
-        mirrored = _randint(2, n, generator, images.device).bool()
+        mirrored = draw_on_device(2, n, generator, images.device).bool()
         cols = torch.where(mirrored[:, None], cols.flip(1), cols)
     batch = torch.arange(n, device=images.device).view(n, 1, 1, 1)
     channel = torch.arange(channels, device=images.device).view(1, channels, 1, 1)
@@ -58,11 +59,28 @@ def augment_batch(
     return normalize(crops, mean, std)
 
 
-def _randint(
+_DEVICE_GENERATORS: dict[torch.device, torch.Generator] = {}
+SEED_BOUND = 2**62
+
+
+def draw_on_device(
     high: int, n: int, generator: torch.Generator | None, device: torch.device
 ) -> torch.Tensor:
-    source = generator.device if generator is not None else device
-    return torch.randint(high, (n,), generator=generator, device=source).to(device)
+    """n integers in [0, high) drawn on `device`, reproducibly from `generator`.
+
+    A generator on another device (the run's CPU generators, which a checkpoint saves) gives
+    one seed, drawn on its own device without touching `device`, to a generator kept on
+    `device`; that generator draws there. A CPU draw copied to a GPU would make the host wait
+    for the copy at every step."""
+    device = torch.device(device)
+    if generator is None or generator.device.type == device.type:
+        return torch.randint(high, (n,), generator=generator, device=device)
+    seed = int(torch.randint(SEED_BOUND, (1,), generator=generator, device=generator.device))
+    local = _DEVICE_GENERATORS.get(device)
+    if local is None:
+        local = _DEVICE_GENERATORS[device] = torch.Generator(device)
+    local.manual_seed(seed)
+    return torch.randint(high, (n,), generator=local, device=device)
 
 
 class GpuAugment:

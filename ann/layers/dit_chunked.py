@@ -73,10 +73,13 @@ def naive_quadratic_rows(rows: Tensor, weight: Tensor) -> Tensor:
     return outer.reshape(num_rows, in_channels * in_channels) @ weight.t()
 
 
-def _doubled_columns(rows: Tensor) -> Tensor:
-    """(2C, P): the channels of every row, twice, so that cyclic shifts are plain views."""
-    columns = rows.t()
-    return torch.cat((columns, columns))
+def _doubled_columns(x: Tensor) -> Tensor:
+    """(2C, N*L): the channels of every row of x (N, L, C), any strides, twice, so that cyclic
+    shifts are plain views; one copy pass (not a reshape's copy and then a concatenation's)."""
+    images, positions, channels = x.shape
+    doubled = x.new_empty(2, channels, images, positions)
+    doubled.copy_(x.permute(2, 0, 1).unsqueeze(0).expand(2, -1, -1, -1))
+    return doubled.view(2 * channels, images * positions)
 
 
 def _shifted(doubled: Tensor, shifts: int) -> Tensor:
@@ -110,15 +113,54 @@ def _input_grad_into(out: Tensor, pair_grad: Tensor, doubled: Tensor, wide: Tens
     torch.mv(terms.flatten(1).t(), pair_grad.new_ones(shifts), out=out.view(-1))
 
 
-def _rows_from_blocks(blocks: Tensor, channels: int, chunk_rows: int) -> Tensor:
-    """(P, C) from chunks stored one after the other, each as a contiguous (C, n) block."""
-    num_rows = blocks.numel() // channels
-    full = num_rows // chunk_rows * chunk_rows
-    rows = blocks.new_empty(num_rows, channels)
-    whole_chunks = blocks[: full * channels].view(-1, channels, chunk_rows)
-    rows[:full].view(-1, chunk_rows, channels).copy_(whole_chunks.transpose(1, 2))
-    rows[full:].copy_(blocks[full * channels :].view(channels, -1).t())
-    return rows
+def _columns(t: Tensor) -> Tensor:
+    """(C, N*L) of an (N, L, C) tensor: a view for channels innermost, else one copy whose
+    innermost dimension is contiguous on both sides (positions, for NCHW), not a transpose."""
+    return t.permute(2, 0, 1).reshape(t.shape[2], -1)
+
+
+class _RowsWriter:
+    """Writes (C, n) column blocks of consecutive rows into an (N, L, C) tensor in its layout,
+    in one pass: positions innermost (NCHW) takes blocks of whole images, channels innermost
+    any rows; other strides go through a (P, C) buffer copied at the end."""
+
+    def __init__(self, dest: Tensor) -> None:
+        self.dest = dest
+        images, positions, channels = dest.shape
+        self.positions, self.channels = positions, channels
+        if positions > 1 and dest.stride(1) == 1 and dest.stride(2) == positions:
+            self.mode = "images"  # (N, C, L) contiguous underneath
+        elif (
+            dest.stride(2) == 1
+            and (positions == 1 or dest.stride(1) == channels)
+            and (images == 1 or dest.stride(0) == positions * channels)
+        ):
+            self.mode = "rows"
+        else:
+            self.mode = "buffer"
+            self.buffer = dest.new_empty(images * positions, channels)
+
+    def chunk_rows(self, wanted: int) -> int:
+        """Rows per chunk: whole images for the "images" mode."""
+        if self.mode != "images":
+            return wanted
+        return max(1, wanted // self.positions) * self.positions
+
+    def write(self, start: int, block: Tensor) -> None:
+        stop = start + block.shape[1]
+        if self.mode == "images":
+            first, count = start // self.positions, block.shape[1] // self.positions
+            images = self.dest.transpose(1, 2)[first : first + count]
+            images.copy_(block.view(self.channels, count, self.positions).transpose(0, 1))
+        elif self.mode == "rows":
+            rows = self.dest.view(-1, self.channels) if self.dest.dim() == 3 else self.dest
+            rows[start:stop].copy_(block.t())
+        else:
+            self.buffer[start:stop].copy_(block.t())
+
+    def finish(self) -> None:
+        if self.mode == "buffer":
+            self.dest.copy_(self.buffer.view(self.dest.shape))
 
 
 def _padded(packed: Tensor, products_per_row: int) -> Tensor:
@@ -144,45 +186,67 @@ def _scratch(buffer: Tensor, rows: int, width: int) -> Tensor:
     return buffer[: rows * width].view(rows, width)
 
 
-def _forward_rows(doubled: Tensor, packed: Tensor, chunk_bytes: int) -> Tensor:
+def _forward_rows(doubled: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor) -> None:
+    """Fills out (N, L, C_out), written chunk by chunk in its own layout."""
     in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
     chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, FORWARD_BUFFERS)
+    writer = _RowsWriter(out)
+    chunk_rows = writer.chunk_rows(chunk_rows)
     products_per_row = shift_count(in_channels) * in_channels
     pairs = pair_count(in_channels)
-    out = doubled.new_empty(num_rows, packed.shape[0])
-    buffer = doubled.new_empty(products_per_row * min(chunk_rows, num_rows))
+    width = min(chunk_rows, num_rows)
+    buffer = doubled.new_empty(products_per_row * width)
+    block_buffer = doubled.new_empty(packed.shape[0] * width)
+    rows = out.view(num_rows, -1) if writer.mode == "rows" else None
     for start, stop in chunk_bounds(num_rows, chunk_rows):
         scratch = _scratch(buffer, products_per_row, stop - start)
         products = _fill_products(scratch, doubled[:, start:stop])
-        torch.mm(products[:pairs].t(), packed.t(), out=out[start:stop])
-    return out
+        if rows is not None:  # channels innermost: straight into the output
+            torch.mm(products[:pairs].t(), packed.t(), out=rows[start:stop])
+        else:
+            block = _scratch(block_buffer, packed.shape[0], stop - start)
+            torch.mm(packed, products[:pairs], out=block)
+            writer.write(start, block)
+    writer.finish()
 
 
 def _backward_rows(
-    doubled: Tensor, packed: Tensor, grad_out: Tensor, chunk_bytes: int, needs: tuple[bool, bool]
-) -> tuple[Tensor | None, Tensor | None]:
+    doubled: Tensor,
+    packed: Tensor,
+    grad_columns: Tensor,
+    chunk_bytes: int,
+    grad_x: Tensor | None,
+    weight_grad: bool,
+) -> Tensor | None:
+    """Fills grad_x (N, L, C, written in its own layout) when given; returns the gradient of
+    the packed coefficients when weight_grad. grad_columns: (C_out, P), the output's gradient."""
     in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
     chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, BACKWARD_BUFFERS)
+    writer = _RowsWriter(grad_x) if grad_x is not None else None
+    if writer is not None:
+        chunk_rows = writer.chunk_rows(chunk_rows)
     shifts, pairs = shift_count(in_channels), pair_count(in_channels)
-    grad_blocks = doubled.new_empty(num_rows * in_channels) if needs[0] else None
-    grad_packed = _accumulator(packed) if needs[1] else None
+    grad_packed = _accumulator(packed) if weight_grad else None
     padded = _padded(packed, shifts * in_channels)
-    buffer = doubled.new_empty(BACKWARD_BUFFERS * shifts * in_channels * min(chunk_rows, num_rows))
+    width = min(chunk_rows, num_rows)
+    buffer = doubled.new_empty(BACKWARD_BUFFERS * shifts * in_channels * width)
+    block_buffer = doubled.new_empty(in_channels * width) if writer is not None else None
     for start, stop in chunk_bounds(num_rows, chunk_rows):
-        chunk, grad_chunk = doubled[:, start:stop], grad_out[start:stop].t()
+        chunk, grad_chunk = doubled[:, start:stop], grad_columns[:, start:stop]
         scratch = _scratch(buffer, shifts * in_channels, stop - start)
         if grad_packed is not None:
             products = _fill_products(scratch, chunk)
             _accumulate_product(grad_packed, grad_chunk, products[:pairs].t())
-        if grad_blocks is not None:
+        if writer is not None:
             torch.mm(padded.t(), grad_chunk, out=scratch)
             wide = buffer[scratch.numel() : 3 * scratch.numel()]
             pair_grad = scratch.view(shifts, in_channels, -1)
-            block = grad_blocks[start * in_channels : stop * in_channels].view(in_channels, -1)
+            block = _scratch(block_buffer, in_channels, stop - start)
             _input_grad_into(block, pair_grad, chunk, wide)
-    if grad_blocks is None:
-        return None, grad_packed
-    return _rows_from_blocks(grad_blocks, in_channels, chunk_rows), grad_packed
+            writer.write(start, block)
+    if writer is not None:
+        writer.finish()
+    return grad_packed
 
 
 def unpacked_gradient(grad_packed: Tensor, in_channels: int) -> Tensor:
@@ -215,11 +279,10 @@ def chunked_forward(x: Tensor, weight: Tensor, chunk_bytes: int) -> Tensor:
     in_channels = x.shape[2]
     budget = _chunk_budget(chunk_bytes, x.device)
     with torch.autocast(x.device.type, enabled=False):
-        doubled = _doubled_columns(x.reshape(-1, in_channels))
+        doubled = _doubled_columns(x)
         packed = packed_coefficients(weight.to(x.dtype), in_channels)
-        rows = _forward_rows(doubled, packed, budget)
-    out = output_like(x, weight.shape[0])
-    out.copy_(rows.view(out.shape))
+        out = output_like(x, weight.shape[0])
+        _forward_rows(doubled, packed, budget, out)
     return out
 
 
@@ -230,21 +293,19 @@ def chunked_backward(
     an empty tensor in place of one that is not asked for."""
     in_channels = x.shape[2]
     budget = _chunk_budget(chunk_bytes, x.device)
+    grad_x = torch.empty_like(x) if input_grad else None
     with torch.autocast(x.device.type, enabled=False):
-        doubled = _doubled_columns(x.reshape(-1, in_channels))
+        doubled = _doubled_columns(x)
         packed = packed_coefficients(weight.to(x.dtype), in_channels)
-        grad_rows, grad_packed = _backward_rows(
+        grad_packed = _backward_rows(
             doubled,
             packed,
-            grad.reshape(-1, grad.shape[2]).to(x.dtype),
+            _columns(grad.to(x.dtype)),
             budget,
-            (input_grad, weight_grad),
+            grad_x,
+            weight_grad,
         )
-    grad_x = x.new_empty(0)
-    if grad_rows is not None:
-        grad_x = torch.empty_like(x)
-        grad_x.copy_(grad_rows.view(x.shape))
     grad_weight = weight.new_empty(0)
     if grad_packed is not None:
         grad_weight = unpacked_gradient(grad_packed, in_channels).to(weight.dtype)
-    return grad_x, grad_weight
+    return (grad_x if grad_x is not None else x.new_empty(0)), grad_weight
