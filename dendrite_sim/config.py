@@ -182,6 +182,8 @@ class KappaConfig:
 
     window_ms: tuple[float, float]
     response_ms: float
+    readout_ms: float = 7.0
+    premise_cv_max: float = 0.1
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "kappa") -> KappaConfig:

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 
 from dendrite_sim.config import KappaConfig, Protocol, from_mapping
+from dendrite_sim.errors import InputError
 from dendrite_sim.kappa import fit_kappa, steady_state_kappa
 from dendrite_sim.protocols import plan_trials, trial_events
 from pipeline import dendrite as stages
@@ -202,3 +203,104 @@ def test_kappa_depends_on_location(default_cell_kappa):
     own_site = np.diag(ds.kappa_EI.values)
     elsewhere = ds.kappa_EI.values[~np.eye(ds.sizes["e_site"], dtype=bool)]
     assert np.median(own_site) > 2 * np.median(elsewhere)  # strongest at the same site
+
+
+def test_premise_measures_of_a_constant_kappa(planted):
+    """A planted, constant kappa: every per-strength kappa equals it, slope 0, no flag."""
+    _, kappa, ds = planted
+    for kind in ("EI", "EE", "II"):
+        per = ds[f"kappa_{kind}_per_strength"].values
+        expected = np.broadcast_to(kappa[kind][..., None], per.shape)
+        finite = np.isfinite(per)
+        np.testing.assert_allclose(per[finite], expected[finite], rtol=1e-8)
+        np.testing.assert_allclose(ds[f"slope_{kind}"].values, 0.0, atol=1e-8)
+        assert not ds[f"premise_fails_{kind}"].values.any()
+    assert ds.attrs["premise_holds"] == 1
+    assert float(ds.readout_ms) == KappaConfig(window_ms=(0, 1), response_ms=1).readout_ms
+
+
+def test_premise_failure_is_flagged_and_said(planted, caplog):
+    """kappa that grows with strength: flagged per pair, with a warning naming the cell."""
+    psp, _, _ = planted
+    bent = psp.copy(deep=True)
+    rows = np.flatnonzero((bent.protocol.values == "pairs") & (bent.kind.values == "EE"))
+    # add an interaction that grows with the strengths' product: kappa rises with strength
+    w = bent.event_strength.values[rows, 0] * bent.event_strength.values[rows, 1]
+    bent.v.values[rows] += 0.2 * (w[:, None] ** 2) * np.clip(bent.v.values[rows], 0, None)
+    bent.attrs["cell"] = "bent"
+    with caplog.at_level("WARNING", logger="dendrite_sim.kappa"):
+        ds = fit_kappa(bent, KappaConfig(window_ms=(12.0, 60.0), response_ms=20.0))
+    assert ds.premise_fails_EE.values.sum() > 0
+    assert not ds.premise_fails_EI.values.any()
+    flagged = ds.premise_fails_EE.values.astype(bool)
+    assert (ds.cv_EE.values[flagged] > ds.attrs["premise_cv_max"]).all()
+    assert (ds.slope_EE.values[flagged] > 0).all()
+    assert ds.attrs["premise_holds"] == 0
+    assert "premise FAILS" in ds.attrs["premise"] and "bent" in caplog.text
+
+
+def test_readout_past_the_trial_is_refused(planted):
+    psp, _, _ = planted
+    with pytest.raises(InputError, match="kappa.readout_ms"):
+        fit_kappa(psp, KappaConfig(window_ms=(12.0, 60.0), response_ms=20.0, readout_ms=75.0))
+
+
+SMALL_KAPPA = {"window_ms": [10.0, 50.0], "response_ms": 20.0, "readout_ms": 7.0}
+
+
+@pytest.fixture(scope="module")
+def small_cell(tmp_path_factory, small_dendrite):
+    """The built-in cell, shrunk, with timing pairs at delta_t = 0: psp and kappa."""
+    dendrite = copy.deepcopy(small_dendrite)
+    dendrite["protocol"]["timing"].update(n_pairs=2, delta_t_ms=[-5.0, 0.0, 5.0])
+    dendrite["protocol"]["pairs"]["max_pairs_per_kind"] = 100  # every pair: the timing ones too
+    out = tmp_path_factory.mktemp("small")
+    stages.plan("pyramidal", dendrite, out / "trials.nc")
+    stages.simulate(out / "trials.nc", "pyramidal", dendrite, out / "psp.nc", processes=2)
+    stages.fit(out / "psp.nc", SMALL_KAPPA, out / "kappa.nc")
+    with xr.open_dataset(out / "psp.nc") as psp, xr.open_dataset(out / "kappa.nc") as ds:
+        return psp.load(), ds.load()
+
+
+@pytest.mark.slow
+def test_timing_kappa_at_zero_delay_is_the_pair_kappa(small_cell):
+    _, ds = small_cell
+    timing = ds.kappa_EI_timing.sel(delta_t=0.0).values
+    pair = ds.kappa_EI.values[ds.timing_e_site.values, ds.timing_i_site.values]
+    assert np.all(np.abs(timing / pair - 1) < 0.10), (timing, pair)
+
+
+@pytest.mark.slow
+def test_one_pair_by_hand_from_the_traces(small_cell):
+    """kappa_EI of one pair computed here from psp.nc's traces: the single PSPs, the pair
+    trials, SC and P at onset + readout_ms, and the regression through the origin."""
+    psp, ds = small_cell
+    e, i = int(ds.e_site[0]), int(ds.i_site[-1])
+    onset = float(psp.event_onset.values[psp.kind.values == "E"][0, 0])
+    at = int(np.argmin(np.abs(psp.time.values - (onset + SMALL_KAPPA["readout_ms"]))))
+
+    def single(receptor, site, strength):
+        chosen = (
+            (psp.kind.values == receptor)
+            & (psp.event_site.values[:, 0] == site)
+            & (psp.event_strength.values[:, 0] == strength)
+        )
+        return float(psp.v.values[chosen][0, at])
+
+    chosen = np.flatnonzero(
+        (psp.protocol.values == "pairs")
+        & (psp.kind.values == "EI")
+        & (psp.event_site.values[:, 0] == e)
+        & (psp.event_site.values[:, 1] == i)
+    )
+    p, sc = [], []
+    for trial in chosen:
+        we, wi = psp.event_strength.values[trial, :2]
+        ve, vi = single("E", e, we), single("I", i, wi)
+        p.append(ve * vi)
+        sc.append(float(psp.v.values[trial, at]) - ve - vi)
+    p, sc = np.array(p), np.array(sc)
+    by_hand = (p * sc).sum() / (p * p).sum()
+    assert float(ds.kappa_EI.sel(e_site=e, i_site=i)) == pytest.approx(by_hand, rel=1e-9)
+    per = ds.kappa_EI_per_strength.sel(e_site=e, i_site=i).values
+    np.testing.assert_allclose(np.sort(per[np.isfinite(per)]), np.sort(sc / p), rtol=1e-9)
