@@ -88,7 +88,7 @@ class Nmda:
     """NMDA receptors with Mg block at the excitatory synapses."""
 
     enabled: bool = False
-    g_ratio: float = 0.5
+    g_ratio: float = 1.0
     E_mV: float = 0.0
     tau_rise_ms: float = 2.0
     tau_decay_ms: float = 80.0

@@ -84,3 +84,22 @@ def test_gaba_sweep_end_to_end(default_config, tmp_path):
         np.testing.assert_allclose(ds.block_share.sum("kind").values, 1.0)
         for name in ds.variables:
             assert "long_name" in ds[name].attrs and "units" in ds[name].attrs, name
+
+
+def test_nmda_default_is_inside_the_measured_current_ratios(default_config):
+    """The NMDA cell's g_ratio, as the NMDA/AMPA peak-current ratio of slice experiments
+    (NMDA at +40 mV, AMPA at -70 mV), lies in the measured 0.3-1; the old tuned 3.0 does not.
+    By hand: block at +40 mV = 1/(1 + exp(-2.48)/3.57) = 0.977; ratio = g * 0.977 * 40/70."""
+    from dendrite_sim.config import DendriteConfig
+    from dendrite_sim.dataset import cell_settings
+    from dendrite_sim.model import nmda_ampa_current_ratio
+
+    dendrite = default_config["dendrite"]
+    settings = DendriteConfig.from_mapping(cell_settings(dendrite, "pyramidal_nmda"))
+    E_ampa = settings.synapses.E.E_rev_mV
+    ratio = nmda_ampa_current_ratio(settings.nmda, E_ampa)
+    block = 1 / (1 + np.exp(-0.062 * 40) / 3.57)
+    assert ratio == pytest.approx(settings.nmda.g_ratio * block * 40 / 70)
+    assert 0.3 <= ratio <= 1.0
+    tuned = type(settings.nmda)(enabled=True, g_ratio=3.0)
+    assert nmda_ampa_current_ratio(tuned, E_ampa) == pytest.approx(1.67, abs=0.01)
