@@ -135,7 +135,7 @@ def kappa_over_time(ds: xr.Dataset, max_width_in: float, n_pairs: int = 4) -> pl
     ax.axvline(_readout_time(ds), color="k", ls=":", lw=0.8)
     for e, i in _example_pairs(ds, n_pairs):
         curve = ds.kappa_EI_t.sel(e_site=e, i_site=i)
-        (line,) = ax.plot(ds.time.values, curve.values, label=f"E {e}, I {i}")
+        (line,) = ax.plot(ds.fit_time.values, curve.values, label=f"E {e}, I {i}")
         ax.axhline(
             float(ds.kappa_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls="--", lw=0.6
         )
@@ -160,7 +160,7 @@ def readout_choice(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
     """How the read-out time sets the kinds' sizes: the median kappa(t) of each kind, and
     the ratios E-E : E-I and I-I : E-I, against the time after the inputs' onset."""
     fig, axes = plt.subplots(1, 2, figsize=(min(10.0, max_width_in), 3.8), layout="constrained")
-    after = ds.time.values - float(ds.pair_onset_ms)
+    after = ds.fit_time.values - float(ds.pair_onset_ms)
     keep = after > 0.5
     medians = {
         k: ds[f"median_kappa_{k}_t"].values for k in KIND_TITLES if f"median_kappa_{k}_t" in ds

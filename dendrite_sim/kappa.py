@@ -52,7 +52,7 @@ KINDS = ("EI", "EE", "II")
 KIND_NAMES = {"EI": "E-I", "EE": "E-E", "II": "I-I"}
 MATRIX_DIMS = {"EI": ("e_site", "i_site"), "EE": ("site_a", "site_b"), "II": ("site_a", "site_b")}
 PER_MV = "1/mV"
-TIME_ATTRS = {"units": "ms", "standard_name": "time", "long_name": "time in trial"}
+FIT_TIME_ATTRS = {"units": "ms", "long_name": "time in the trial (the kappa(t) window)"}
 log = logging.getLogger(__name__)
 
 
@@ -66,9 +66,9 @@ class SinglePSPs:
                 "the psp dataset has no single-input trials; add 'single' to the protocol kinds."
             )
         self.onset = float(singles.event_onset.isel(event=0)[0])
-        self.t0 = float(psp.time[0])
-        self.dt = float(psp.time[1] - psp.time[0])
-        self.n_time = psp.sizes["time"]
+        self.t0 = float(psp.trial_time[0])
+        self.dt = float(psp.trial_time[1] - psp.trial_time[0])
+        self.n_time = psp.sizes["trial_time"]
         self.traces = {
             (str(r), int(s), float(w)): v
             for r, s, w, v in zip(
@@ -269,7 +269,7 @@ def kappa_matrices(
     """kappa, R^2, CV, kappa(t), the per-strength read-out values and the premise measures
     (kappa per strength pair, its slope against strength, the flag) as labelled arrays."""
     n = psp.sizes["site"]
-    coords = {"time": ("time", window_times, TIME_ATTRS)}
+    coords = {"fit_time": ("fit_time", window_times, FIT_TIME_ATTRS)}
     for dim, prefix in (("e_site", "e"), ("i_site", "i"), ("site_a", "a"), ("site_b", "b")):
         coords |= _site_coords(psp, dim, prefix)
     data = {}
@@ -314,7 +314,7 @@ def kappa_matrices(
             },
         )
         data[f"kappa_{kind}_t"] = (
-            (*dims, "time"),
+            (*dims, "fit_time"),
             _matrix(fits[kind], kind, "kappa_t", n, (len(window_times),)),
             {"units": PER_MV, "long_name": f"time-resolved kappa, {described}"},
         )
@@ -332,7 +332,7 @@ def kappa_matrices(
                 {"units": units, "long_name": f"{name} per strength pair, {described}"},
             )
         data[f"median_kappa_{kind}_t"] = (
-            "time",
+            "fit_time",
             _median_over_pairs(data[f"kappa_{kind}_t"][1]),
             {"units": PER_MV, "long_name": f"median over pairs of kappa(t), {described}"},
         )
@@ -437,19 +437,19 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
     if multi.sizes["trial"] == 0:
         return xr.Dataset()
     singles, kappa = SinglePSPs(psp), _kappa_lookup(matrices)
-    linear = np.zeros((multi.sizes["trial"], psp.sizes["time"]))
+    linear = np.zeros((multi.sizes["trial"], psp.sizes["trial_time"]))
     bilinear = np.zeros_like(linear)
     for t in range(multi.sizes["trial"]):
         trial = multi.isel(trial=t)
         events = [(r, s, singles.at(r, s, w, o)) for s, r, w, o in trial_events(trial)]
         linear[t] = sum(v for _, _, v in events)
-        quadratic = np.zeros(psp.sizes["time"])
+        quadratic = np.zeros(psp.sizes["trial_time"])
         for (ra, sa, va), (rb, sb, vb) in itertools.combinations(events, 2):
             if ra == "I" and rb == "E":
                 (ra, sa, va), (rb, sb, vb) = (rb, sb, vb), (ra, sa, va)
             quadratic += kappa[ra + rb][sa, sb] * va * vb
         bilinear[t] = linear[t] + quadratic
-    v, time = multi.v.values, psp.time.values
+    v, time = multi.v.values, psp.trial_time.values
     onsets = multi.event_onset.values
     response = (time >= np.nanmin(onsets, 1)[:, None]) & (
         time <= np.nanmax(onsets, 1)[:, None] + response_ms
@@ -512,12 +512,12 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
     """The full kappa dataset from a psp dataset (see the module docstring), fitted as the
     `kappa` config section says."""
     start, stop = config.window_ms
-    in_window = (psp.time.values >= start) & (psp.time.values <= stop)
+    in_window = (psp.trial_time.values >= start) & (psp.trial_time.values <= stop)
     window = slice(int(np.argmax(in_window)), int(len(in_window) - np.argmax(in_window[::-1])))
     fits = fit_pairs(psp, window, config.readout_ms)
     if not any(fits.values()):
         raise InputError("the psp dataset has no pair trials; add 'pairs' to the protocol kinds.")
-    matrices = kappa_matrices(psp, fits, psp.time.values[window], config.premise_cv_max)
+    matrices = kappa_matrices(psp, fits, psp.trial_time.values[window], config.premise_cv_max)
     multi = predict_multi(psp, matrices, config.response_ms)
     readout = xr.Dataset(
         {

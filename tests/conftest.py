@@ -23,6 +23,7 @@ SLOW_FIXTURES = {
     "fmnist",  # test_deployment: workflow runs
     "default_cell_kappa",  # test_kappa: the default cell simulated and fitted
     "small_cell",  # test_kappa: the built-in cell, shrunk, simulated and fitted
+    "small_files",  # test_cf: the same, written as files for the CF checker
     "psp",  # test_simulation: a small cell simulated in two processes
     "tiny_result",  # test_fewshot: the few-shot experiment, shrunk
     "realistic_run",  # test_swc_cells: a reconstruction simulated and fitted

@@ -71,8 +71,8 @@ def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
                 if (ra, rb) == ("I", "E"):
                     (sa, ra, va), (sb, rb, vb) = (sb, rb, vb), (sa, ra, va)
                 v[t] += kappa[ra + rb][sa, sb] * va * vb
-    psp = trials.assign(v=(("trial", "time"), v)).assign_coords(
-        time=("time", time, {"units": "ms"})
+    psp = trials.assign(v=(("trial", "trial_time"), v)).assign_coords(
+        trial_time=("trial_time", time, {"units": "ms"})
     )
     return psp, kappa
 
@@ -114,7 +114,7 @@ def test_kappa_dataset_is_labelled(planted):
     _, _, ds = planted
     assert ds.kappa_EI.dims == ("e_site", "i_site")
     assert ds.kappa_EE.dims == ("site_a", "site_b")
-    assert ds.kappa_EI_t.dims == ("e_site", "i_site", "time")
+    assert ds.kappa_EI_t.dims == ("e_site", "i_site", "fit_time")
     assert ds.kappa_EI.attrs["units"] == "1/mV"
     assert ds.i_distance.sel(i_site=2) == 90.0
     assert ds.e_branch.sel(e_site=1) == "b"
@@ -277,7 +277,7 @@ def test_one_pair_by_hand_from_the_traces(small_cell):
     psp, ds = small_cell
     e, i = int(ds.e_site[0]), int(ds.i_site[-1])
     onset = float(psp.event_onset.values[psp.kind.values == "E"][0, 0])
-    at = int(np.argmin(np.abs(psp.time.values - (onset + SMALL_KAPPA["readout_ms"]))))
+    at = int(np.argmin(np.abs(psp.trial_time.values - (onset + SMALL_KAPPA["readout_ms"]))))
 
     def single(receptor, site, strength):
         chosen = (

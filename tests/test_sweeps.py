@@ -6,6 +6,7 @@ import copy
 import numpy as np
 import pytest
 import xarray as xr
+from cf_check import cf_report
 
 from dendrite_sim.errors import InputError
 from pipeline import sweeps
@@ -84,6 +85,8 @@ def test_gaba_sweep_end_to_end(default_config, tmp_path):
         np.testing.assert_allclose(ds.block_share.sum("kind").values, 1.0)
         for name in ds.variables:
             assert "long_name" in ds[name].attrs and "units" in ds[name].attrs, name
+    failed = cf_report(out, tmp_path)  # CF-1.8 by IOOS's checker (the dev extra)
+    assert failed["errors"] == [] and failed["warnings"] == [], failed
 
 
 def test_nmda_default_is_inside_the_measured_current_ratios(default_config):

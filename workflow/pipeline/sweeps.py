@@ -24,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from dendrite_sim.cf import describe  # noqa: E402
 from dendrite_sim.config import KappaConfig  # noqa: E402
 from dendrite_sim.dataset import cell_settings, read_dataset  # noqa: E402
 from dendrite_sim.errors import InputError  # noqa: E402
@@ -193,7 +194,7 @@ def run_sweep(
         "fraction_inhibitory": float(fraction_inhibitory),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    save_netcdf(ds, out)
+    save_netcdf(describe(ds, f"sweep of {sweep} on cell {cell} (pipeline.sweeps)"), out)
     log.info("wrote %s (%d values, %.0f s)", out, len(values), ds.attrs["seconds"])
 
 
