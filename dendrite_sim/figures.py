@@ -249,6 +249,8 @@ def multi_input_validation(ds: xr.Dataset, max_width_in: float, n_examples: int 
         ax.plot(t, ds.multi_v[k], "k", lw=1.5, label="simulated")
         ax.plot(t, ds.multi_linear[k], "--", label="linear sum")
         ax.plot(t, ds.multi_bilinear[k], "-", label="bilinear")
+        if "multi_trilinear" in ds:
+            ax.plot(t, ds.multi_trilinear[k], ":", label="trilinear")
         ax.set(
             xlabel="time (ms)",
             ylabel="SSP (mV)",
@@ -261,7 +263,10 @@ def multi_input_validation(ds: xr.Dataset, max_width_in: float, n_examples: int 
     inside = ds.multi_response.values.ravel()
     v = ds.multi_v.values.ravel()[inside]
     step = max(1, v.size // 4000)
-    for name, label in (("multi_linear", "linear"), ("multi_bilinear", "bilinear")):
+    labels = [("multi_linear", "linear"), ("multi_bilinear", "bilinear")]
+    if "multi_trilinear" in ds:
+        labels.append(("multi_trilinear", "trilinear"))
+    for name, label in labels:
         rmse, whole = float(ds[f"rmse_{label}_response"].mean()), float(ds[f"rmse_{label}"].mean())
         ax.plot(
             v[::step],

@@ -426,59 +426,111 @@ def _rmse(v: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> np.ndarray
 
 
 def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> xr.Dataset:
-    """Linear and bilinear predictions of the multi-input trials, with their errors.
+    """Linear, bilinear and trilinear predictions of the multi-input trials, with errors.
 
     Errors are RMSEs over the whole trial and over the response window, from the first
-    input to `response_ms` after the last one, where the inputs act and the scalar
-    kappa (fitted at the PSP peak) is meant to hold. Pairs that were not simulated
-    (sampled out) use the median kappa of their kind.
+    input to `response_ms` after the last one, where the inputs act. Pairs that were not
+    simulated (sampled out) use the median kappa of their kind.
+
+    The trilinear extension adds a third-order term to every pair, SC_ab = kappa_ab V_a V_b
+    + gamma V_a V_b (V_a + V_b): one gamma for the cell, fitted by least squares through the
+    origin to what the bilinear rule leaves (SSP - bilinear) over the response windows.
+    Its errors are leave-one-trial-out: each trial is predicted with the gamma fitted on the
+    others. Per trial the peaks (largest |V| in the response window) of the simulation and
+    of each prediction, and the most E inputs on one branch, say where the pairwise rule
+    stops holding.
     """
     multi = psp.sel(trial=psp.protocol == "multi")
     if multi.sizes["trial"] == 0:
         return xr.Dataset()
     singles, kappa = SinglePSPs(psp), _kappa_lookup(matrices)
-    linear = np.zeros((multi.sizes["trial"], psp.sizes["trial_time"]))
-    bilinear = np.zeros_like(linear)
-    for t in range(multi.sizes["trial"]):
+    n_trials, n_time = multi.sizes["trial"], psp.sizes["trial_time"]
+    linear, bilinear, cubic = (np.zeros((n_trials, n_time)) for _ in range(3))
+    branch_of = psp.site_branch.values
+    crowding = np.zeros(n_trials, np.int32)
+    for t in range(n_trials):
         trial = multi.isel(trial=t)
         events = [(r, s, singles.at(r, s, w, o)) for s, r, w, o in trial_events(trial)]
         linear[t] = sum(v for _, _, v in events)
-        quadratic = np.zeros(psp.sizes["trial_time"])
+        e_branches = [str(branch_of[s]) for r, s, _ in events if r == "E"]
+        crowding[t] = max((e_branches.count(b) for b in set(e_branches)), default=0)
+        quadratic = np.zeros(n_time)
         for (ra, sa, va), (rb, sb, vb) in itertools.combinations(events, 2):
             if ra == "I" and rb == "E":
                 (ra, sa, va), (rb, sb, vb) = (rb, sb, vb), (ra, sa, va)
             quadratic += kappa[ra + rb][sa, sb] * va * vb
+            cubic[t] += va * vb * (va + vb)
         bilinear[t] = linear[t] + quadratic
     v, time = multi.v.values, psp.trial_time.values
     onsets = multi.event_onset.values
     response = (time >= np.nanmin(onsets, 1)[:, None]) & (
         time <= np.nanmax(onsets, 1)[:, None] + response_ms
     )
+    qr = ((v - bilinear) * cubic * response).sum(-1)
+    qq = (cubic * cubic * response).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gamma = qr.sum() / qq.sum() if qq.sum() > 0 else 0.0
+        left_out = (qr.sum() - qr) / (qq.sum() - qq) if n_trials > 1 else np.full(1, gamma)
+    left_out = np.where(np.isfinite(left_out), left_out, gamma)
+    trilinear = bilinear + gamma * cubic
+    trilinear_loo = bilinear + left_out[:, None] * cubic
     whole = np.ones_like(response)
     errors = {}
+    predictions = (("linear", linear), ("bilinear", bilinear), ("trilinear", trilinear_loo))
     for window, mask in (("", whole), ("_response", response)):
         rms = np.sqrt((v**2 * mask).sum(-1) / mask.sum(-1))
-        for name, prediction in (("linear", linear), ("bilinear", bilinear)):
+        for name, prediction in predictions:
             rmse = _rmse(v, prediction, mask)
             where = "over the response window" if window else "over the whole trial"
+            held = " (gamma fitted on the other trials)" if name == "trilinear" else ""
             errors[f"rmse_{name}{window}"] = (
                 "multi_trial",
                 rmse,
-                {"units": "mV", "long_name": f"RMSE {where}"},
+                {"units": "mV", "long_name": f"RMSE of the {name} prediction {where}{held}"},
             )
             errors[f"rel_error_{name}{window}"] = (
                 "multi_trial",
                 rmse / rms,
-                {"long_name": f"RMSE / RMS of the SSP {where}"},
+                {"units": "1", "long_name": f"RMSE / RMS of the SSP, {name}, {where}{held}"},
             )
+    peaks = {}
+    for name, trace in (("v", v), *predictions):
+        inside = np.where(response, trace, 0.0)
+        peaks[f"multi_peak_{name}"] = (
+            "multi_trial",
+            inside[np.arange(n_trials), np.abs(inside).argmax(-1)],
+            {
+                "units": "mV",
+                "long_name": f"peak in the response window, {'simulated' if name == 'v' else name}",
+            },
+        )
     dims = ("multi_trial", "time_full")
     return xr.Dataset(
         {
             "multi_v": (dims, v, {"units": "mV", "long_name": "simulated SSP"}),
             "multi_linear": (dims, linear, {"units": "mV", "long_name": "linear sum prediction"}),
             "multi_bilinear": (dims, bilinear, {"units": "mV", "long_name": "bilinear prediction"}),
+            "multi_trilinear": (
+                dims,
+                trilinear,
+                {"units": "mV", "long_name": "trilinear prediction (gamma fitted on all trials)"},
+            ),
             "multi_response": (dims, response, {"long_name": "inside the response window"}),
+            "gamma_trilinear": (
+                (),
+                float(gamma),
+                {
+                    "units": "1/mV2",
+                    "long_name": "third-order coefficient: SC_ab = kappa V_a V_b + gamma V_a V_b (V_a + V_b)",
+                },
+            ),
+            "multi_max_e_per_branch": (
+                "multi_trial",
+                crowding,
+                {"units": "1", "long_name": "most E inputs on one branch in the trial"},
+            ),
             **errors,
+            **peaks,
         },
         coords={
             "multi_trial": multi.trial.values,
@@ -603,6 +655,16 @@ def summary(ds: xr.Dataset) -> dict[str, float]:
                 out[f"mean_{name}{window}"] = float(ds[name + window].mean())
             ratio = ds[f"rmse_bilinear{window}"].mean() / ds[f"rmse_linear{window}"].mean()
             out[f"bilinear_over_linear{window}"] = float(ratio)
+            if f"rmse_trilinear{window}" in ds:
+                out[f"mean_rmse_trilinear{window}"] = float(ds[f"rmse_trilinear{window}"].mean())
+                ratio = ds[f"rmse_trilinear{window}"].mean() / ds[f"rmse_linear{window}"].mean()
+                out[f"trilinear_over_linear{window}"] = float(ratio)
+    if "gamma_trilinear" in ds:
+        out["gamma_trilinear"] = float(ds.gamma_trilinear)
+        bilinear, linear = ds.rmse_bilinear_response.values, ds.rmse_linear_response.values
+        out["bilinear_beats_linear_trials"] = int((bilinear < linear).sum())
+        for name in ("v", "linear", "bilinear", "trilinear"):
+            out[f"median_peak_{name}"] = float(ds[f"multi_peak_{name}"].median())
     return out
 
 
@@ -632,6 +694,6 @@ def check_fit(ds: xr.Dataset, psp: xr.Dataset) -> None:
                 f"(trials {', '.join(map(str, bad.trial.to_numpy()[:8]))}). "
                 f"Likely cause: {FIT_CAUSES}. Nothing was written."
             )
-    for name in ("kappa_EI_timing", "multi_linear", "multi_bilinear"):
+    for name in ("kappa_EI_timing", "multi_linear", "multi_bilinear", "multi_trilinear"):
         if name in ds:
             require_finite(ds[name].values, f"{name} of cell {cell}", "", FIT_CAUSES)

@@ -32,8 +32,9 @@ def alpha(t: np.ndarray, tau: float) -> np.ndarray:
     return s * np.exp(1 - s)
 
 
-def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
-    """A psp dataset whose every multi-input trace obeys the bilinear rule exactly."""
+def planted_psp(rng: np.random.Generator, gamma: float = 0.0) -> tuple[xr.Dataset, dict]:
+    """A psp dataset whose every multi-input trace obeys the bilinear rule exactly (with
+    `gamma`: plus gamma * V_a V_b (V_a + V_b) for every pair of a multi-input trial)."""
     n_sites = 3
     sites = pd.DataFrame(
         {
@@ -71,6 +72,8 @@ def planted_psp(rng: np.random.Generator) -> tuple[xr.Dataset, dict]:
                 if (ra, rb) == ("I", "E"):
                     (sa, ra, va), (sb, rb, vb) = (sb, rb, vb), (sa, ra, va)
                 v[t] += kappa[ra + rb][sa, sb] * va * vb
+                if str(trial.protocol.values) == "multi":
+                    v[t] += gamma * va * vb * (va + vb)
     psp = trials.assign(v=(("trial", "trial_time"), v)).assign_coords(
         trial_time=("trial_time", time, {"units": "ms"})
     )
@@ -108,6 +111,19 @@ def test_planted_timing_and_multi_input_are_exact(planted):
     assert (ds.rmse_linear > 1e-3).all()
     np.testing.assert_allclose(ds.rmse_bilinear.values, 0.0, atol=1e-12)
     np.testing.assert_allclose(ds.rmse_bilinear_response.values, 0.0, atol=1e-12)
+    assert float(ds.gamma_trilinear) == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(ds.rmse_trilinear_response.values, 0.0, atol=1e-12)
+
+
+def test_trilinear_term_is_recovered():
+    """A planted third-order term in the multi-input trials: gamma recovered exactly, the
+    leave-one-out trilinear prediction exact, the bilinear one not."""
+    psp, _ = planted_psp(np.random.default_rng(7), gamma=0.004)
+    ds = fit_kappa(psp, KappaConfig(window_ms=(12.0, 60.0), response_ms=20.0))
+    assert float(ds.gamma_trilinear) == pytest.approx(0.004, rel=1e-8)
+    np.testing.assert_allclose(ds.rmse_trilinear_response.values, 0.0, atol=1e-9)
+    assert (ds.rmse_bilinear_response.values > 1e-4).all()
+    assert ds.multi_peak_v.dims == ("multi_trial",) and (ds.multi_max_e_per_branch >= 1).all()
 
 
 def test_kappa_dataset_is_labelled(planted):
