@@ -240,6 +240,56 @@ def premise(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
     return fig
 
 
+# CA1 pyramidal neurons: steady-state voltage halves 238 um from the soma (dual soma-dendrite
+# recordings, control; Golding et al. 2005, J Physiol 568:69, whose models give > 100-fold
+# attenuation of EPSPs from small distal dendrites).
+LITERATURE_HALF_DISTANCE_UM = 238.0
+
+
+def attenuation(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
+    """How compact the cell is: the somatic peak of a single input (largest strength)
+    against its site's path distance, relative to the most proximal site, with the steady-state
+    attenuation measured in CA1 dendrites beside it."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    distance = ds.site_distance.sel(site=ds.psp_site.values).values
+    order = np.argsort(distance)
+    for receptor, marker in (("E", "o"), ("I", "s")):
+        if receptor not in ds.receptor.values:
+            continue
+        largest = ds.psp_peak.sel(receptor=receptor).dropna("psp_strength", how="all")
+        if largest.sizes["psp_strength"] == 0:
+            continue
+        largest = largest.isel(psp_strength=-1)
+        peaks, strength = np.abs(largest.values), float(largest.psp_strength)
+        if not np.isfinite(peaks).any():
+            continue
+        relative = peaks / peaks[order[0]]
+        ax.plot(
+            distance[order],
+            relative[order],
+            marker + "-",
+            label=f"{receptor} input ({strength:g} nS): {peaks[order[0]]:.2f} mV at "
+            f"{distance[order[0]]:.0f} µm, {peaks[order[-1]]:.2f} mV at {distance[order[-1]]:.0f} µm",
+        )
+    xs = np.linspace(0, max(float(np.nanmax(distance)), 1.0), 50)
+    ax.plot(
+        xs,
+        0.5 ** (xs / LITERATURE_HALF_DISTANCE_UM),
+        "k--",
+        lw=0.8,
+        label="CA1, steady state (Golding et al. 2005)",
+    )
+    ax.set_ylim(0, 1.1)
+    ax.set(
+        xlabel="path distance of the input from the soma (µm)",
+        ylabel="somatic PSP peak / most proximal site's",
+        title="Somatic attenuation against distance",
+    )
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def multi_input_validation(ds: xr.Dataset, max_width_in: float, n_examples: int = 2) -> plt.Figure:
     """Simulated SSPs of the multi-input trials against the linear and bilinear predictions."""
     width = min(4.6 * (n_examples + 1), max_width_in)
@@ -349,4 +399,5 @@ FIGURES = {
     "multi_input_validation": multi_input_validation,
     "readout_choice": readout_choice,
     "premise": premise,
+    "attenuation": attenuation,
 }

@@ -320,3 +320,20 @@ def test_one_pair_by_hand_from_the_traces(small_cell):
     assert float(ds.kappa_EI.sel(e_site=e, i_site=i)) == pytest.approx(by_hand, rel=1e-9)
     per = ds.kappa_EI_per_strength.sel(e_site=e, i_site=i).values
     np.testing.assert_allclose(np.sort(per[np.isfinite(per)]), np.sort(sc / p), rtol=1e-9)
+
+
+def test_every_kappa_figure_draws_the_planted_dataset(planted):
+    """The figures of the dendrite page (read-out, premise, attenuation included) draw from
+    kappa.nc's variables alone; the attenuation figure's E curve starts at 1 (proximal site)."""
+    import matplotlib.pyplot as plt
+
+    from dendrite_sim.figures import FIGURES
+
+    _, _, ds = planted
+    for name, draw in FIGURES.items():
+        fig = draw(ds, max_width_in=12.0)
+        assert fig.axes, name
+        if name == "attenuation":
+            e_curve = fig.axes[0].lines[0].get_ydata()
+            assert e_curve[0] == pytest.approx(1.0) and len(e_curve) == ds.sizes["site"]
+        plt.close(fig)
