@@ -158,7 +158,14 @@ def run_sweep(
     values = [float(v) for v in sweeps[sweep]]
     base = sweep_settings(dendrite, sweeps)
     cell = sweeps["cell"]
-    config = KappaConfig.from_mapping(kappa)
+    # the summaries read kappa at the read-out only: kappa(t) over the trial, no multi-input trials
+    protocol = base["protocol"]
+    config = KappaConfig(
+        window_ms=(float(protocol["onset_ms"]), float(protocol["trial_ms"])),
+        response_ms=1.0,
+        readout_ms=float(kappa["readout_ms"]),
+        premise_cv_max=float(kappa["premise_cv_max"]),
+    )
     rows, started = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"sweep-{sweep}-") as folder:
         for value in values:

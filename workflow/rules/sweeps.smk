@@ -15,7 +15,8 @@ rule sweep:
         "../envs/dendrite.yaml"
     params:
         dendrite=SIMULATION_SETTINGS,
-        kappa=canonical(config["kappa"]),
+        # only what the sweeps' summaries read: editing kappa.window_ms reruns no sweep
+        kappa=canonical({key: config["kappa"][key] for key in ("readout_ms", "premise_cv_max")}),
         sweeps=canonical(config["sweeps"]),
         fraction_inhibitory=config["priors"]["fraction_inhibitory"],
     script:
