@@ -22,13 +22,14 @@ Goodness of fit: R^2 = 1 - sum((SC - kappa*P)^2) / sum((SC - mean SC)^2); spread
 strengths: the coefficient of variation of the per-strength ratios SC/P.
 
 Validation on the random multi-input trials: the linear prediction is the sum of the
-inputs' single PSPs; the bilinear one adds kappa_ab * V_a * V_b for every pair of inputs.
-Both are scored over the whole trial and over the response window (first input to
-`response_ms` after the last). The scalar kappa describes the interaction around the PSP
-peak: late in the decay the shunting deficit fades at the membrane rate while V_a * V_b
+inputs' single PSPs; the bilinear one adds kappa_ab * V_a * V_b for every pair of inputs;
+the trilinear extension adds gamma * V_a * V_b * (V_a + V_b) with one fitted gamma per cell.
+All are scored over the whole trial and over the response window (first input to
+`response_ms` after the last). The scalar kappa describes the interaction around the
+read-out: late in the decay the shunting deficit fades at the membrane rate while V_a * V_b
 fades about twice as fast, so kappa(t) grows there and a constant kappa underestimates it.
 
-One module (about 470 lines) because the peak, timing, time-resolved and multi-input fits
+One module (about 700 lines) because the read-out, timing, time-resolved and multi-input fits
 share one way of shifting single PSPs to a pair's onsets and one regression; split, each
 piece would import the others' private helpers.
 """
