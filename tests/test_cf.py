@@ -2,28 +2,20 @@
 are CF-1.8-clean by IOOS's compliance-checker (no errors; the warnings are the ones named in
 docs/biophysics.md), and every variable and coordinate has long_name and units."""
 
-import copy
-
 import numpy as np
 import pytest
 import xarray as xr
 from cf_check import cf_report
 
 from dendrite_sim.cf import describe, missing_labels
-from pipeline import dendrite as stages
 
 # The warnings CF-1.8 leaves (docs/biophysics.md, "Self-describing datasets").
 ALLOWED_WARNINGS = ()
 
 
 @pytest.fixture(scope="module")
-def small_files(tmp_path_factory, small_dendrite):
-    dendrite = copy.deepcopy(small_dendrite)
-    out = tmp_path_factory.mktemp("cf")
-    stages.plan("pyramidal", dendrite, out / "trials.nc")
-    stages.simulate(out / "trials.nc", "pyramidal", dendrite, out / "psp.nc", processes=2)
-    stages.fit(out / "psp.nc", {"window_ms": [10.0, 50.0], "response_ms": 20.0}, out / "kappa.nc")
-    return out
+def small_files(small_cell_files):
+    return small_cell_files[0]
 
 
 @pytest.mark.slow

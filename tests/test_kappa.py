@@ -266,19 +266,10 @@ def test_readout_past_the_trial_is_refused(planted):
         fit_kappa(psp, KappaConfig(window_ms=(12.0, 60.0), response_ms=20.0, readout_ms=75.0))
 
 
-SMALL_KAPPA = {"window_ms": [10.0, 50.0], "response_ms": 20.0, "readout_ms": 7.0}
-
-
 @pytest.fixture(scope="module")
-def small_cell(tmp_path_factory, small_dendrite):
-    """The built-in cell, shrunk, with timing pairs at delta_t = 0: psp and kappa."""
-    dendrite = copy.deepcopy(small_dendrite)
-    dendrite["protocol"]["timing"].update(n_pairs=2, delta_t_ms=[-5.0, 0.0, 5.0])
-    dendrite["protocol"]["pairs"]["max_pairs_per_kind"] = 100  # every pair: the timing ones too
-    out = tmp_path_factory.mktemp("small")
-    stages.plan("pyramidal", dendrite, out / "trials.nc")
-    stages.simulate(out / "trials.nc", "pyramidal", dendrite, out / "psp.nc", processes=2)
-    stages.fit(out / "psp.nc", SMALL_KAPPA, out / "kappa.nc")
+def small_cell(small_cell_files):
+    """The built-in cell, shrunk, with timing pairs at delta_t = 0 (conftest): psp and kappa."""
+    out, _ = small_cell_files
     with xr.open_dataset(out / "psp.nc") as psp, xr.open_dataset(out / "kappa.nc") as ds:
         return psp.load(), ds.load()
 
@@ -296,9 +287,10 @@ def test_one_pair_by_hand_from_the_traces(small_cell):
     """kappa_EI of one pair computed here from psp.nc's traces: the single PSPs, the pair
     trials, SC and P at onset + readout_ms, and the regression through the origin."""
     psp, ds = small_cell
+    readout = float(ds.readout_ms)
     e, i = int(ds.e_site[0]), int(ds.i_site[-1])
     onset = float(psp.event_onset.values[psp.kind.values == "E"][0, 0])
-    at = int(np.argmin(np.abs(psp.trial_time.values - (onset + SMALL_KAPPA["readout_ms"]))))
+    at = int(np.argmin(np.abs(psp.trial_time.values - (onset + readout))))
 
     def single(receptor, site, strength):
         chosen = (
