@@ -25,6 +25,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/dendrite.smk"
+include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/theory.smk"
@@ -46,4 +47,5 @@ rule all:
         expand(
             f"{RESULTS}/dendrite/{{cell}}/figures/morphology.png", cell=config["dendrite"]["cells"]
         ),
+        expand(f"{RESULTS}/dendrite/sweeps/figures/{{sweep}}.png", sweep=SWEEP_NAMES),
         rules.report.output,

@@ -88,7 +88,7 @@ class Nmda:
     """NMDA receptors with Mg block at the excitatory synapses."""
 
     enabled: bool = False
-    g_ratio: float = 0.5
+    g_ratio: float = 1.0
     E_mV: float = 0.0
     tau_rise_ms: float = 2.0
     tau_decay_ms: float = 80.0
@@ -182,6 +182,8 @@ class KappaConfig:
 
     window_ms: tuple[float, float]
     response_ms: float
+    readout_ms: float = 7.0
+    premise_cv_max: float = 0.1
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "kappa") -> KappaConfig:

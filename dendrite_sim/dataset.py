@@ -103,8 +103,8 @@ def chunk_dataset(trials: xr.Dataset, traces: np.ndarray, record_dt_ms: float) -
     """The traces of one chunk of trials, keyed by trial number."""
     time = np.arange(traces.shape[1]) * record_dt_ms
     return xr.Dataset(
-        {"v": (("trial", "time"), traces)},
-        coords={"trial": trials.trial.values, "time": ("time", time, {"units": "ms"})},
+        {"v": (("trial", "trial_time"), traces)},
+        coords={"trial": trials.trial.values, "trial_time": ("trial_time", time, {"units": "ms"})},
     )
 
 

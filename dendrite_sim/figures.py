@@ -57,7 +57,7 @@ def kappa_heatmaps(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
         bar.set_label(f"κ_{kind} (1/mV)", fontsize=10)
         bar.ax.tick_params(labelsize=9)
         first, second = ("E site", "I site") if kind == "EI" else ("site", "site")
-        ax.set_title(f"κ {KIND_TITLES[kind]} at the PSP peak", fontsize=11)
+        ax.set_title(f"κ {KIND_TITLES[kind]} at the read-out", fontsize=11)
         ax.set_xlabel(second, fontsize=10)
         ax.set_ylabel(first, fontsize=10)
         ax.set_xticks(range(n), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=9)
@@ -109,7 +109,7 @@ def _example_pairs(ds: xr.Dataset, n: int) -> list[tuple[int, int]]:
 
 
 def shunting_fits(ds: xr.Dataset, max_width_in: float, n_pairs: int = 4) -> plt.Figure:
-    """SC against V_E * V_I at the EPSP peak, with the fitted line, for a few E-I pairs."""
+    """SC against V_E * V_I at the read-out, with the fitted line, for a few E-I pairs."""
     width = min(3.4 * n_pairs, max_width_in)
     fig, axes = plt.subplots(1, n_pairs, figsize=(width, 3.3), squeeze=False, layout="constrained")
     for ax, (e, i) in zip(axes[0], _example_pairs(ds, n_pairs), strict=True):
@@ -130,14 +130,12 @@ def shunting_fits(ds: xr.Dataset, max_width_in: float, n_pairs: int = 4) -> plt.
 
 
 def kappa_over_time(ds: xr.Dataset, max_width_in: float, n_pairs: int = 4) -> plt.Figure:
-    """The time-resolved kappa_EI(t) of a few pairs, with the time used for the scalar kappa."""
+    """The time-resolved kappa_EI(t) of a few pairs, with the read-out of the scalar kappa."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.axvline(_readout_time(ds), color="k", ls=":", lw=0.8)
     for e, i in _example_pairs(ds, n_pairs):
         curve = ds.kappa_EI_t.sel(e_site=e, i_site=i)
-        (line,) = ax.plot(ds.time.values, curve.values, label=f"E {e}, I {i}")
-        ax.axvline(
-            float(ds.peak_time_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls=":", lw=0.8
-        )
+        (line,) = ax.plot(ds.fit_time.values, curve.values, label=f"E {e}, I {i}")
         ax.axhline(
             float(ds.kappa_EI.sel(e_site=e, i_site=i)), color=line.get_color(), ls="--", lw=0.6
         )
@@ -147,9 +145,148 @@ def kappa_over_time(ds: xr.Dataset, max_width_in: float, n_pairs: int = 4) -> pl
     ax.set(
         xlabel="time in trial (ms)",
         ylabel="κ_EI(t) (1/mV)",
-        title="κ(t); dotted: EPSP peak, dashed: scalar κ",
+        title="κ(t); dotted: the read-out, dashed: scalar κ",
     )
     ax.legend(fontsize=8)
+    return fig
+
+
+def _readout_time(ds: xr.Dataset) -> float:
+    """Trial time of the synchronous pairs' read-out."""
+    return float(ds.pair_onset_ms) + float(ds.readout_ms)
+
+
+def readout_choice(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
+    """How the read-out time sets the kinds' sizes: the median kappa(t) of each kind, and
+    the ratios E-E : E-I and I-I : E-I, against the time after the inputs' onset."""
+    fig, axes = plt.subplots(1, 2, figsize=(min(10.0, max_width_in), 3.8), layout="constrained")
+    after = ds.fit_time.values - float(ds.pair_onset_ms)
+    keep = after > 0.5
+    medians = {
+        k: ds[f"median_kappa_{k}_t"].values for k in KIND_TITLES if f"median_kappa_{k}_t" in ds
+    }
+    for kind, values in medians.items():
+        axes[0].plot(after[keep], values[keep], label=f"κ {KIND_TITLES[kind]}")
+    if "EI" in medians:
+        for kind in ("EE", "II"):
+            if kind in medians:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = medians[kind] / medians["EI"]
+                axes[1].plot(after[keep], ratio[keep], label=f"{KIND_TITLES[kind]} : E-I")
+    for ax in axes:
+        ax.axvline(float(ds.readout_ms), color="k", ls=":", lw=0.8)
+        ax.axhline(0.0, color="0.6", lw=0.5)
+        ax.legend(fontsize=8)
+    finite = np.concatenate([v[keep][np.isfinite(v[keep])] for v in medians.values()] or [[0.0]])
+    if finite.size:
+        axes[0].set_ylim(*np.percentile(finite, [1, 99]) * 1.1)
+    axes[0].set(
+        xlabel="read-out: time after onset (ms)",
+        ylabel="median κ(t) (1/mV)",
+        title="median κ per kind (dotted: the read-out used)",
+    )
+    axes[1].set(
+        xlabel="read-out: time after onset (ms)",
+        ylabel="ratio of medians",
+        title="E-E : E-I and I-I : E-I against the read-out",
+    )
+    axes[1].set_ylim(-5, 5)
+    for ax in axes:
+        ax.title.set_fontsize(9)
+    return fig
+
+
+def premise(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
+    """The rule's premise per pair: kappa per strength pair, relative to the pair's kappa,
+    against the strength; pairs flagged as not constant in red."""
+    kinds = [k for k in KIND_TITLES if f"kappa_{k}_per_strength" in ds]
+    fig, axes = plt.subplots(
+        1,
+        len(kinds),
+        figsize=(min(3.6 * len(kinds), max_width_in), 3.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        per = ds[f"kappa_{kind}_per_strength"].values
+        strength = np.sqrt(ds[f"wa_{kind}"].values * ds[f"wb_{kind}"].values)
+        kappa = ds[f"kappa_{kind}"].values
+        flags = ds[f"premise_fails_{kind}"].values.astype(bool)
+        n = kappa.shape[0]
+        for a in range(n):
+            for b in range(n):
+                if not np.isfinite(kappa[a, b]) or (kind != "EI" and b < a):
+                    continue
+                order = np.argsort(strength[a, b])
+                ax.plot(
+                    strength[a, b][order],
+                    (per[a, b] / kappa[a, b])[order],
+                    "o",
+                    ms=3 if flags[a, b] else 2,
+                    color="tab:red" if flags[a, b] else "0.5",
+                    alpha=0.9 if flags[a, b] else 0.5,
+                )
+        fitted = np.isfinite(kappa)
+        if kind != "EI":
+            fitted &= np.triu(np.ones_like(fitted))
+        ax.axhline(1.0, color="k", lw=0.6)
+        ax.set(
+            xlabel="√(strength_a·strength_b) (nS)",
+            ylabel="κ per strength / pair κ",
+            title=f"{KIND_TITLES[kind]}: {int((flags & fitted).sum())} of {int(fitted.sum())} "
+            f"pairs not constant (red)",
+        )
+        ax.title.set_fontsize(9)
+    return fig
+
+
+# CA1 pyramidal neurons: steady-state voltage halves 238 um from the soma (dual soma-dendrite
+# recordings, control; Golding et al. 2005, J Physiol 568:69, whose models give > 100-fold
+# attenuation of EPSPs from small distal dendrites).
+LITERATURE_HALF_DISTANCE_UM = 238.0
+
+
+def attenuation(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
+    """How compact the cell is: the somatic peak of a single input (largest strength)
+    against its site's path distance, relative to the most proximal site, with the steady-state
+    attenuation measured in CA1 dendrites beside it."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    distance = ds.site_distance.sel(site=ds.psp_site.values).values
+    order = np.argsort(distance)
+    for receptor, marker in (("E", "o"), ("I", "s")):
+        if receptor not in ds.receptor.values:
+            continue
+        largest = ds.psp_peak.sel(receptor=receptor).dropna("psp_strength", how="all")
+        if largest.sizes["psp_strength"] == 0:
+            continue
+        largest = largest.isel(psp_strength=-1)
+        peaks, strength = np.abs(largest.values), float(largest.psp_strength)
+        if not np.isfinite(peaks).any():
+            continue
+        relative = peaks / peaks[order[0]]
+        ax.plot(
+            distance[order],
+            relative[order],
+            marker + "-",
+            label=f"{receptor} input ({strength:g} nS): {peaks[order[0]]:.2f} mV at "
+            f"{distance[order[0]]:.0f} µm, {peaks[order[-1]]:.2f} mV at {distance[order[-1]]:.0f} µm",
+        )
+    xs = np.linspace(0, max(float(np.nanmax(distance)), 1.0), 50)
+    ax.plot(
+        xs,
+        0.5 ** (xs / LITERATURE_HALF_DISTANCE_UM),
+        "k--",
+        lw=0.8,
+        label="CA1, steady state (Golding et al. 2005)",
+    )
+    ax.set_ylim(0, 1.1)
+    ax.set(
+        xlabel="path distance of the input from the soma (µm)",
+        ylabel="somatic PSP peak / most proximal site's",
+        title="Somatic attenuation against distance",
+    )
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -162,6 +299,8 @@ def multi_input_validation(ds: xr.Dataset, max_width_in: float, n_examples: int 
         ax.plot(t, ds.multi_v[k], "k", lw=1.5, label="simulated")
         ax.plot(t, ds.multi_linear[k], "--", label="linear sum")
         ax.plot(t, ds.multi_bilinear[k], "-", label="bilinear")
+        if "multi_trilinear" in ds:
+            ax.plot(t, ds.multi_trilinear[k], ":", label="trilinear")
         ax.set(
             xlabel="time (ms)",
             ylabel="SSP (mV)",
@@ -174,7 +313,10 @@ def multi_input_validation(ds: xr.Dataset, max_width_in: float, n_examples: int 
     inside = ds.multi_response.values.ravel()
     v = ds.multi_v.values.ravel()[inside]
     step = max(1, v.size // 4000)
-    for name, label in (("multi_linear", "linear"), ("multi_bilinear", "bilinear")):
+    labels = [("multi_linear", "linear"), ("multi_bilinear", "bilinear")]
+    if "multi_trilinear" in ds:
+        labels.append(("multi_trilinear", "trilinear"))
+    for name, label in labels:
         rmse, whole = float(ds[f"rmse_{label}_response"].mean()), float(ds[f"rmse_{label}"].mean())
         ax.plot(
             v[::step],
@@ -255,4 +397,7 @@ FIGURES = {
     "shunting_fits": shunting_fits,
     "kappa_over_time": kappa_over_time,
     "multi_input_validation": multi_input_validation,
+    "readout_choice": readout_choice,
+    "premise": premise,
+    "attenuation": attenuation,
 }

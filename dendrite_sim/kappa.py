@@ -5,27 +5,37 @@ the origin on P = V1 * V2 across the strength pairs of that site pair:
 kappa = sum(P * SC) / sum(P**2). V1 and V2 are the single-input PSPs of the same
 sites, receptors and strengths, shifted to the pair's onsets.
 
-  at the peak   P and SC taken at the EPSP peak (E-I, E-E: the peak of the E input's
-                PSP, resp. of V1 + V2) or at the IPSP trough (I-I); the scalar kappa.
-                Pairs with a time difference: where |V1 * V2| is largest (fit_timing)
+  read-out      P and SC taken at one time for every pair, of every kind and delay:
+                `readout_ms` after the later of the two inputs' onsets (config key
+                kappa.readout_ms, recorded in the dataset); the scalar kappa. kappa(t)
+                changes many-fold over a PSP (the IPSP peaks after the EPSP), so one
+                read-out for all kinds keeps the E-E : E-I : I-I ratios free of a
+                per-kind choice, and the timing kappa at delta_t = 0 is the pair's kappa.
   over time     one fit per time point of a window: kappa(t)
+
+The premise of the rule, kappa constant across strengths (Hao et al. 2009), is measured
+per pair: kappa per strength pair (SC/P at the read-out), its CV and its slope against
+the strength (the geometric mean of the two inputs' strengths). Pairs whose CV exceeds
+kappa.premise_cv_max are flagged (premise_fails_<kind>) and the fit logs a warning.
 
 Goodness of fit: R^2 = 1 - sum((SC - kappa*P)^2) / sum((SC - mean SC)^2); spread across
 strengths: the coefficient of variation of the per-strength ratios SC/P.
 
 Validation on the random multi-input trials: the linear prediction is the sum of the
-inputs' single PSPs; the bilinear one adds kappa_ab * V_a * V_b for every pair of inputs.
-Both are scored over the whole trial and over the response window (first input to
-`response_ms` after the last). The scalar kappa describes the interaction around the PSP
-peak: late in the decay the shunting deficit fades at the membrane rate while V_a * V_b
+inputs' single PSPs; the bilinear one adds kappa_ab * V_a * V_b for every pair of inputs;
+the trilinear extension adds gamma * V_a * V_b * (V_a + V_b) with one fitted gamma per cell.
+All are scored over the whole trial and over the response window (first input to
+`response_ms` after the last). The scalar kappa describes the interaction around the
+read-out: late in the decay the shunting deficit fades at the membrane rate while V_a * V_b
 fades about twice as fast, so kappa(t) grows there and a constant kappa underestimates it.
 
-One module (about 470 lines) because the peak, timing, time-resolved and multi-input fits
+One module (about 700 lines) because the read-out, timing, time-resolved and multi-input fits
 share one way of shifting single PSPs to a pair's onsets and one regression; split, each
 piece would import the others' private helpers.
 """
 
 import itertools
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 
@@ -40,8 +50,11 @@ from .errors import InputError, NotFiniteError
 from .protocols import trial_events
 
 KINDS = ("EI", "EE", "II")
+KIND_NAMES = {"EI": "E-I", "EE": "E-E", "II": "I-I"}
 MATRIX_DIMS = {"EI": ("e_site", "i_site"), "EE": ("site_a", "site_b"), "II": ("site_a", "site_b")}
 PER_MV = "1/mV"
+FIT_TIME_ATTRS = {"units": "ms", "long_name": "time in the trial (the kappa(t) window)"}
+log = logging.getLogger(__name__)
 
 
 class SinglePSPs:
@@ -54,8 +67,9 @@ class SinglePSPs:
                 "the psp dataset has no single-input trials; add 'single' to the protocol kinds."
             )
         self.onset = float(singles.event_onset.isel(event=0)[0])
-        self.dt = float(psp.time[1] - psp.time[0])
-        self.n_time = psp.sizes["time"]
+        self.t0 = float(psp.trial_time[0])
+        self.dt = float(psp.trial_time[1] - psp.trial_time[0])
+        self.n_time = psp.sizes["trial_time"]
         self.traces = {
             (str(r), int(s), float(w)): v
             for r, s, w, v in zip(
@@ -121,14 +135,18 @@ def fit_through_origin(p: np.ndarray, sc: np.ndarray, axis: int = -1) -> tuple:
     return kappa, r2, cv
 
 
-def _peak_index(kind: str, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
-    if kind == "timing":
-        return np.abs(v1 * v2).argmax(-1)
-    if kind == "EI":
-        return v1.argmax(-1)
-    if kind == "EE":
-        return (v1 + v2).argmax(-1)
-    return (v1 + v2).argmin(-1)
+def readout_index(
+    singles: SinglePSPs, ta: np.ndarray, tb: np.ndarray, readout_ms: float
+) -> np.ndarray:
+    """Sample index of the read-out: `readout_ms` after the later of the two onsets."""
+    times = np.maximum(np.asarray(ta, float), np.asarray(tb, float)) + readout_ms
+    index = np.rint((times - singles.t0) / singles.dt).astype(int)
+    if (index >= singles.n_time).any():
+        raise InputError(
+            f"config key kappa.readout_ms: {readout_ms:g} ms after the later input falls "
+            "after the end of the trial; shorten it or lengthen dendrite.protocol.trial_ms."
+        )
+    return index
 
 
 PAIR_COLUMNS = {
@@ -163,33 +181,56 @@ def _pair_arrays(psp: xr.Dataset, singles: SinglePSPs, rows: pd.DataFrame, kind:
 
 
 def _fit_group(
-    psp: xr.Dataset, singles: SinglePSPs, rows: pd.DataFrame, kind: str, window: slice, at: str = ""
+    psp: xr.Dataset,
+    singles: SinglePSPs,
+    rows: pd.DataFrame,
+    kind: str,
+    window: slice,
+    readout_ms: float,
 ) -> dict:
     v1, v2, sc = _pair_arrays(psp, singles, rows, kind)
     p = v1 * v2
-    peak = _peak_index(at or kind, v1, v2)
+    at = readout_index(singles, rows.ta.to_numpy(), rows.tb.to_numpy(), readout_ms)
     strengths = np.arange(len(rows))
-    p_peak, sc_peak = p[strengths, peak], sc[strengths, peak]
-    kappa, r2, cv = fit_through_origin(p_peak, sc_peak)
+    p_at, sc_at = p[strengths, at], sc[strengths, at]
+    kappa, r2, cv = fit_through_origin(p_at, sc_at)
     kappa_t, _, _ = fit_through_origin(p[:, window], sc[:, window], axis=0)
+    strength = np.sqrt(rows.wa.to_numpy(float) * rows.wb.to_numpy(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_strength = sc_at / p_at
     return {
         "kappa": kappa,
         "r2": r2,
         "cv": cv,
         "kappa_t": kappa_t,
-        "p": p_peak,
-        "sc": sc_peak,
-        "peak_time": float(np.mean(peak)) * singles.dt,
+        "p": p_at,
+        "sc": sc_at,
+        "kappa_w": per_strength,
+        "wa": rows.wa.to_numpy(float),
+        "wb": rows.wb.to_numpy(float),
+        "slope": _slope(strength, per_strength),
     }
 
 
-def fit_pairs(psp: xr.Dataset, window: slice) -> dict[str, dict[tuple[int, int], dict]]:
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y against x (NaN with fewer than two distinct x)."""
+    good = np.isfinite(x) & np.isfinite(y)
+    x, y = x[good], y[good]
+    if len(np.unique(x)) < 2:
+        return float("nan")
+    xc = x - x.mean()
+    return float((xc * (y - y.mean())).sum() / (xc * xc).sum())
+
+
+def fit_pairs(
+    psp: xr.Dataset, window: slice, readout_ms: float
+) -> dict[str, dict[tuple[int, int], dict]]:
     """Fits of every synchronous site pair, by kind and (site a, site b)."""
     singles = SinglePSPs(psp)
     table = _pair_table(psp, "pairs")
     return {
         kind: {
-            (int(a), int(b)): _fit_group(psp, singles, rows, kind, window)
+            (int(a), int(b)): _fit_group(psp, singles, rows, kind, window, readout_ms)
             for (a, b), rows in table[table.kind == kind].groupby(["a", "b"])
         }
         for kind in KINDS
@@ -223,10 +264,13 @@ def _strength_matrix(fits: Mapping, kind: str, key: str, n_sites: int) -> np.nda
     return _matrix(padded, kind, key, n_sites, (n,))
 
 
-def kappa_matrices(psp: xr.Dataset, fits: Mapping, window_times: np.ndarray) -> xr.Dataset:
-    """kappa, R^2, CV, kappa(t) and the per-strength peak values as labelled arrays."""
+def kappa_matrices(
+    psp: xr.Dataset, fits: Mapping, window_times: np.ndarray, premise_cv_max: float = np.inf
+) -> xr.Dataset:
+    """kappa, R^2, CV, kappa(t), the per-strength read-out values and the premise measures
+    (kappa per strength pair, its slope against strength, the flag) as labelled arrays."""
     n = psp.sizes["site"]
-    coords = {"time": ("time", window_times, {"units": "ms"})}
+    coords = {"fit_time": ("fit_time", window_times, FIT_TIME_ATTRS)}
     for dim, prefix in (("e_site", "e"), ("i_site", "i"), ("site_a", "a"), ("site_b", "b")):
         coords |= _site_coords(psp, dim, prefix)
     data = {}
@@ -235,46 +279,82 @@ def kappa_matrices(psp: xr.Dataset, fits: Mapping, window_times: np.ndarray) -> 
             continue
         dims = MATRIX_DIMS[kind]
         described = f"{kind[0]}-{kind[1]} pairs"
+        per_strength = (*dims, f"strength_pair_{kind}")
         data[f"kappa_{kind}"] = (
             dims,
             _matrix(fits[kind], kind, "kappa", n),
-            {"units": PER_MV, "long_name": f"kappa at the PSP peak, {described}"},
+            {"units": PER_MV, "long_name": f"kappa at the read-out, {described}"},
         )
         data[f"r2_{kind}"] = (
             dims,
             _matrix(fits[kind], kind, "r2", n),
-            {"long_name": "R^2 of the fit"},
+            {"units": "1", "long_name": f"R^2 of the fit, {described}"},
         )
+        cv = _matrix(fits[kind], kind, "cv", n)
         data[f"cv_{kind}"] = (
             dims,
-            _matrix(fits[kind], kind, "cv", n),
-            {"long_name": "coefficient of variation of SC/P across strengths"},
+            cv,
+            {"units": "1", "long_name": f"CV of SC/P across strengths, {described}"},
+        )
+        data[f"slope_{kind}"] = (
+            dims,
+            _matrix(fits[kind], kind, "slope", n),
+            {
+                "units": "1/(mV nS)",
+                "long_name": f"slope of kappa against sqrt(strength_a*strength_b), {described}",
+            },
+        )
+        data[f"premise_fails_{kind}"] = (
+            dims,
+            (np.nan_to_num(cv, nan=0.0) > premise_cv_max).astype(np.int8),
+            {
+                "units": "1",
+                "long_name": f"kappa not constant across strengths (CV above the limit), {described}",
+                "flag_values": np.array([0, 1], dtype=np.int8),
+                "flag_meanings": "constant not_constant",
+            },
         )
         data[f"kappa_{kind}_t"] = (
-            (*dims, "time"),
+            (*dims, "fit_time"),
             _matrix(fits[kind], kind, "kappa_t", n, (len(window_times),)),
             {"units": PER_MV, "long_name": f"time-resolved kappa, {described}"},
         )
-        data[f"peak_time_{kind}"] = (
-            dims,
-            _matrix(fits[kind], kind, "peak_time", n),
-            {"units": "ms", "long_name": "mean time of the peak used for kappa"},
-        )
-        for key, name, units in (("p", "V1*V2", "mV**2"), ("sc", "SC", "mV")):
-            data[f"{key}_{kind}"] = (
-                (*dims, f"strength_pair_{kind}"),
+        for key, name, units in (
+            ("p", "V1*V2 at the read-out", "mV2"),
+            ("sc", "SC at the read-out", "mV"),
+            ("kappa_w", "kappa (SC/P at the read-out)", PER_MV),
+            ("wa", "strength of input a", "nS"),
+            ("wb", "strength of input b", "nS"),
+        ):
+            variable = f"{key}_{kind}" if key != "kappa_w" else f"kappa_{kind}_per_strength"
+            data[variable] = (
+                per_strength,
                 _strength_matrix(fits[kind], kind, key, n),
-                {"units": units, "long_name": f"{name} at the peak, per strength pair"},
+                {"units": units, "long_name": f"{name} per strength pair, {described}"},
             )
+        data[f"median_kappa_{kind}_t"] = (
+            "fit_time",
+            _median_over_pairs(data[f"kappa_{kind}_t"][1]),
+            {"units": PER_MV, "long_name": f"median over pairs of kappa(t), {described}"},
+        )
     return xr.Dataset(data, coords=coords)
 
 
-def fit_timing(psp: xr.Dataset) -> xr.Dataset:
+def _median_over_pairs(kappa_t: np.ndarray) -> np.ndarray:
+    """Median over the (site, site) pairs at each time; NaN where no pair is finite."""
+    flat = kappa_t.reshape(-1, kappa_t.shape[-1])
+    out = np.full(flat.shape[1], np.nan)
+    some = np.isfinite(flat).any(0)
+    out[some] = np.nanmedian(flat[:, some], axis=0)
+    return out
+
+
+def fit_timing(psp: xr.Dataset, readout_ms: float) -> xr.Dataset:
     """kappa of the E-I pairs with time differences, per delta_t.
 
-    With a delay the EPSP peak may come before the I input, where V_E * V_I = 0; so
-    these fits are taken where |V_E * V_I| is largest, which is the EPSP peak for
-    synchronous inputs and is defined for every delay.
+    Read `readout_ms` after the later of the two onsets, as every pair kappa: both inputs
+    have started there whatever the delay, and at delta_t = 0 the read-out is the
+    synchronous pair's, so the timing kappa equals the pair kappa of the same sites.
     """
     table = _pair_table(psp, "timing")
     if table.empty:
@@ -285,19 +365,47 @@ def fit_timing(psp: xr.Dataset) -> xr.Dataset:
     kappa = np.full((len(pairs), len(deltas)), np.nan)
     r2 = np.full_like(kappa, np.nan)
     for (a, b, dt), rows in table.groupby(["a", "b", "delta_t"]):
-        fit = _fit_group(psp, singles, rows, "EI", slice(0, 1), at="timing")
+        fit = _fit_group(psp, singles, rows, "EI", slice(0, 1), readout_ms)
         i, j = pairs.index((int(a), int(b))), int(np.searchsorted(deltas, dt))
         kappa[i, j], r2[i, j] = fit["kappa"], fit["r2"]
     coords = {
-        "timing_pair": np.arange(len(pairs)),
-        "timing_e_site": ("timing_pair", [a for a, _ in pairs]),
-        "timing_i_site": ("timing_pair", [b for _, b in pairs]),
-        "delta_t": ("delta_t", deltas, {"units": "ms", "description": "I onset minus E onset"}),
+        "timing_pair": (
+            "timing_pair",
+            np.arange(len(pairs), dtype=np.int32),
+            {"units": "1", "long_name": "index of the timing pair"},
+        ),
+        "timing_e_site": (
+            "timing_pair",
+            np.array([a for a, _ in pairs], np.int32),
+            {"units": "1", "long_name": "E site of the timing pair"},
+        ),
+        "timing_i_site": (
+            "timing_pair",
+            np.array([b for _, b in pairs], np.int32),
+            {"units": "1", "long_name": "I site of the timing pair"},
+        ),
+        "delta_t": (
+            "delta_t",
+            deltas,
+            {
+                "units": "ms",
+                "long_name": "I onset minus E onset",
+                "description": "I onset minus E onset",
+            },
+        ),
     }
     return xr.Dataset(
         {
-            "kappa_EI_timing": (("timing_pair", "delta_t"), kappa, {"units": PER_MV}),
-            "r2_EI_timing": (("timing_pair", "delta_t"), r2),
+            "kappa_EI_timing": (
+                ("timing_pair", "delta_t"),
+                kappa,
+                {"units": PER_MV, "long_name": "kappa of E-I pairs with a delay, at the read-out"},
+            ),
+            "r2_EI_timing": (
+                ("timing_pair", "delta_t"),
+                r2,
+                {"units": "1", "long_name": "R^2 of the timing fit"},
+            ),
         },
         coords=coords,
     )
@@ -319,59 +427,111 @@ def _rmse(v: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> np.ndarray
 
 
 def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> xr.Dataset:
-    """Linear and bilinear predictions of the multi-input trials, with their errors.
+    """Linear, bilinear and trilinear predictions of the multi-input trials, with errors.
 
     Errors are RMSEs over the whole trial and over the response window, from the first
-    input to `response_ms` after the last one, where the inputs act and the scalar
-    kappa (fitted at the PSP peak) is meant to hold. Pairs that were not simulated
-    (sampled out) use the median kappa of their kind.
+    input to `response_ms` after the last one, where the inputs act. Pairs that were not
+    simulated (sampled out) use the median kappa of their kind.
+
+    The trilinear extension adds a third-order term to every pair, SC_ab = kappa_ab V_a V_b
+    + gamma V_a V_b (V_a + V_b): one gamma for the cell, fitted by least squares through the
+    origin to what the bilinear rule leaves (SSP - bilinear) over the response windows.
+    Its errors are leave-one-trial-out: each trial is predicted with the gamma fitted on the
+    others. Per trial the peaks (largest |V| in the response window) of the simulation and
+    of each prediction, and the most E inputs on one branch, say where the pairwise rule
+    stops holding.
     """
     multi = psp.sel(trial=psp.protocol == "multi")
     if multi.sizes["trial"] == 0:
         return xr.Dataset()
     singles, kappa = SinglePSPs(psp), _kappa_lookup(matrices)
-    linear = np.zeros((multi.sizes["trial"], psp.sizes["time"]))
-    bilinear = np.zeros_like(linear)
-    for t in range(multi.sizes["trial"]):
+    n_trials, n_time = multi.sizes["trial"], psp.sizes["trial_time"]
+    linear, bilinear, cubic = (np.zeros((n_trials, n_time)) for _ in range(3))
+    branch_of = psp.site_branch.values
+    crowding = np.zeros(n_trials, np.int32)
+    for t in range(n_trials):
         trial = multi.isel(trial=t)
         events = [(r, s, singles.at(r, s, w, o)) for s, r, w, o in trial_events(trial)]
         linear[t] = sum(v for _, _, v in events)
-        quadratic = np.zeros(psp.sizes["time"])
+        e_branches = [str(branch_of[s]) for r, s, _ in events if r == "E"]
+        crowding[t] = max((e_branches.count(b) for b in set(e_branches)), default=0)
+        quadratic = np.zeros(n_time)
         for (ra, sa, va), (rb, sb, vb) in itertools.combinations(events, 2):
             if ra == "I" and rb == "E":
                 (ra, sa, va), (rb, sb, vb) = (rb, sb, vb), (ra, sa, va)
             quadratic += kappa[ra + rb][sa, sb] * va * vb
+            cubic[t] += va * vb * (va + vb)
         bilinear[t] = linear[t] + quadratic
-    v, time = multi.v.values, psp.time.values
+    v, time = multi.v.values, psp.trial_time.values
     onsets = multi.event_onset.values
     response = (time >= np.nanmin(onsets, 1)[:, None]) & (
         time <= np.nanmax(onsets, 1)[:, None] + response_ms
     )
+    qr = ((v - bilinear) * cubic * response).sum(-1)
+    qq = (cubic * cubic * response).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gamma = qr.sum() / qq.sum() if qq.sum() > 0 else 0.0
+        left_out = (qr.sum() - qr) / (qq.sum() - qq) if n_trials > 1 else np.full(1, gamma)
+    left_out = np.where(np.isfinite(left_out), left_out, gamma)
+    trilinear = bilinear + gamma * cubic
+    trilinear_loo = bilinear + left_out[:, None] * cubic
     whole = np.ones_like(response)
     errors = {}
+    predictions = (("linear", linear), ("bilinear", bilinear), ("trilinear", trilinear_loo))
     for window, mask in (("", whole), ("_response", response)):
         rms = np.sqrt((v**2 * mask).sum(-1) / mask.sum(-1))
-        for name, prediction in (("linear", linear), ("bilinear", bilinear)):
+        for name, prediction in predictions:
             rmse = _rmse(v, prediction, mask)
             where = "over the response window" if window else "over the whole trial"
+            held = " (gamma fitted on the other trials)" if name == "trilinear" else ""
             errors[f"rmse_{name}{window}"] = (
                 "multi_trial",
                 rmse,
-                {"units": "mV", "long_name": f"RMSE {where}"},
+                {"units": "mV", "long_name": f"RMSE of the {name} prediction {where}{held}"},
             )
             errors[f"rel_error_{name}{window}"] = (
                 "multi_trial",
                 rmse / rms,
-                {"long_name": f"RMSE / RMS of the SSP {where}"},
+                {"units": "1", "long_name": f"RMSE / RMS of the SSP, {name}, {where}{held}"},
             )
+    peaks = {}
+    for name, trace in (("v", v), *predictions):
+        inside = np.where(response, trace, 0.0)
+        peaks[f"multi_peak_{name}"] = (
+            "multi_trial",
+            inside[np.arange(n_trials), np.abs(inside).argmax(-1)],
+            {
+                "units": "mV",
+                "long_name": f"peak in the response window, {'simulated' if name == 'v' else name}",
+            },
+        )
     dims = ("multi_trial", "time_full")
     return xr.Dataset(
         {
             "multi_v": (dims, v, {"units": "mV", "long_name": "simulated SSP"}),
             "multi_linear": (dims, linear, {"units": "mV", "long_name": "linear sum prediction"}),
             "multi_bilinear": (dims, bilinear, {"units": "mV", "long_name": "bilinear prediction"}),
+            "multi_trilinear": (
+                dims,
+                trilinear,
+                {"units": "mV", "long_name": "trilinear prediction (gamma fitted on all trials)"},
+            ),
             "multi_response": (dims, response, {"long_name": "inside the response window"}),
+            "gamma_trilinear": (
+                (),
+                float(gamma),
+                {
+                    "units": "1/mV2",
+                    "long_name": "third-order coefficient: SC_ab = kappa V_a V_b + gamma V_a V_b (V_a + V_b)",
+                },
+            ),
+            "multi_max_e_per_branch": (
+                "multi_trial",
+                crowding,
+                {"units": "1", "long_name": "most E inputs on one branch in the trial"},
+            ),
             **errors,
+            **peaks,
         },
         coords={
             "multi_trial": multi.trial.values,
@@ -405,14 +565,28 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
     """The full kappa dataset from a psp dataset (see the module docstring), fitted as the
     `kappa` config section says."""
     start, stop = config.window_ms
-    in_window = (psp.time.values >= start) & (psp.time.values <= stop)
+    in_window = (psp.trial_time.values >= start) & (psp.trial_time.values <= stop)
     window = slice(int(np.argmax(in_window)), int(len(in_window) - np.argmax(in_window[::-1])))
-    fits = fit_pairs(psp, window)
+    fits = fit_pairs(psp, window, config.readout_ms)
     if not any(fits.values()):
         raise InputError("the psp dataset has no pair trials; add 'pairs' to the protocol kinds.")
-    matrices = kappa_matrices(psp, fits, psp.time.values[window])
+    matrices = kappa_matrices(psp, fits, psp.trial_time.values[window], config.premise_cv_max)
     multi = predict_multi(psp, matrices, config.response_ms)
-    ds = xr.merge([matrices, fit_timing(psp), multi, single_peaks(psp)])
+    readout = xr.Dataset(
+        {
+            "readout_ms": (
+                (),
+                float(config.readout_ms),
+                {"units": "ms", "long_name": "read-out time after the later input's onset"},
+            ),
+            "pair_onset_ms": (
+                (),
+                SinglePSPs(psp).onset,
+                {"units": "ms", "long_name": "onset of the synchronous pairs' inputs in the trial"},
+            ),
+        }
+    )
+    ds = xr.merge([matrices, fit_timing(psp, config.readout_ms), multi, single_peaks(psp), readout])
     site_table = {name: psp[name] for name in psp.coords if name.startswith("site")}
     ds = ds.assign_coords(site_table)
     hashed = {**asdict(config), "window_ms": list(config.window_ms)}  # as the config file has it
@@ -426,9 +600,47 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
         "source_file": source,
         "psp_config_hash": psp.attrs.get("config_hash", ""),
         "config_hash": config_hash({"psp": psp.attrs.get("config_hash", ""), **hashed}),
+        "readout_ms": float(config.readout_ms),
+        "premise_cv_max": float(config.premise_cv_max),
         **summary(ds),
     }
+    verdict, holds = premise_verdict(ds, config.premise_cv_max)
+    ds.attrs |= {"premise": verdict, "premise_holds": int(holds)}
+    if not holds:
+        log.warning("%s", verdict)
     return ds
+
+
+def premise_verdict(ds: xr.Dataset, cv_max: float) -> tuple[str, bool]:
+    """One sentence on the rule's premise (kappa constant across strengths) for the cell
+    of `ds`, and whether it holds for every fitted pair."""
+    cell = ds.attrs.get("cell", "?")
+    failing, parts = 0, []
+    for kind in KINDS:
+        if f"premise_fails_{kind}" not in ds:
+            continue
+        fitted = np.isfinite(ds[f"kappa_{kind}"].values)
+        if kind != "EI":  # a symmetric matrix: count each site pair once
+            fitted &= np.triu(np.ones_like(fitted, dtype=bool))
+        flags = ds[f"premise_fails_{kind}"].values.astype(bool) & fitted
+        failing += int(flags.sum())
+        worst = float(np.nanmax(ds[f"cv_{kind}"].values)) if fitted.any() else float("nan")
+        parts.append(
+            f"{KIND_NAMES[kind]} {int(flags.sum())} of {int(fitted.sum())} (max CV {worst:.2f})"
+        )
+    counts = "; ".join(parts)
+    if failing:
+        return (
+            f"cell {cell}: the bilinear rule's premise FAILS: kappa is not constant across "
+            f"strengths (CV of SC/P above {cv_max:g}) for {counts}. Its kappa then depends on "
+            "the strengths simulated; read kappa_<kind>_per_strength and premise_fails_<kind>.",
+            False,
+        )
+    return (
+        f"cell {cell}: the premise holds: kappa is constant across strengths "
+        f"(CV of SC/P at most {cv_max:g}) for every pair: {counts}.",
+        True,
+    )
 
 
 def summary(ds: xr.Dataset) -> dict[str, float]:
@@ -444,6 +656,16 @@ def summary(ds: xr.Dataset) -> dict[str, float]:
                 out[f"mean_{name}{window}"] = float(ds[name + window].mean())
             ratio = ds[f"rmse_bilinear{window}"].mean() / ds[f"rmse_linear{window}"].mean()
             out[f"bilinear_over_linear{window}"] = float(ratio)
+            if f"rmse_trilinear{window}" in ds:
+                out[f"mean_rmse_trilinear{window}"] = float(ds[f"rmse_trilinear{window}"].mean())
+                ratio = ds[f"rmse_trilinear{window}"].mean() / ds[f"rmse_linear{window}"].mean()
+                out[f"trilinear_over_linear{window}"] = float(ratio)
+    if "gamma_trilinear" in ds:
+        out["gamma_trilinear"] = float(ds.gamma_trilinear)
+        bilinear, linear = ds.rmse_bilinear_response.values, ds.rmse_linear_response.values
+        out["bilinear_beats_linear_trials"] = int((bilinear < linear).sum())
+        for name in ("v", "linear", "bilinear", "trilinear"):
+            out[f"median_peak_{name}"] = float(ds[f"multi_peak_{name}"].median())
     return out
 
 
@@ -473,6 +695,6 @@ def check_fit(ds: xr.Dataset, psp: xr.Dataset) -> None:
                 f"(trials {', '.join(map(str, bad.trial.to_numpy()[:8]))}). "
                 f"Likely cause: {FIT_CAUSES}. Nothing was written."
             )
-    for name in ("kappa_EI_timing", "multi_linear", "multi_bilinear"):
+    for name in ("kappa_EI_timing", "multi_linear", "multi_bilinear", "multi_trilinear"):
         if name in ds:
             require_finite(ds[name].values, f"{name} of cell {cell}", "", FIT_CAUSES)

@@ -202,6 +202,21 @@ mg_block = 1/(1 + mg/(3.57*mM)*exp(-0.062*v/mV)) : 1
 """
 
 
+def mg_block(v_mV: float, mg_mM: float) -> float:
+    """The Jahr-Stevens Mg block of NMDA_EQUATIONS at membrane potential v_mV."""
+    return 1.0 / (1.0 + mg_mM / 3.57 * math.exp(-0.062 * v_mV))
+
+
+def nmda_ampa_current_ratio(
+    nmda: Nmda, E_ampa_mV: float, v_ampa_mV: float = -70.0, v_nmda_mV: float = 40.0
+) -> float:
+    """NMDA/AMPA peak-current ratio of one synapse as slice experiments measure it: the NMDA
+    current at v_nmda_mV (largely unblocked) over the AMPA current at v_ampa_mV. Both
+    conductances peak at their strength (AMPA 1, NMDA g_ratio per unit of AMPA)."""
+    nmda_current = nmda.g_ratio * mg_block(v_nmda_mV, nmda.mg_mM) * abs(nmda.E_mV - v_nmda_mV)
+    return nmda_current / abs(E_ampa_mV - v_ampa_mV)
+
+
 def _exprel(x: float) -> float:
     return 1.0 if x == 0 else math.expm1(x) / x
 

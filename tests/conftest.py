@@ -22,6 +22,9 @@ SLOW_FIXTURES = {
     "report_views",  # test_workflow: the report in Chromium
     "fmnist",  # test_deployment: workflow runs
     "default_cell_kappa",  # test_kappa: the default cell simulated and fitted
+    "small_cell_files",  # conftest: the built-in cell, shrunk, simulated and fitted
+    "small_cell",  # test_kappa: its psp and kappa
+    "small_files",  # test_cf: its files, for the CF checker
     "psp",  # test_simulation: a small cell simulated in two processes
     "tiny_result",  # test_fewshot: the few-shot experiment, shrunk
     "realistic_run",  # test_swc_cells: a reconstruction simulated and fitted
@@ -69,6 +72,24 @@ def small_dendrite(default_config) -> dict:
     protocol["trial_ms"] = 60.0
     dendrite["chunks"] = 2
     return dendrite
+
+
+@pytest.fixture(scope="session")
+def small_cell_files(tmp_path_factory, small_dendrite) -> tuple[Path, dict]:
+    """small_dendrite with timing pairs at delta_t = 0 and every pair, planned, simulated and
+    fitted on the built-in cell: the folder of trials.nc, psp.nc, kappa.nc and the kappa
+    section used (test_kappa: the read-out; test_cf: the CF checker)."""
+    from pipeline import dendrite as stages
+
+    dendrite = copy.deepcopy(small_dendrite)
+    dendrite["protocol"]["timing"].update(n_pairs=2, delta_t_ms=[-5.0, 0.0, 5.0])
+    dendrite["protocol"]["pairs"]["max_pairs_per_kind"] = 100  # every pair: the timing ones too
+    kappa = {"window_ms": [10.0, 50.0], "response_ms": 20.0, "readout_ms": 7.0}
+    out = tmp_path_factory.mktemp("small_cell")
+    stages.plan("pyramidal", dendrite, out / "trials.nc")
+    stages.simulate(out / "trials.nc", "pyramidal", dendrite, out / "psp.nc", processes=2)
+    stages.fit(out / "psp.nc", kappa, out / "kappa.nc")
+    return out, kappa
 
 
 def snakemake_command(workdir: Path, config: dict, profile: Path | None = None) -> list[str]:

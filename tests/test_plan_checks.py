@@ -47,6 +47,8 @@ CASES = [
         {"n_trials": 30, "n_E": 1, "n_I": 0, "window_ms": 10.0, "seed": 2},
         "multi.n_E and n_I: 1 + 0",
     ),
+    # issue 22: the one read-out must fall inside the trial for the latest timing pair
+    ("kappa.readout_ms", 85.0, "kappa.readout_ms: 85 ms after the latest input (20 ms)"),
 ]
 
 

@@ -28,10 +28,10 @@ def test_dataset_layout_and_units(psp):
     dendrite, _, ds = psp
     protocol = dendrite["protocol"]
     n_time = round(protocol["trial_ms"] / protocol["record_dt_ms"])
-    assert ds.v.dims == ("trial", "time")
+    assert ds.v.dims == ("trial", "trial_time")
     assert ds.v.shape == (ds.sizes["trial"], n_time)
     assert ds.v.attrs["units"] == "mV"
-    assert ds.time.attrs["units"] == "ms"
+    assert ds.trial_time.attrs["units"] == "ms"
     assert ds.event_strength.attrs["units"] == "nS"
     assert ds.site_distance.attrs["units"] == "um"
     assert set(np.unique(ds.kind)) == {"E", "I", "EE", "EI", "II", "multi"}
@@ -45,11 +45,13 @@ def test_dataset_layout_and_units(psp):
 
 def test_traces_start_at_rest_and_have_the_right_sign(psp):
     _, _, ds = psp
-    np.testing.assert_array_equal(ds.v.isel(time=0), 0.0)
-    assert (ds.v.sel(trial=ds.kind == "E").max("time") > 0.1).all()
-    assert (ds.v.sel(trial=ds.kind == "I").min("time") < -0.05).all()
+    np.testing.assert_array_equal(ds.v.isel(trial_time=0), 0.0)
+    assert (ds.v.sel(trial=ds.kind == "E").max("trial_time") > 0.1).all()
+    assert (ds.v.sel(trial=ds.kind == "I").min("trial_time") < -0.05).all()
     epsp = ds.v.sel(trial=ds.kind == "E")
-    assert (np.abs(epsp.isel(time=-1)) < 0.2 * epsp.max("time")).all()  # decayed by the end
+    assert (
+        np.abs(epsp.isel(trial_time=-1)) < 0.2 * epsp.max("trial_time")
+    ).all()  # decayed by the end
 
 
 @pytest.mark.slow

@@ -277,7 +277,7 @@ def test_realistic_cell_runs_end_to_end_without_nan(realistic_run):
 
 def psp_of(trials: xr.Dataset, v: np.ndarray, record_dt_ms: float) -> xr.Dataset:
     time = np.arange(v.shape[1]) * record_dt_ms
-    return trials.assign(v=(("trial", "time"), v)).assign_coords(time=time)
+    return trials.assign(v=(("trial", "trial_time"), v)).assign_coords(trial_time=time)
 
 
 @pytest.mark.slow

@@ -57,6 +57,10 @@ def test_tiny_run_produces_every_stage(tiny_run):
         "theory/fewshot_summary.csv",
         "report/index.html",
         "report/cifar10.html",
+        "dendrite/sweeps/nmda_g_ratio.nc",
+        "dendrite/sweeps/E_GABA_mV.nc",
+        "dendrite/sweeps/figures/nmda_g_ratio.png",
+        "dendrite/sweeps/figures/E_GABA_mV.png",
     ):
         assert (results / path).is_file(), path
     assert not list((results / "dendrite/pyramidal").glob("chunks/*.nc"))  # temporary
@@ -76,6 +80,8 @@ def test_tiny_run_produces_every_stage(tiny_run):
     assert (results / "theory/fewshot_lr_sweep.csv").is_file()
     cell = (results / "report/dendrite_pyramidal.html").read_text()
     assert "morphology.png" in cell and "soma input resistance" in cell
+    assert "nmda_g_ratio.png" in cell and "E_GABA_mV.png" in cell  # the sweeps, on their cell
+    assert "premise" in cell and "readout_choice.png" in cell
 
 
 needs_chromium = pytest.mark.skipif(

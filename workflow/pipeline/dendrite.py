@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dendrite_sim.cf import describe
 from dendrite_sim.checks import SIMULATION_CAUSES, require_finite_traces
 from dendrite_sim.config import DendriteConfig, KappaConfig
 from dendrite_sim.dataset import (
@@ -42,7 +43,7 @@ from .files import MAX_WIDTH_IN, save_figure, save_netcdf
 
 log = logging.getLogger(__name__)
 # The traces and their time axis: a psp.nc without them is named, with how to rebuild it.
-PSP_VARIABLES = ("v", "time")
+PSP_VARIABLES = ("v", "trial_time")
 
 
 def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
@@ -58,7 +59,7 @@ def plan(cell: str, dendrite: Mapping, out: str | Path) -> None:
     trials.attrs = built.attrs(settings.membrane.Rm_ohm_cm2)
     counts = trials.kind.to_series().value_counts().to_dict()
     log.info("cell %s: %d sites, %d trials %s", cell, len(sites), trials.sizes["trial"], counts)
-    save_netcdf(trials, out)
+    save_netcdf(describe(trials, f"trial plan of cell {cell} (dendrite_sim)"), out)
 
 
 def simulate(
@@ -108,8 +109,10 @@ def simulate(
     chunks = [chunk_dataset(piece, v, record_dt) for piece, v in zip(pieces, traces, strict=True)]
     # the merged mapping, not `settings`: psp.nc's attributes hash and dump it as the config gives it
     ds = psp_dataset(trials, chunks, CellModel.from_config(settings), dendrite, cell)
-    save_netcdf(ds, out)
-    log.info("wrote %s: %d trials x %d samples", out, ds.sizes["trial"], ds.sizes["time"])
+    save_netcdf(
+        describe(ds, f"somatic PSPs of cell {cell} simulated with Brian2 (dendrite_sim)"), out
+    )
+    log.info("wrote %s: %d trials x %d samples", out, ds.sizes["trial"], ds.sizes["trial_time"])
 
 
 def _simulate_piece(job: tuple[str, DendriteConfig, np.ndarray, xr.Dataset]) -> np.ndarray:
@@ -134,7 +137,9 @@ def fit(psp_path: str | Path, kappa_config: Mapping, out: str | Path) -> None:
     check_fit(ds, psp)
     headline = {k: round(v, 4) for k, v in ds.attrs.items() if k.startswith(("median_", "mean_"))}
     log.info("kappa fitted: %s", headline)
-    save_netcdf(ds, out)
+    save_netcdf(
+        describe(ds, f"kappa of cell {cell} fitted from {psp_path} (dendrite_sim.kappa)"), out
+    )
 
 
 def figures(kappa_path: str | Path, outputs: Mapping[str, str | Path]) -> None:

@@ -97,12 +97,14 @@ def save_csv(frame: "pd.DataFrame", path: str | Path) -> None:
 
 def save_netcdf(ds: "xr.Dataset", path: str | Path) -> None:
     """`ds` as NetCDF (h5netcdf), every numeric variable of two or more dimensions
-    compressed."""
+    compressed, coordinates without _FillValue (CF-1.8)."""
     encoding = {
         name: {"zlib": True, "complevel": 4}
         for name, var in ds.variables.items()
         if var.dtype.kind in "fiu" and var.ndim >= 2
     }
+    for name in ds.coords:  # CF: coordinate variables carry no _FillValue
+        encoding.setdefault(name, {})["_FillValue"] = None
     write_atomic(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding))
 
 

@@ -164,6 +164,21 @@ def check_config(dendrite: Mapping, kappa: Mapping) -> None:
             f"(dendrite.protocol.onset_ms = {protocol.onset_ms:g} ms), where every PSP is zero "
             "and kappa(t) would be NaN throughout; end it after the onset."
         )
+    _check_readout(protocol, window.readout_ms)
+
+
+def _check_readout(protocol: Protocol, readout_ms: float) -> None:
+    """The read-out must fall inside the trial for the latest pair (a timing pair's I input
+    comes up to max(delta_t) after the E input)."""
+    latest = protocol.onset_ms + max([0.0, *protocol.timing.delta_t_ms])
+    if "timing" not in protocol.kinds:
+        latest = protocol.onset_ms
+    if latest + readout_ms >= protocol.trial_ms:
+        raise InputError(
+            f"config key kappa.readout_ms: {readout_ms:g} ms after the latest input "
+            f"({latest:g} ms) is past the end of the trial ({protocol.trial_ms:g} ms, "
+            "dendrite.protocol.trial_ms); shorten it or lengthen the trial."
+        )
 
 
 def _check_trial_contents(protocol: Protocol) -> None:

@@ -141,6 +141,9 @@ def dendrite_page(
         provenance={k: attrs.get(k, "") for k in ("simulator", "brian2_version", "config_hash")},
         sites=table(sites),
         figures={k: report.figure(f"dendrite_{cell}", p) for k, p in figures.items()},
+        readout_ms=attrs.get("readout_ms", "?"),
+        premise=attrs.get("premise", ""),
+        premise_holds=bool(attrs.get("premise_holds", 1)),
     )
 
 

@@ -44,6 +44,7 @@ from pipeline.plan_checks import (
     results_folder,
     schema_problem,
 )
+from pipeline.sweeps import SWEEPS, check_sweeps
 from ann.errors import PriorError
 from ann.priors import CONTROLS, MODES, PriorSettings
 
@@ -131,6 +132,7 @@ def cell_budget(name):
 def check_cell_settings():
     """The config checks again for each cell with settings of its own, naming the cell."""
     check_config(config["dendrite"], config["kappa"])
+    check_sweeps(config["dendrite"], config["kappa"], config["sweeps"])
     for name in CELLS:
         if cell_overrides(config["dendrite"]["cells"][name]):
             try:
@@ -181,7 +183,9 @@ def check_priors():
     for prior, cell in PRIOR_CELLS.items():
         check_prior_cell(prior, cell, cell_settings(config["dendrite"], cell))
     for dataset, experiment in config["train"]["experiments"].items():
-        check_run_priors(f"train.experiments.{dataset}.priors", (experiment or {}).get("priors", []))
+        check_run_priors(
+            f"train.experiments.{dataset}.priors", (experiment or {}).get("priors", [])
+        )
     for name in ("prior_ablation", "prior_lowdata"):
         section = config.get("experiments", {}).get(name, {})
         check_run_priors(f"experiments.{name}.priors", section.get("priors", []))
@@ -352,6 +356,10 @@ check_training_plan()
 def dendrite_inputs(cell):
     folder = f"{RESULTS}/dendrite/{cell}"
     figures = {name: f"{folder}/figures/{name}.png" for name in KAPPA_FIGURES + ["morphology"]}
+    if cell == config["sweeps"]["cell"]:  # the sweeps' figures go on their cell's page
+        figures |= {
+            f"sweep_{name}": f"{RESULTS}/dendrite/sweeps/figures/{name}.png" for name in SWEEP_NAMES
+        }
     return {"kappa": f"{folder}/kappa.nc", "psp": f"{folder}/psp.nc", "figures": figures}
 
 
