@@ -56,7 +56,9 @@ if ABLATION["enabled"]:
     check_ablation()
     ABLATION_SEEDS = ablation_seeds()
     ABLATION_STATUS = {
-        name: ablation_dataset_status(name) if ABLATION_SEEDS else (False, "no seeds for this device")
+        name: (
+            ablation_dataset_status(name) if ABLATION_SEEDS else (False, "no seeds for this device")
+        )
         for name in ABLATION["datasets"]
     }
     ABLATION_DATASETS = [name for name, (ready, _) in ABLATION_STATUS.items() if ready]
@@ -128,9 +130,7 @@ def lowdata_files():
 # The report's inputs and params (workflow/rules/report.smk); none when both experiments are off.
 ABLATION_REPORT = {dataset: ablation_files(dataset) for dataset in ABLATION_DATASETS}
 LOWDATA_ON = config.get("experiments", {}).get("prior_lowdata", {}).get("enabled", False)
-LOWDATA_REPORT = (
-    lowdata_files() if LOWDATA_ON and "fashion_mnist" in TRAINED_DATASETS else None
-)
+LOWDATA_REPORT = lowdata_files() if LOWDATA_ON and "fashion_mnist" in TRAINED_DATASETS else None
 ABLATION_PAGE = (
     {
         "datasets": ABLATION_REPORT,
@@ -139,9 +139,11 @@ ABLATION_PAGE = (
         "seeds": ABLATION_SEEDS,
         "device": planned_device() if ABLATION["enabled"] else None,
         "lowdata": LOWDATA_REPORT,
-        "lowdata_skipped": None
-        if LOWDATA_REPORT or not LOWDATA_ON
-        else "Fashion-MNIST is not trained (datasets.fashion_mnist.root)",
+        "lowdata_skipped": (
+            None
+            if LOWDATA_REPORT or not LOWDATA_ON
+            else "Fashion-MNIST is not trained (datasets.fashion_mnist.root)"
+        ),
         "statistics": canonical(STATISTICS),
     }
     if ABLATION["enabled"] or LOWDATA_ON
