@@ -45,6 +45,7 @@ run: setup run-debs
 
 lint: setup-dev
 	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile workflow
 
 docs: setup-dev
 	$(BIN)/mkdocs build --strict --quiet
