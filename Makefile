@@ -50,11 +50,14 @@ lint: setup-dev
 docs: setup-dev
 	$(BIN)/mkdocs build --strict --quiet
 
+# Two pytest workers (the CI machine's cores); tests that share a costly fixture stay together.
+TEST_WORKERS ?= 2
+
 test: setup-dev test-debs lint docs
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: setup-dev lint
-	$(BIN)/python -m pytest -m "not slow and not slurm and not browser and not gpu"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not slurm and not browser and not gpu"
 
 # The project's venv when there is one, else whichever python has torch, Triton and timm.
 GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))

@@ -1,7 +1,9 @@
 import copy
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,10 +33,29 @@ SLOW_FIXTURES = {
 }
 
 
+# Fixtures worth computing once: under pytest-xdist (make test runs two workers) every test
+# that uses one goes to the same worker, the first named taking precedence.
+SHARED_FIXTURES = (
+    "tiny_workflow",  # test_ablation, test_workflow, test_deployment, test_slurm
+    "small_cell_files",  # test_cf, test_kappa, test_cell_settings, ...
+    "default_cell_kappa",
+    "psp",
+    "realistic_run",
+    "kappas",
+    "tiny_result",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
+        group = next((name for name in SHARED_FIXTURES if name in used), None)
+        if getattr(item.module, "__name__", "") == "test_slurm":  # one SLURM cluster, started once
+            group = "tiny_workflow"
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; run it where one is present")
@@ -103,15 +124,46 @@ def snakemake_command(workdir: Path, config: dict, profile: Path | None = None) 
     return command + (["--workflow-profile", str(profile)] if profile else ["--cores", "2"])
 
 
+_FORKS: dict[str, subprocess.Popen] = {}
+
+
+def _fork_server() -> subprocess.Popen:
+    server = _FORKS.get("server")
+    if server is None or server.poll() is not None:
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "snakemake_forks.py"), str(ROOT / "workflow")],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout.readline().strip() == "ready", (
+            "the Snakemake fork server did not start"
+        )
+        _FORKS["server"] = server
+    return server
+
+
+def snakemake_cli(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`command` (`python -m snakemake ...`) with stdout and stderr together as text. A dry run
+    goes to tests/snakemake_forks.py, which skips the imports that take most of its time."""
+    prefix = [sys.executable, "-m", "snakemake"]
+    if command[:3] != prefix or not {"-n", "--dry-run"} & set(command):
+        return subprocess.run(
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+    server = _fork_server()
+    with tempfile.NamedTemporaryFile("r", suffix=".log") as out:
+        request = {"argv": command[3:], "cwd": str(cwd), "env": dict(os.environ), "out": out.name}
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        code = int(server.stdout.readline())
+        return subprocess.CompletedProcess(command, code, stdout=out.read())
+
+
 def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.CompletedProcess:
     """Run snakemake locally; stdout and stderr together as text."""
-    return subprocess.run(
-        snakemake_command(workdir, config) + list(args),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return snakemake_cli(snakemake_command(workdir, config) + list(args), ROOT)
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +177,10 @@ def tiny_workflow(tmp_path_factory, default_config):
     result = run_snakemake(workdir, config)
     assert result.returncode == 0, result.stdout[-5000:]
     return workdir, config
+
+
+def pytest_sessionfinish(session, exitstatus):
+    server = _FORKS.pop("server", None)
+    if server is not None:
+        server.stdin.close()
+        server.wait(timeout=60)

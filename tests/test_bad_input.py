@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 import yaml
-from conftest import run_snakemake, snakemake_command
+from conftest import run_snakemake, snakemake_cli, snakemake_command
 from snakemake.utils import validate
 
 from dendrite_sim.config import DendriteConfig, Protocol, from_mapping
@@ -157,13 +157,7 @@ def snakemake_dry_run(
 ) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-d", str(tmp_path)]
     command += ["-s", str(ROOT / "Snakefile"), "--configfile", str(configfile)]
-    return subprocess.run(
-        command + (["--config", *config] if config else []),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return snakemake_cli(command + (["--config", *config] if config else []), ROOT)
 
 
 @pytest.mark.slow

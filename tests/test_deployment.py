@@ -78,7 +78,11 @@ def test_a_plain_snakemake_reruns_what_a_kill_cut_off(tmp_path, default_config, 
     assert not (results / RUN / "metrics.json").exists()
 
     bare = run(plain + ["--workflow-profile", "none", "-n"], tmp_path)
-    assert bare.returncode != 0 and "IncompleteFilesException" in bare.stdout, bare.stdout[-3000:]
+    incomplete = bare.returncode != 0 and "IncompleteFilesException" in bare.stdout
+    if how == "sigkill":  # nothing could clean up: the output is marked incomplete
+        assert incomplete, bare.stdout[-3000:]
+    else:  # Snakemake's own Ctrl-C handling may get to unmark it first: then train is planned
+        assert incomplete or re.search(r"^train\s+1$", bare.stdout, re.M), bare.stdout[-3000:]
     if how == "sigkill":  # Snakemake's own lock stays too: --unlock, as the README says
         locked = run(plain, tmp_path)
         assert locked.returncode != 0 and "LockException" in locked.stdout

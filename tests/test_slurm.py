@@ -87,9 +87,13 @@ def slurm_run(cluster, tiny_workflow, tmp_path_factory):
     local_dir, local_config = tiny_workflow
     workdir = tmp_path_factory.mktemp("on_slurm")
     config = json.loads(json.dumps(local_config)) | {"results_dir": str(workdir / "results")}
-    # The scheduler path needs every kind of job, not every job: no prior ablation (its runs
-    # are train jobs like the grid's, its analysis a local-style job).
+    # The scheduler path needs every kind of job, not every job: one cell (the NMDA cell's jobs
+    # are the passive cell's), no prior ablation (its runs are train jobs like the grid's) and no
+    # low-data experiment (one-process jobs like the theory's).
+    config["dendrite"]["cells"]["pyramidal_nmda"] = None
+    config["priors"]["biological"]["bio_nmda"] = None
     config["experiments"]["prior_ablation"]["enabled"] = False
+    config["experiments"]["prior_lowdata"]["enabled"] = False
     start = time.time()
     process = snakemake_on_slurm(cluster, workdir, config)
     killed = kill_one_training_job(cluster, workdir / "results", process)

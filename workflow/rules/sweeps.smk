@@ -29,7 +29,7 @@ rule sweep_figure:
     output:
         report(
             f"{RESULTS}/dendrite/sweeps/figures/{{sweep}}.png",
-            caption="../report/sweep_{sweep}.rst",
+            caption="../report/sweep.rst",
             category="Dendrite",
             subcategory="sweeps",
         ),
