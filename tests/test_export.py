@@ -9,22 +9,12 @@ import io
 import pytest
 import timm
 import torch
+from test_timm_contract import EVERY_MODEL, FAMILIES  # our registered models, one per family
 from torch import nn
 
 import ann
 from ann.layers import DitQuadratic
 from ann.layers.dit_onnx import DIT_ONNX_TRANSLATIONS, dit_quadratic_onnx, export_onnx
-from ann.models import CIFAR_MODEL_NAMES, CIFAR_VARIANT_NAMES
-
-OURS = (
-    CIFAR_MODEL_NAMES
-    + CIFAR_VARIANT_NAMES
-    + tuple(f"dit_convnext_{size}" for size in ("tiny", "small", "base"))
-)
-FAMILIES = tuple(name for name in OURS if name.endswith(("20", "20_transposed", "_tiny")))
-EVERY_MODEL = [
-    name if name in FAMILIES else pytest.param(name, marks=pytest.mark.slow) for name in OURS
-]
 
 
 def build(name):
