@@ -36,7 +36,7 @@ SLOW_FIXTURES = {
 # Fixtures worth computing once: under pytest-xdist (make test runs two workers) every test
 # that uses one goes to the same worker, the first named taking precedence.
 SHARED_FIXTURES = (
-    "tiny_workflow",  # test_ablation, test_workflow, test_deployment, test_slurm
+    "tiny_workflow",  # test_ablation, test_workflow, test_deployment, test_slurm (its SLURM run)
     "small_cell_files",  # test_cf, test_kappa, test_cell_settings, ...
     "default_cell_kappa",
     "psp",
@@ -53,8 +53,6 @@ def pytest_collection_modifyitems(config, items):
         if SLOW_FIXTURES & used:
             item.add_marker(pytest.mark.slow)
         group = next((name for name in SHARED_FIXTURES if name in used), None)
-        if getattr(item.module, "__name__", "") == "test_slurm":  # one SLURM cluster, started once
-            group = "tiny_workflow"
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
     if torch.cuda.is_available():
