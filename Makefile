@@ -50,13 +50,12 @@ lint: setup-dev
 docs: setup-dev
 	$(BIN)/mkdocs build --strict --quiet
 
-# Two pytest workers (the CI machine's cores); tests that share a costly fixture stay together.
-# The SLURM run goes last and alone: beside another worker its job steps failed to start.
+# Two pytest workers (the CI machine's cores); tests that share a costly fixture stay together,
+# and the two longest groups (the SLURM run, the tiny workflow) start first, one on each worker.
 TEST_WORKERS ?= 2
 
 test: setup-dev test-debs lint docs
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slurm"
-	$(BIN)/python -m pytest -m slurm
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 test-fast: setup-dev lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow and not slurm and not browser and not gpu"

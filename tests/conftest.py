@@ -1,6 +1,7 @@
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,9 +35,12 @@ SLOW_FIXTURES = {
 
 
 # Fixtures worth computing once: under pytest-xdist (make test runs two workers) every test
-# that uses one goes to the same worker, the first named taking precedence.
+# that uses one goes to the same worker, the first named taking precedence. The SLURM run
+# and the tiny workflow go first, to different workers (make test keeps this order:
+# --no-loadscope-reorder): they are the longest.
 SHARED_FIXTURES = (
-    "tiny_workflow",  # test_ablation, test_workflow, test_deployment, test_slurm (its SLURM run)
+    "slurm_run",  # test_slurm
+    "tiny_workflow",  # test_ablation, test_workflow, test_deployment
     "small_cell_files",  # test_cf, test_kappa, test_cell_settings, ...
     "default_cell_kappa",
     "psp",
@@ -46,15 +50,21 @@ SHARED_FIXTURES = (
 )
 
 
+def shared_fixture(item: pytest.Item) -> str | None:
+    used = set(getattr(item, "fixturenames", ()))
+    return next((name for name in SHARED_FIXTURES if name in used), None)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        if SLOW_FIXTURES & used:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        group = next((name for name in SHARED_FIXTURES if name in used), None)
+        group = shared_fixture(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+    first = SHARED_FIXTURES[:2]
+    items.sort(key=lambda item: first.index(g) if (g := shared_fixture(item)) in first else 2)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; run it where one is present")
@@ -165,17 +175,33 @@ def run_snakemake(workdir: Path, config: dict, *args: str) -> subprocess.Complet
     return snakemake_cli(snakemake_command(workdir, config) + list(args), ROOT)
 
 
-@pytest.fixture(scope="session")
-def tiny_workflow(tmp_path_factory, default_config):
-    """The whole workflow, shrunk, run once locally on a fixture Fashion-MNIST."""
+def tiny_workflow_folder(workdir: Path, default_config: dict) -> dict:
+    """workdir with the fixture Fashion-MNIST written; the tiny workflow's config for it."""
     from fixtures import tiny_workflow_config, write_fashion_mnist
 
-    workdir = tmp_path_factory.mktemp("workflow")
     write_fashion_mnist(workdir / "fmnist", n_train=512, n_test=96, seed=2, learnable=True)
-    config = tiny_workflow_config(default_config, workdir / "results", workdir / "fmnist")
-    result = run_snakemake(workdir, config)
-    assert result.returncode == 0, result.stdout[-5000:]
-    return workdir, config
+    return tiny_workflow_config(default_config, workdir / "results", workdir / "fmnist")
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory, default_config, worker_id):
+    """The whole workflow, shrunk, run locally on a fixture Fashion-MNIST: once per pytest
+    run, in a folder the pytest-xdist workers share (the SLURM tests, on the other worker,
+    compare their run with it), under a file lock."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    workdir = (base if worker_id == "master" else base.parent) / "tiny_workflow"
+    done = workdir / "config.json"
+    with FileLock(f"{workdir}.lock"):
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir()
+            config = tiny_workflow_folder(workdir, default_config)
+            result = run_snakemake(workdir, config)
+            assert result.returncode == 0, result.stdout[-5000:]
+            done.write_text(json.dumps(config))
+    return workdir, json.loads(done.read_text())
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import ROOT, snakemake_command
+from conftest import ROOT, snakemake_command, tiny_workflow_folder
 from slurm_cluster import SlurmCluster, unavailable_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -83,17 +83,19 @@ def kill_one_training_job(cluster: SlurmCluster, results: Path, process: subproc
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tiny_workflow, tmp_path_factory):
-    local_dir, local_config = tiny_workflow
+def slurm_run(cluster, default_config, tmp_path_factory):
+    """The tiny workflow through the scheduler, started without waiting for the local run
+    it is compared with (the tiny_workflow fixture, on the other pytest worker)."""
     workdir = tmp_path_factory.mktemp("on_slurm")
-    config = json.loads(json.dumps(local_config)) | {"results_dir": str(workdir / "results")}
+    config = tiny_workflow_folder(workdir, default_config)
     # The scheduler path needs every kind of job, not every job: one cell (the NMDA cell's jobs
-    # are the passive cell's), no prior ablation (its runs are train jobs like the grid's) and no
-    # low-data experiment (one-process jobs like the theory's).
+    # are the passive cell's), no prior ablation (its runs are train jobs like the grid's), no
+    # low-data experiment and no sweeps (one-process jobs like the theory's).
     config["dendrite"]["cells"]["pyramidal_nmda"] = None
     config["priors"]["biological"]["bio_nmda"] = None
     config["experiments"]["prior_ablation"]["enabled"] = False
     config["experiments"]["prior_lowdata"]["enabled"] = False
+    config["sweeps"].update(nmda_g_ratio=[], E_GABA_mV=[])
     start = time.time()
     process = snakemake_on_slurm(cluster, workdir, config)
     killed = kill_one_training_job(cluster, workdir / "results", process)
@@ -103,7 +105,6 @@ def slurm_run(cluster, tiny_workflow, tmp_path_factory):
     print(f"\nSLURM workflow: {seconds:.0f} s, killed job {killed}")
     return {
         "workdir": workdir,
-        "local": local_dir,
         "log": log,
         "code": process.returncode,
         "killed": killed,
@@ -131,25 +132,23 @@ def test_jobs_went_through_the_scheduler(slurm_run):
     assert sum(state == "COMPLETED" for state in history.values()) == len(job_ids) - 1
 
 
-def test_killed_training_job_was_resubmitted_and_resumed(slurm_run):
-    results = slurm_run["workdir"] / "results"
+def test_killed_training_job_was_resubmitted_and_resumed(slurm_run, tiny_workflow):
+    results, local_results = slurm_run["workdir"] / "results", tiny_workflow[0] / "results"
     logs = list((slurm_run["workdir"] / ".snakemake/slurm_logs/rule_train").rglob("*.log"))
     resumed = [p for p in logs if "resuming" in p.read_text()]
     assert resumed, "no training job resumed from a checkpoint"
     for run in TRAIN_RUNS:
         here = json.loads((results / f"train/fashion_mnist/{run}/seed0/metrics.json").read_text())
         local = json.loads(
-            (
-                slurm_run["local"] / f"results/train/fashion_mnist/{run}/seed0/metrics.json"
-            ).read_text()
+            (local_results / f"train/fashion_mnist/{run}/seed0/metrics.json").read_text()
         )
         assert here["world_size"] == 2  # trained through torchrun inside the allocation
         assert here["final"] == local["final"], run
         assert here["best"] == local["best"], run
 
 
-def test_outputs_equal_a_local_run(slurm_run):
-    here, local = slurm_run["workdir"] / "results", slurm_run["local"] / "results"
+def test_outputs_equal_a_local_run(slurm_run, tiny_workflow):
+    here, local = slurm_run["workdir"] / "results", tiny_workflow[0] / "results"
     for name in ("psp.nc", "kappa.nc"):
         with (
             xr.open_dataset(here / f"dendrite/pyramidal/{name}") as a,
