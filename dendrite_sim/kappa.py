@@ -599,6 +599,8 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
         "brian2_version": psp.attrs.get("brian2_version", ""),
         "source_file": source,
         "psp_config_hash": psp.attrs.get("config_hash", ""),
+        # the cell's spine setting, part of the run's identity (psp.nc has it from the model)
+        **{k: v for k, v in psp.attrs.items() if k.startswith("spine")},
         "config_hash": config_hash({"psp": psp.attrs.get("config_hash", ""), **hashed}),
         "readout_ms": float(config.readout_ms),
         "premise_cv_max": float(config.premise_cv_max),
