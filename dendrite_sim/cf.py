@@ -22,8 +22,8 @@ LABELS: dict[str, tuple[str, str]] = {
     # the trial plan
     "trial": ("trial index", ONE),
     "event": ("input index within a trial", ONE),
-    "protocol": ("protocol of the trial (single, pairs, timing, multi)", ONE),
-    "kind": ("kind of the trial (E, I, EI, EE, II, multi)", ONE),
+    "protocol": ("protocol of the trial (single, pairs, timing, multi, crowd)", ONE),
+    "kind": ("kind of the trial (E, I, EI, EE, II, multi, crowd)", ONE),
     "n_events": ("number of inputs of the trial", ONE),
     "event_site": ("site of the input (-1: no input)", ONE),
     "event_type": ("receptor of the input (E or I; empty: no input)", ONE),

@@ -96,6 +96,17 @@ class Nmda:
 
 
 @dataclass(frozen=True)
+class Spines:
+    """Spine necks at the synapses: every input on a spine head of its own, coupled to its
+    site's compartment through the neck (dendrite_sim.spines)."""
+
+    enabled: bool = False
+    neck_length_um: float = 1.0
+    neck_diameter_um: float = 0.15
+    head_diameter_um: float = 0.5
+
+
+@dataclass(frozen=True)
 class ReceptorKinetics:
     E_rev_mV: float
     tau_rise_ms: float
@@ -144,6 +155,16 @@ class Multi:
 
 
 @dataclass(frozen=True)
+class Crowd:
+    """Crowds per branch: k = 1..max_inputs synchronous E inputs of strength_nS on the
+    sites of one branch (the branch of site `site`), one trial per k."""
+
+    max_inputs: int = 12
+    strength_nS: float = 1.0
+    site: int = -1
+
+
+@dataclass(frozen=True)
 class Protocol:
     kinds: tuple[str, ...]
     dt_ms: float
@@ -154,6 +175,7 @@ class Protocol:
     pairs: Pairs
     timing: Timing
     multi: Multi
+    crowd: Crowd = field(default_factory=Crowd)
 
 
 @dataclass(frozen=True)
@@ -170,6 +192,7 @@ class DendriteConfig:
     max_compartment_um: float = 20.0
     active_soma: ActiveSoma = field(default_factory=ActiveSoma)
     nmda: Nmda = field(default_factory=Nmda)
+    spines: Spines = field(default_factory=Spines)
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "dendrite") -> DendriteConfig:
@@ -184,6 +207,7 @@ class KappaConfig:
     response_ms: float
     readout_ms: float = 7.0
     premise_cv_max: float = 0.1
+    crowd_max_rel_error: float = 0.1
 
     @classmethod
     def from_mapping(cls, values: Mapping, where: str = "kappa") -> KappaConfig:

@@ -33,7 +33,7 @@ def simulation_config(dendrite: Mapping) -> DendriteConfig:
 
 
 # Sections of the dendrite config a cell entry may override for itself.
-CELL_SECTIONS = ("membrane", "active_soma", "nmda")
+CELL_SECTIONS = ("membrane", "active_soma", "nmda", "spines")
 
 
 def cell_morphology(entry: str | Mapping) -> str:

@@ -391,6 +391,45 @@ def morphology_figure(psp: xr.Dataset) -> plt.Figure:
     return fig
 
 
+def crowd(ds: xr.Dataset, max_width_in: float) -> plt.Figure:
+    """The crowd trials: each prediction's relative error against the number of synchronous E
+    inputs on one branch, with the declared limit and where each passes it; and the peaks."""
+    fig, axes = plt.subplots(1, 2, figsize=(min(10.0, max_width_in), 3.8), layout="constrained")
+    if "crowd_k" not in ds:
+        for ax in axes:
+            ax.set_axis_off()
+        axes[0].text(0, 0.5, "no crowd trials: add 'crowd' to dendrite.protocol.kinds", fontsize=9)
+        return fig
+    k = ds.crowd_k.values
+    limit = float(ds.crowd_max_rel_error)
+    names = [n for n in ("linear", "bilinear", "trilinear") if f"crowd_rel_error_{n}" in ds]
+    styles = {"linear": "--", "bilinear": "-", "trilinear": ":"}
+    axes[1].plot(k, ds.crowd_peak_v, "ko-", ms=3, label="simulated")
+    for name in names:
+        fails = int(ds[f"crowd_k_fails_{name}"])
+        label = f"{name} (passes the limit at k = {fails})" if fails else f"{name} (within)"
+        (line,) = axes[0].plot(
+            k, ds[f"crowd_rel_error_{name}"], styles[name], marker="o", ms=3, label=label
+        )
+        if fails:
+            axes[0].axvline(fails, color=line.get_color(), lw=0.6, alpha=0.6)
+        axes[1].plot(k, ds[f"crowd_peak_{name}"], styles[name], color=line.get_color(), label=name)
+    axes[0].axhline(limit, color="0.4", lw=0.8, ls="-.", label=f"limit {limit:g}")
+    axes[0].set_yscale("log")
+    branch = ds.attrs.get("crowd_branch", "one branch")
+    axes[0].set(
+        xlabel="E inputs on the branch (k)",
+        ylabel="RMSE / RMS of the SSP",
+        title=f"prediction error, {branch}",
+    )
+    axes[1].set(xlabel="E inputs on the branch (k)", ylabel="peak SSP (mV)", title="peaks")
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
+        ax.title.set_fontsize(9)
+    return fig
+
+
 FIGURES = {
     "kappa_heatmaps": kappa_heatmaps,
     "location_dependence": location_dependence,
@@ -400,4 +439,5 @@ FIGURES = {
     "readout_choice": readout_choice,
     "premise": premise,
     "attenuation": attenuation,
+    "crowd": crowd,
 }

@@ -25,7 +25,9 @@ Validation on the random multi-input trials: the linear prediction is the sum of
 inputs' single PSPs; the bilinear one adds kappa_ab * V_a * V_b for every pair of inputs;
 the trilinear extension adds gamma * V_a * V_b * (V_a + V_b) with one fitted gamma per cell.
 All are scored over the whole trial and over the response window (first input to
-`response_ms` after the last). The scalar kappa describes the interaction around the
+`response_ms` after the last). The crowd trials (k = 1 .. N synchronous E inputs on one
+branch) get the same three predictions, with the gamma of the multi-input trials, and their
+relative errors against k say at which k each passes kappa.crowd_max_rel_error (predict_crowd). The scalar kappa describes the interaction around the
 read-out: late in the decay the shunting deficit fades at the membrane rate while V_a * V_b
 fades about twice as fast, so kappa(t) grows there and a constant kappa underestimates it.
 
@@ -540,6 +542,144 @@ def predict_multi(psp: xr.Dataset, matrices: xr.Dataset, response_ms: float) -> 
     )
 
 
+CROWD_PREDICTIONS = ("linear", "bilinear", "trilinear")
+
+
+def _first_above(k: np.ndarray, error: np.ndarray, limit: float) -> int:
+    """The smallest k whose error exceeds `limit`; 0 when none does."""
+    above = np.flatnonzero(error > limit)
+    return int(k[above[0]]) if above.size else 0
+
+
+def predict_crowd(
+    psp: xr.Dataset, matrices: xr.Dataset, gamma: float | None, response_ms: float, limit: float
+) -> xr.Dataset:
+    """Linear, pairwise (bilinear) and trilinear predictions of the crowd trials (k = 1 .. N
+    synchronous E inputs on one branch), with their errors against k.
+
+    The predictions are those of `predict_multi`: the sum of the inputs' single PSPs, plus
+    kappa_EE of every pair of inputs times V_a V_b, plus gamma V_a V_b (V_a + V_b) with the
+    gamma fitted on the multi-input trials (not on these; no trilinear prediction without
+    it). The error of each is the RMSE over the response window (the onset to `response_ms`
+    after it) relative to the RMS of the SSP there; the pairwise rule is said to stop holding
+    at the smallest k whose relative error exceeds `limit` (kappa.crowd_max_rel_error).
+    """
+    crowd = psp.sel(trial=psp.protocol == "crowd")
+    if crowd.sizes["trial"] == 0:
+        return xr.Dataset()
+    lookup = _kappa_lookup(matrices)
+    if "EE" not in lookup:
+        raise InputError(
+            "the crowd trials are predicted with kappa_EE, but the psp dataset has no E-E pairs; "
+            "add EE to dendrite.protocol.pairs.kinds."
+        )
+    singles, time = SinglePSPs(psp), psp.trial_time.values
+    n = crowd.sizes["trial"]
+    k = crowd.n_events.values.astype(np.int32)
+    linear, bilinear, cubic = (np.zeros((n, len(time))) for _ in range(3))
+    for t in range(n):
+        events = [(s, singles.at(r, s, w, o)) for s, r, w, o in trial_events(crowd.isel(trial=t))]
+        linear[t] = sum(v for _, v in events)
+        bilinear[t] = linear[t]
+        for (sa, va), (sb, vb) in itertools.combinations(events, 2):
+            bilinear[t] += lookup["EE"][sa, sb] * va * vb
+            cubic[t] += va * vb * (va + vb)
+    predictions = {"linear": linear, "bilinear": bilinear}
+    if gamma is not None and np.isfinite(gamma):
+        predictions["trilinear"] = bilinear + gamma * cubic
+    v = crowd.v.values
+    onset = np.nanmin(crowd.event_onset.values, 1)[:, None]
+    window = (time >= onset) & (time <= onset + response_ms)
+    rms = np.sqrt((v**2 * window).sum(-1) / window.sum(-1))
+    index = np.arange(n)
+    peak_v = np.where(window, v, 0.0)[index, np.abs(np.where(window, v, 0.0)).argmax(-1)]
+    branch = str(psp.site_branch.values[int(crowd.event_site.values[0, 0])])
+    sites = sorted({int(s) for s in crowd.event_site.values.ravel() if s >= 0})
+    data = {
+        "crowd_peak_v": (
+            "crowd_k",
+            peak_v,
+            {"units": "mV", "long_name": "peak of the simulated SSP in the response window, crowd"},
+        ),
+        "crowd_max_rel_error": (
+            (),
+            float(limit),
+            {
+                "units": "1",
+                "long_name": "relative error above which the rule is said to stop holding (kappa.crowd_max_rel_error)",
+            },
+        ),
+    }
+    crossing = {}
+    for name, trace in predictions.items():
+        inside = np.where(window, trace, 0.0)
+        error = _rmse(v, trace, window) / rms
+        crossing[name] = _first_above(k, error, limit)
+        data[f"crowd_rel_error_{name}"] = (
+            "crowd_k",
+            error,
+            {
+                "units": "1",
+                "long_name": f"RMSE / RMS of the SSP over the response window, {name} prediction, crowd",
+            },
+        )
+        data[f"crowd_peak_{name}"] = (
+            "crowd_k",
+            inside[index, np.abs(inside).argmax(-1)],
+            {"units": "mV", "long_name": f"peak in the response window, {name} prediction, crowd"},
+        )
+        data[f"crowd_k_fails_{name}"] = (
+            (),
+            np.int32(crossing[name]),
+            {
+                "units": "1",
+                "long_name": f"fewest inputs on the branch whose {name} prediction errs above the limit (0: none up to the largest crowd)",
+            },
+        )
+    ds = xr.Dataset(
+        data,
+        coords={
+            "crowd_k": (
+                "crowd_k",
+                k,
+                {"units": "1", "long_name": "number of synchronous E inputs on the branch"},
+            )
+        },
+    )
+    ds.attrs = {
+        "crowd_branch": branch,
+        "crowd_sites": ", ".join(map(str, sites)),
+        "crowd_strength_nS": float(crowd.event_strength.values[0, 0]),
+        **{f"crowd_k_fails_{name}": value for name, value in crossing.items()},
+        "crowd": crowd_verdict(crossing, int(k.max()), limit, branch, len(sites)),
+    }
+    return ds
+
+
+def crowd_verdict(
+    crossing: Mapping[str, int], largest: int, limit: float, branch: str, n_sites: int
+) -> str:
+    """One sentence: at how many inputs on the branch each prediction's error passes `limit`."""
+    where = f"{n_sites} site{'s' if n_sites > 1 else ''} of branch {branch}"
+
+    def said(name: str) -> str:
+        k = crossing[name]
+        return f"k = {k}" if k else f"no k up to {largest}"
+
+    head = (
+        f"the pairwise rule stops holding at k = {crossing['bilinear']} synchronous E inputs"
+        if crossing["bilinear"]
+        else f"the pairwise rule holds for every crowd up to k = {largest} synchronous E inputs"
+    )
+    others = [f"the linear sum at {said('linear')}"]
+    if "trilinear" in crossing:
+        others.append(f"the trilinear term at {said('trilinear')}")
+    return (
+        f"{head} on {where} (relative error over the response window above {limit:g}); "
+        f"{' and '.join(others)}."
+    )
+
+
 def single_peaks(psp: xr.Dataset) -> xr.Dataset:
     """Peak amplitude of every single-input PSP (largest |V|), by receptor, site, strength."""
     singles = psp.sel(trial=psp.kind.isin(["E", "I"]))
@@ -586,7 +726,10 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
             ),
         }
     )
-    ds = xr.merge([matrices, fit_timing(psp, config.readout_ms), multi, single_peaks(psp), readout])
+    gamma = float(multi.gamma_trilinear) if "gamma_trilinear" in multi else None
+    crowd = predict_crowd(psp, matrices, gamma, config.response_ms, config.crowd_max_rel_error)
+    parts = [matrices, fit_timing(psp, config.readout_ms), multi, single_peaks(psp), readout]
+    ds = xr.merge([*parts, crowd])
     site_table = {name: psp[name] for name in psp.coords if name.startswith("site")}
     ds = ds.assign_coords(site_table)
     hashed = {**asdict(config), "window_ms": list(config.window_ms)}  # as the config file has it
@@ -599,10 +742,13 @@ def fit_kappa(psp: xr.Dataset, config: KappaConfig, source: str = "") -> xr.Data
         "brian2_version": psp.attrs.get("brian2_version", ""),
         "source_file": source,
         "psp_config_hash": psp.attrs.get("config_hash", ""),
+        # the cell's spine setting, part of the run's identity (psp.nc has it from the model)
+        **{k: v for k, v in psp.attrs.items() if k.startswith("spine")},
         "config_hash": config_hash({"psp": psp.attrs.get("config_hash", ""), **hashed}),
         "readout_ms": float(config.readout_ms),
         "premise_cv_max": float(config.premise_cv_max),
         **summary(ds),
+        **crowd.attrs,
     }
     verdict, holds = premise_verdict(ds, config.premise_cv_max)
     ds.attrs |= {"premise": verdict, "premise_holds": int(holds)}
@@ -695,6 +841,8 @@ def check_fit(ds: xr.Dataset, psp: xr.Dataset) -> None:
                 f"(trials {', '.join(map(str, bad.trial.to_numpy()[:8]))}). "
                 f"Likely cause: {FIT_CAUSES}. Nothing was written."
             )
-    for name in ("kappa_EI_timing", "multi_linear", "multi_bilinear", "multi_trilinear"):
+    names = ("kappa_EI_timing", "multi_linear", "multi_bilinear", "multi_trilinear")
+    crowd = tuple(f"crowd_rel_error_{name}" for name in CROWD_PREDICTIONS)
+    for name in names + crowd:
         if name in ds:
             require_finite(ds[name].values, f"{name} of cell {cell}", "", FIT_CAUSES)

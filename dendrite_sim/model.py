@@ -1,7 +1,8 @@
 """The membrane and synapse model: parameters from the config, Brian2 equations with units.
 
-Passive cable (leak, Cm, Ri) by default; optional Hodgkin-Huxley Na/K on the soma and
-optional NMDA with Mg block at the excitatory synapses. Synapses are conductances with
+Passive cable (leak, Cm, Ri) by default; optional Hodgkin-Huxley Na/K on the soma,
+optional NMDA with Mg block at the excitatory synapses and optional spine necks (every
+synapse on a spine head of its own: HEAD_EQUATIONS). Synapses are conductances with
 double-exponential kinetics, each scaled so that its conductance peaks at the input
 strength: g(t) = w * f * (exp(-t/tau_decay) - exp(-t/tau_rise)).
 """
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 import brian2 as b2
 import numpy as np
 
-from .config import ActiveSoma, DendriteConfig, Nmda
+from .config import ActiveSoma, DendriteConfig, Nmda, Spines
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class CellModel:
     I: Kinetics
     hh: ActiveSoma | None = None
     nmda: Nmda | None = None
+    spines: Spines | None = None
 
     @classmethod
     def from_config(cls, dendrite: DendriteConfig) -> "CellModel":
@@ -58,14 +60,20 @@ class CellModel:
             I=Kinetics(**asdict(synapses.I)),
             hh=active if active.enabled else None,
             nmda=nmda if nmda.enabled else None,
+            spines=dendrite.spines if dendrite.spines.enabled else None,
         )
 
-    def equations(self) -> b2.Equations:
-        """The SpatialNeuron equations: membrane currents, synaptic and gating states."""
+    def equations(self, clamp: bool = False) -> b2.Equations:
+        """The SpatialNeuron equations: membrane currents, synaptic and gating states. With
+        spines, the summed current of the spine necks (g_spines, I_spines: HEAD_EQUATIONS);
+        with `clamp`, a current I_clamp injected into each compartment (zero unless set:
+        the input-resistance measurement of dendrite_sim.spines)."""
         membrane = (
             "Im = gL*(EL - v)" + (" + I_hh - I_hh_rest" if self.hh else "") + " : amp/meter**2"
         )
         synaptic = "Is = gE*(E_E - v) + gI*(E_I - v)" + (" + I_nmda" if self.nmda else "")
+        synaptic += " + I_spines - g_spines*v" if self.spines else ""
+        synaptic += " + I_clamp" if clamp else ""
         text = f"""
         {membrane}
         {synaptic} : amp (point current)
@@ -80,7 +88,36 @@ class CellModel:
             text += HH_EQUATIONS
         if self.nmda:
             text += NMDA_EQUATIONS
+        if self.spines:
+            text += "I_spines : amp\ng_spines : siemens\n"
+        if clamp:
+            text += "I_clamp : amp\n"
         return b2.Equations(text)
+
+    def head_equations(self) -> b2.Equations:
+        """The spine heads' equations (HEAD_EQUATIONS; with NMDA, its conductance too)."""
+        nmda = self.nmda is not None
+        text = HEAD_EQUATIONS.format(
+            g_nmda=" + gN*block_head" if nmda else "",
+            I_nmda=" + gN*block_head*E_N" if nmda else "",
+        )
+        if nmda:
+            text += "gN = bN - aN : siemens\ndaN/dt = -aN/tauN_rise : siemens\n"
+            text += "dbN/dt = -bN/tauN_decay : siemens\nblock_head : 1\n"
+        return b2.Equations(text)
+
+    def head_block_code(self) -> str:
+        """Code that sets the heads' NMDA Mg block from their present potential (run every
+        step, after the state update: the block lags the head's potential by one step)."""
+        return "block_head = 1/(1 + mg/(3.57*mM)*exp(-0.062*v_head/mV))"
+
+    def head_reset_code(self) -> str:
+        """Code that returns every spine head to rest (run at the start of each trial)."""
+        conductances = ["aE", "bE", "aI", "bI"] + (["aN", "bN"] if self.nmda else [])
+        lines = [f"{g} = 0*{g}" for g in conductances]
+        if self.nmda:
+            lines.append(f"block_head = {mg_block(self.EL_mV, self.nmda.mg_mM)!r}")
+        return "\n".join(lines)
 
     def namespace(self) -> dict:
         """Constants the equations and synapse code refer to, with Brian2 units."""
@@ -111,6 +148,14 @@ class CellModel:
                 "tauN_decay": nmda.tau_decay_ms * ms,
                 "fN": nmda.peak_factor() * self.nmda.g_ratio,
                 "mg": self.nmda.mg_mM * b2.mM,
+            }
+        if self.spines:
+            geometry = spine_geometry(self.spines, self.Ri_ohm_cm, self.Rm_ohm_cm2)
+            ns |= {
+                "g_neck": 1.0 / (geometry["neck_resistance_MOhm"] * b2.Mohm),
+                "gL_head": geometry["head_area_um2"]
+                * b2.um**2
+                / (self.Rm_ohm_cm2 * b2.ohm * b2.cm**2),
             }
         return ns
 
@@ -172,7 +217,30 @@ class CellModel:
             }
         if self.nmda:
             out |= {f"nmda_{k}": str(v) for k, v in asdict(self.nmda).items() if k != "enabled"}
+        out["spines"] = "none"
+        if self.spines:
+            geometry = spine_geometry(self.spines, self.Ri_ohm_cm, self.Rm_ohm_cm2)
+            out |= {
+                "spines": "every synapse on a spine head of its own (quasi-static head, neck resistance)",
+                "spine_neck_length": f"{self.spines.neck_length_um} um",
+                "spine_neck_diameter": f"{self.spines.neck_diameter_um} um",
+                "spine_head_diameter": f"{self.spines.head_diameter_um} um",
+                "spine_neck_resistance": f"{geometry['neck_resistance_MOhm']:.4g} MOhm",
+            }
         return out
+
+
+def spine_geometry(spines: Spines, Ri_ohm_cm: float, Rm_ohm_cm2: float) -> dict[str, float]:
+    """The neck's axial resistance R_neck = 4 Ri L / (pi d^2) (MOhm), the head's membrane
+    area pi D^2 (a sphere, um^2) and its leak resistance Rm / area (MOhm)."""
+    length_cm, diameter_cm = spines.neck_length_um * 1e-4, spines.neck_diameter_um * 1e-4
+    neck = 4.0 * Ri_ohm_cm * length_cm / (math.pi * diameter_cm**2)
+    area_um2 = math.pi * spines.head_diameter_um**2
+    return {
+        "neck_resistance_MOhm": neck * 1e-6,
+        "head_area_um2": area_um2,
+        "head_leak_resistance_MOhm": Rm_ohm_cm2 / (area_um2 * 1e-8) * 1e-6,
+    }
 
 
 # Hodgkin-Huxley (1952) squid-axon kinetics, with potentials taken relative to the
@@ -199,6 +267,31 @@ gN = bN - aN : siemens
 daN/dt = -aN/tauN_rise : siemens
 dbN/dt = -bN/tauN_decay : siemens
 mg_block = 1/(1 + mg/(3.57*mM)*exp(-0.062*v/mV)) : 1
+"""
+
+
+# A spine head: the synapse's conductances, the head's leak and the neck (conductance g_neck)
+# to the dendritic compartment at potential v_dend. The head's capacitance (~0.01 pF) makes
+# its time constant C/(g_neck + g_head) about a nanosecond, far below the time step, so the
+# head is taken at its instantaneous steady state (quasi-static):
+#   v_head = (g_neck v_dend + I_source) / (g_neck + g_head)
+# and the neck carries into the dendrite g_neck (v_head - v_dend) = I_into - g_into v_dend,
+# linear in v_dend (summed into the compartment's I_spines and g_spines, so the cable's
+# implicit solver integrates it). I_clamp: an injected current, zero unless set.
+HEAD_EQUATIONS = """
+gE = bE - aE : siemens
+daE/dt = -aE/tauE_rise : siemens
+dbE/dt = -bE/tauE_decay : siemens
+gI = bI - aI : siemens
+daI/dt = -aI/tauI_rise : siemens
+dbI/dt = -bI/tauI_decay : siemens
+g_head = gL_head + gE + gI{g_nmda} : siemens
+I_source = gL_head*EL + gE*E_E + gI*E_I{I_nmda} + I_clamp : amp
+v_head = (g_neck*v_dend + I_source)/(g_neck + g_head) : volt
+g_into = g_neck*g_head/(g_neck + g_head) : siemens
+I_into = g_neck*I_source/(g_neck + g_head) : amp
+v_dend : volt (linked)
+I_clamp : amp
 """
 
 

@@ -10,6 +10,8 @@ Protocols:
   pairs   every E-I, E-E and I-I site pair (or a seeded sample) at every strength pair
   timing  a seeded sample of E-I pairs with the I input shifted by each time difference
   multi   seeded random trials with many E and I inputs at random sites and times
+  crowd   k = 1 .. crowd.max_inputs synchronous E inputs of one strength on one branch (the
+          branch of site crowd.site), spread in turn over that branch's sites; one trial per k
 """
 
 import itertools
@@ -19,10 +21,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .config import Multi, Pairs, Protocol, Strengths, Timing
+from .config import Crowd, Multi, Pairs, Protocol, Strengths, Timing
 from .errors import InputError
 
-PROTOCOLS = ("single", "pairs", "timing", "multi")
+PROTOCOLS = ("single", "pairs", "timing", "multi", "crowd")
 PAIR_KINDS = ("EI", "EE", "II")
 
 Event = tuple[int, str, float, float]
@@ -80,7 +82,38 @@ def _multi(n_sites: int, strengths: Strengths, onset: float, record_dt: float, c
         yield "multi", "multi", events
 
 
-def _trials(n_sites: int, protocol: Protocol, kind: str) -> Iterator[tuple[str, str, list]]:
+def crowd_sites(branches: list[str], config: Crowd) -> list[int]:
+    """The sites of the crowd's branch (the branch of site config.site; negative counts from
+    the last site), in site order."""
+    n = len(branches)
+    if not -n <= config.site < n:
+        raise InputError(
+            f"config key dendrite.protocol.crowd.site: {config.site} is not a site index of "
+            f"this cell ({n} sites: 0 .. {n - 1}, or -1 .. -{n} from the last)."
+        )
+    branch = branches[config.site]
+    return [s for s in range(n) if branches[s] == branch]
+
+
+def _crowd(branches: list[str], strengths: Strengths, onset: float, config: Crowd):
+    if config.strength_nS not in strengths.E:
+        raise InputError(
+            f"config key dendrite.protocol.crowd.strength_nS: {config.strength_nS:g} nS is not "
+            f"one of dendrite.protocol.strengths_nS.E {list(strengths.E)}; the predictions "
+            "need the single PSP of that strength."
+        )
+    sites = crowd_sites(branches, config)
+    for k in range(1, config.max_inputs + 1):
+        yield (
+            "crowd",
+            "crowd",
+            [(sites[i % len(sites)], "E", config.strength_nS, onset) for i in range(k)],
+        )
+
+
+def _trials(
+    n_sites: int, protocol: Protocol, kind: str, branches: list[str] | None = None
+) -> Iterator[tuple[str, str, list]]:
     strengths, onset = protocol.strengths_nS, protocol.onset_ms
     if kind == "single":
         return _single(n_sites, strengths, onset)
@@ -90,6 +123,8 @@ def _trials(n_sites: int, protocol: Protocol, kind: str) -> Iterator[tuple[str, 
         return _timing(n_sites, strengths, onset, protocol.timing)
     if kind == "multi":
         return _multi(n_sites, strengths, onset, protocol.record_dt_ms, protocol.multi)
+    if kind == "crowd":
+        return _crowd(branches or ["?"] * n_sites, strengths, onset, protocol.crowd)
     raise InputError(
         f"dendrite.protocol.kinds: unknown protocol kind {kind!r}; choose from {PROTOCOLS}."
     )
@@ -98,17 +133,17 @@ def _trials(n_sites: int, protocol: Protocol, kind: str) -> Iterator[tuple[str, 
 def plan_trials(sites: pd.DataFrame, protocol: Protocol) -> xr.Dataset:
     """The trial table for `protocol` (the `dendrite.protocol` config section)."""
     check_timing(protocol)
-    trials = [t for kind in protocol.kinds for t in _trials(len(sites), protocol, kind)]
+    branches = [str(b) for b in sites.branch] if "branch" in sites else None
+    trials = [t for kind in protocol.kinds for t in _trials(len(sites), protocol, kind, branches)]
     return _trial_dataset(trials, sites)
 
 
 def trial_counts(n_sites: int, protocol: Protocol) -> dict[str, int]:
     """How many trials `plan_trials` makes of each protocol kind for n_sites sites (the
     random multi-input trials are counted, not drawn)."""
+    counted = {"multi": protocol.multi.n_trials, "crowd": protocol.crowd.max_inputs}
     return {
-        kind: protocol.multi.n_trials
-        if kind == "multi"
-        else sum(1 for _ in _trials(n_sites, protocol, kind))
+        kind: counted[kind] if kind in counted else sum(1 for _ in _trials(n_sites, protocol, kind))
         for kind in protocol.kinds
     }
 

@@ -211,7 +211,7 @@ PLAN_TIME_ERRORS = [
     ({"kappa.response_ms": "2e1"}, "config key kappa.response_ms: '2e1' is text to YAML"),
     (
         {"dendrite.chunks": 1000, "dendrite.sites.n_sites": 1},
-        "config key dendrite.chunks: 1000 processes for 166",
+        "config key dendrite.chunks: 1000 processes for 186",  # 166 + 20 crowd trials
     ),
     (
         {"dendrite.protocol.multi": {**MULTI, "n_trials": 10**6, "n_E": 10**4}},

@@ -15,7 +15,7 @@ from dendrite_sim.protocols import plan_trials, trial_events
 from pipeline import dendrite as stages
 
 PROTOCOL = {
-    "kinds": ["single", "pairs", "timing", "multi"],
+    "kinds": ["single", "pairs", "timing", "multi", "crowd"],
     "dt_ms": 0.05,
     "record_dt_ms": 0.1,
     "trial_ms": 80.0,
@@ -24,12 +24,20 @@ PROTOCOL = {
     "pairs": {"kinds": ["EI", "EE", "II"], "max_pairs_per_kind": 100, "seed": 0},
     "timing": {"n_pairs": 2, "delta_t_ms": [-4.0, 0.0, 6.0], "seed": 0},
     "multi": {"n_trials": 5, "n_E": 6, "n_I": 3, "window_ms": 20.0, "seed": 0},
+    "crowd": {"max_inputs": 6, "strength_nS": 1.0, "site": 2},  # branch b: sites 1 and 2
 }
 
 
 def alpha(t: np.ndarray, tau: float) -> np.ndarray:
     s = np.clip(t, 0, None) / tau
     return s * np.exp(1 - s)
+
+
+def planted_single(time: np.ndarray, site: int, receptor: str, strength: float, onset: float):
+    """The planted single PSP: an alpha function, its time constant set by site and receptor."""
+    tau = 3.0 + site if receptor == "E" else 6.0 + 2 * site
+    sign = 1.0 if receptor == "E" else -0.4
+    return sign * strength * alpha(time - onset, tau)
 
 
 def planted_psp(rng: np.random.Generator, gamma: float = 0.0) -> tuple[xr.Dataset, dict]:
@@ -48,17 +56,13 @@ def planted_psp(rng: np.random.Generator, gamma: float = 0.0) -> tuple[xr.Datase
     )
     trials = plan_trials(sites, from_mapping(Protocol, PROTOCOL, "dendrite.protocol"))
     time = np.arange(0, PROTOCOL["trial_ms"], PROTOCOL["record_dt_ms"])
-    tau = {("E", s): 3.0 + s for s in range(n_sites)} | {
-        ("I", s): 6.0 + 2 * s for s in range(n_sites)
-    }
-    sign = {"E": 1.0, "I": -0.4}
     kappa = {"EI": rng.uniform(0.02, 0.2, (n_sites, n_sites))}
     for kind in ("EE", "II"):
         k = rng.uniform(-0.1, 0.1, (n_sites, n_sites))
         kappa[kind] = (k + k.T) / 2
 
     def psp_of(site, receptor, strength, onset):
-        return sign[receptor] * strength * alpha(time - onset, tau[receptor, site])
+        return planted_single(time, site, receptor, strength, onset)
 
     v = np.zeros((trials.sizes["trial"], time.size))
     for t in range(trials.sizes["trial"]):
@@ -72,7 +76,7 @@ def planted_psp(rng: np.random.Generator, gamma: float = 0.0) -> tuple[xr.Datase
                 if (ra, rb) == ("I", "E"):
                     (sa, ra, va), (sb, rb, vb) = (sb, rb, vb), (sa, ra, va)
                 v[t] += kappa[ra + rb][sa, sb] * va * vb
-                if str(trial.protocol.values) == "multi":
+                if str(trial.protocol.values) in ("multi", "crowd"):
                     v[t] += gamma * va * vb * (va + vb)
     psp = trials.assign(v=(("trial", "trial_time"), v)).assign_coords(
         trial_time=("trial_time", time, {"units": "ms"})
@@ -334,3 +338,82 @@ def test_every_kappa_figure_draws_the_planted_dataset(planted):
             e_curve = fig.axes[0].lines[0].get_ydata()
             assert e_curve[0] == pytest.approx(1.0) and len(e_curve) == ds.sizes["site"]
         plt.close(fig)
+
+
+def hand_crowd_errors(psp: xr.Dataset, kappa: dict, response_ms: float) -> np.ndarray:
+    """The pairwise rule's relative error on each crowd trial, computed from the planted single
+    PSPs and kappa_EE (not from the fit): RMSE / RMS of the SSP over onset .. onset + response."""
+    time = psp.trial_time.values
+    errors = []
+    for t in np.flatnonzero(psp.protocol.values == "crowd"):
+        trial = psp.isel(trial=t)
+        events = trial_events(trial)
+        singles = [(s, planted_single(time, s, r, w, o)) for s, r, w, o in events]
+        rule = sum(v for _, v in singles)
+        for i in range(len(singles)):
+            for j in range(i + 1, len(singles)):
+                (sa, va), (sb, vb) = singles[i], singles[j]
+                rule = rule + kappa["EE"][sa, sb] * va * vb
+        onset = events[0][3]
+        window = (time >= onset) & (time <= onset + response_ms)
+        v = trial.v.values[window]
+        errors.append(np.sqrt(np.mean((v - rule[window]) ** 2)) / np.sqrt(np.mean(v**2)))
+    return np.array(errors)
+
+
+def test_crowd_trials_put_k_inputs_on_one_branch(planted):
+    psp, _, _ = planted
+    crowd = psp.sel(trial=psp.protocol == "crowd")
+    assert list(crowd.n_events.values) == [1, 2, 3, 4, 5, 6]
+    for t in range(crowd.sizes["trial"]):
+        events = trial_events(crowd.isel(trial=t))
+        assert {s for s, *_ in events} <= {1, 2}  # branch b of the planted sites
+        assert {(r, w, o) for _, r, w, o in events} == {("E", 1.0, 10.0)}
+
+
+def test_crowd_errors_against_k_and_where_the_rule_stops(planted):
+    """Planted: every crowd trial obeys the pairwise rule plus a third-order term gamma V_a V_b
+    (V_a + V_b). The trilinear prediction, with gamma fitted on the multi-input trials only, is
+    then exact; the pairwise rule's error is what the hand computation from the planted PSPs
+    gives, and the k where it passes the declared limit is the hand computation's."""
+    psp, kappa = planted_psp(np.random.default_rng(7), gamma=0.004)
+    hand = hand_crowd_errors(psp, kappa, 20.0)
+    assert hand[0] == pytest.approx(0.0, abs=1e-12) and (np.diff(hand) > 0).all()
+    limit = float(np.sqrt(hand[1] * hand[-1]))  # a limit that some k in 2..6 passes
+    config = KappaConfig(window_ms=(12.0, 60.0), response_ms=20.0, crowd_max_rel_error=limit)
+    ds = fit_kappa(psp, config)
+    np.testing.assert_allclose(ds.crowd_rel_error_bilinear.values, hand, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ds.crowd_rel_error_trilinear.values, 0.0, atol=1e-9)
+    expected = int(ds.crowd_k.values[np.argmax(hand > limit)])
+    assert int(ds.crowd_k_fails_bilinear) == expected == ds.attrs["crowd_k_fails_bilinear"]
+    assert int(ds.crowd_k_fails_trilinear) == 0
+    assert f"stops holding at k = {expected} " in ds.attrs["crowd"]
+    for name in ds.variables:
+        if str(name).startswith("crowd"):
+            assert {"long_name", "units"} <= set(ds[name].attrs), name
+
+
+def test_crowd_on_the_passive_cell(small_cell_files):
+    """The simulated cell: k synchronous E inputs on one compartment sum sublinearly (each
+    lowers the others' driving force), so the linear sum's error grows with k; the pairwise
+    rule is the second-order term of that saturation, so for small crowds it errs less than
+    the linear sum, and its own error grows with k (the terms of third and higher order it
+    lacks grow faster than the second-order one)."""
+    out, _ = small_cell_files
+    with xr.open_dataset(out / "kappa.nc") as ds:
+        ds = ds.load()
+    k = ds.crowd_k.values
+    assert k[0] == 1 and (np.diff(k) == 1).all()
+    peak = ds.crowd_peak_v.values
+    assert (peak[1:] < k[1:] * peak[0]).all()  # sublinear
+    linear, bilinear = ds.crowd_rel_error_linear.values, ds.crowd_rel_error_bilinear.values
+    assert (np.diff(linear) > 0).all()
+    small = slice(1, 4)  # k = 2, 3, 4
+    assert (bilinear[small] < linear[small]).all()
+    assert (np.diff(bilinear[1:]) > 0).all()
+    fails = int(ds.crowd_k_fails_bilinear)
+    limit = float(ds.crowd_max_rel_error)
+    if fails:
+        assert bilinear[fails - 1] > limit and (bilinear[: fails - 1] <= limit).all()
+    else:
+        assert (bilinear <= limit).all()

@@ -49,6 +49,8 @@ CASES = [
     ),
     # issue 22: the one read-out must fall inside the trial for the latest timing pair
     ("kappa.readout_ms", 85.0, "kappa.readout_ms: 85 ms after the latest input (20 ms)"),
+    # issue 22: the crowd trials are predicted from the single PSP of their strength
+    ("dendrite.protocol.crowd.strength_nS", 0.3, "crowd.strength_nS: 0.3 nS is not one of"),
 ]
 
 
@@ -156,3 +158,26 @@ def test_a_prior_needs_every_pair_type_of_its_cell(default_config):
     dendrite["protocol"]["pairs"]["kinds"] = ["EI"]
     with pytest.raises(InputError, match="prior 'bio' .* cell pyramidal, but it lacks EE, II"):
         check_prior_cell("bio", "pyramidal", dendrite)
+
+
+def test_crowd_needs_ee_pairs_and_a_site_of_the_cell(default_config):
+    """The crowd is predicted with kappa_EE (refused without E-E pairs, naming the key), and
+    its site must be one of the cell's (refused at plan time, naming the key and the range)."""
+    import pandas as pd
+
+    from dendrite_sim.protocols import plan_trials
+
+    dendrite = copy.deepcopy(default_config["dendrite"])
+    dendrite["protocol"]["kinds"] = ["single", "pairs", "crowd"]
+    dendrite["protocol"]["pairs"]["kinds"] = ["EI", "II"]
+    with pytest.raises(InputError, match="crowd trials are predicted with kappa_EE"):
+        check_config(dendrite, default_config["kappa"])
+    dendrite["protocol"]["pairs"]["kinds"] = ["EE"]
+    dendrite["protocol"]["crowd"]["site"] = 5
+    sites = pd.DataFrame(
+        {"compartment": [3, 7], "branch": ["a", "b"], "distance_um": [20.0, 60.0]}
+        | {axis: 0.0 for axis in ("x_um", "y_um", "z_um")}
+    )
+    protocol = DendriteConfig.from_mapping(dendrite).protocol
+    with pytest.raises(InputError, match=r"crowd.site: 5 is not a site index .* 0 \.\. 1"):
+        plan_trials(sites, protocol)

@@ -34,7 +34,7 @@ def test_dataset_layout_and_units(psp):
     assert ds.trial_time.attrs["units"] == "ms"
     assert ds.event_strength.attrs["units"] == "nS"
     assert ds.site_distance.attrs["units"] == "um"
-    assert set(np.unique(ds.kind)) == {"E", "I", "EE", "EI", "II", "multi"}
+    assert set(np.unique(ds.kind)) == {"E", "I", "EE", "EI", "II", "multi", "crowd"}
     n_sites = dendrite["sites"]["n_sites"]
     assert ds.sizes["site"] == n_sites
     assert (ds.kind == "E").sum() == n_sites * len(protocol["strengths_nS"]["E"])

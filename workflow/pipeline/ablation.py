@@ -128,9 +128,13 @@ def analyse(
             layers_rows.append(layers.assign(**key))
             spectra_rows.append(spectra.assign(**key))
     columns = ["model", "prior", "mode", "seed", "layer", "layer_index", "channels"]
-    layers = pd.concat(layers_rows, ignore_index=True) if layers_rows else pd.DataFrame(columns=columns)
+    layers = (
+        pd.concat(layers_rows, ignore_index=True) if layers_rows else pd.DataFrame(columns=columns)
+    )
     spectra = (
-        pd.concat(spectra_rows, ignore_index=True) if spectra_rows else pd.DataFrame(columns=columns)
+        pd.concat(spectra_rows, ignore_index=True)
+        if spectra_rows
+        else pd.DataFrame(columns=columns)
     )
     save_csv(layers, outputs["learned_k"])
     save_csv(spectra, outputs["spectra"])
@@ -229,7 +233,9 @@ def arms_table(runs: pd.DataFrame, metrics: Sequence[str]) -> Table:
         for column in extra:
             row[labels[column]] = _number(group[column].mean())
         rows.append(row)
-    return _table(rows, [k for k in (rows[0] if rows else {}) if k not in ("model", "mode", "prior")])
+    return _table(
+        rows, [k for k in (rows[0] if rows else {}) if k not in ("model", "mode", "prior")]
+    )
 
 
 def survival_table(survival: pd.DataFrame) -> Table:

@@ -77,9 +77,7 @@ def seed_runs(
     strength = chosen_strength(pd.read_csv(anchor_sweep_file))
     start = time.perf_counter()
     with torch_threads(config.threads):
-        runs = runs_of(
-            train, test, config, settings, kappas, int(seed), _lr(lr_sweep), strength
-        )
+        runs = runs_of(train, test, config, settings, kappas, int(seed), _lr(lr_sweep), strength)
     save_csv(runs, output)
     log.info("seed %d: %d runs in %.1f s\n%s", seed, len(runs), time.perf_counter() - start,
              runs[["prior", "mode", "final_test_top1", "corr_with_prior"]].to_string())  # fmt: skip

@@ -152,6 +152,12 @@ def check_config(dendrite: Mapping, kappa: Mapping) -> None:
             f"with kappa of every pair type, so it needs EI, EE and II (got {pair_kinds}); "
             "add them, or remove 'multi' from dendrite.protocol.kinds."
         )
+    if "crowd" in kinds and "EE" not in pair_kinds:
+        raise InputError(
+            "config key dendrite.protocol.pairs.kinds: the crowd trials are predicted with "
+            f"kappa_EE, so they need EE (got {pair_kinds}); add it, or remove 'crowd' from "
+            "dendrite.protocol.kinds."
+        )
     start, stop = window.window_ms
     if not 0 <= start < stop <= protocol.trial_ms:
         raise InputError(
@@ -187,6 +193,12 @@ def _check_trial_contents(protocol: Protocol) -> None:
         raise InputError(
             "config key dendrite.protocol.pairs.kinds: empty, but dendrite.protocol.kinds "
             "lists 'pairs' (the kappa fit's pair trials); list EI, EE and/or II."
+        )
+    if "crowd" in protocol.kinds and protocol.crowd.strength_nS not in protocol.strengths_nS.E:
+        raise InputError(
+            f"config key dendrite.protocol.crowd.strength_nS: {protocol.crowd.strength_nS:g} nS "
+            f"is not one of dendrite.protocol.strengths_nS.E {list(protocol.strengths_nS.E)}; "
+            "the crowd's predictions need the single PSP of that strength."
         )
     multi = protocol.multi
     if "multi" in protocol.kinds and multi.n_E + multi.n_I < 2:
@@ -263,6 +275,7 @@ def count_trials(n_sites: int, protocol: Protocol) -> dict[str, int]:
         * n["E"]
         * n["I"],
         "multi": protocol.multi.n_trials,
+        "crowd": protocol.crowd.max_inputs,
     }
     return {kind: counts[kind] for kind in protocol.kinds if kind in counts}
 
@@ -271,6 +284,7 @@ def _inputs_per_trial(protocol: Protocol) -> int:
     """The most inputs of one trial (the width of the trial table)."""
     widths = {"single": 1, "pairs": 2, "timing": 2}
     widths["multi"] = protocol.multi.n_E + protocol.multi.n_I
+    widths["crowd"] = protocol.crowd.max_inputs
     return max(widths.get(kind, 1) for kind in protocol.kinds)
 
 

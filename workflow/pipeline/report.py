@@ -144,6 +144,7 @@ def dendrite_page(
         readout_ms=attrs.get("readout_ms", "?"),
         premise=attrs.get("premise", ""),
         premise_holds=bool(attrs.get("premise_holds", 1)),
+        crowd=attrs.get("crowd", ""),
     )
 
 

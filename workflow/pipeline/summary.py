@@ -84,7 +84,9 @@ def lag_behind_zero(runs: pd.DataFrame) -> pd.DataFrame:
         )
         gap = both.test_top1_zero - both.test_top1
         worst = int(gap.to_numpy().argmax()) if len(gap) else None
-        lags.append((float(gap.max()), int(both.epoch.iloc[worst])) if len(gap) else (np.nan, np.nan))
+        lags.append(
+            (float(gap.max()), int(both.epoch.iloc[worst])) if len(gap) else (np.nan, np.nan)
+        )
     return pd.DataFrame(lags, columns=["lag_behind_zero", "lag_epoch"], index=runs.index)
 
 
