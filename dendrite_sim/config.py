@@ -159,7 +159,7 @@ class Crowd:
     """Crowds per branch: k = 1..max_inputs synchronous E inputs of strength_nS on the
     sites of one branch (the branch of site `site`), one trial per k."""
 
-    max_inputs: int = 12
+    max_inputs: int = 20
     strength_nS: float = 1.0
     site: int = -1
 

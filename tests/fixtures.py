@@ -139,6 +139,7 @@ def tiny_workflow_config(default: dict, results: Path, fmnist_root: Path) -> dic
     protocol["pairs"]["max_pairs_per_kind"] = 3
     protocol["timing"].update(n_pairs=1, delta_t_ms=[-5.0, 5.0])
     protocol["multi"].update(n_trials=2, n_E=4, n_I=2)
+    protocol["crowd"]["max_inputs"] = 4
     config["kappa"]["window_ms"] = [10.0, 50.0]
     # The sweeps at toy size: two sites, one value of each (the figures and page still drawn).
     config["sweeps"].update(n_sites=2, nmda_g_ratio=[1.0], E_GABA_mV=[-75.0])
