@@ -23,6 +23,7 @@ def _preload(workflow: str) -> None:
     import snakemake.cli  # noqa: F401
 
     import ann  # noqa: F401
+    import ann.lowdata  # noqa: F401  (scipy.stats, for workflow/rules/prior_lowdata.smk)
     import dendrite_sim.dataset  # noqa: F401
     import pipeline.plan_checks  # noqa: F401
 

@@ -142,7 +142,7 @@ def test_single_stage_reruns(tiny_run):
     jobs = planned_jobs(forced.stdout)
     assert {"fit_kappa", "kappa_figures", "build_prior", "report"} <= set(jobs)
     assert not {"simulate_psp", "plan_trials", "theory_gaussian", "theory_fewshot"} & set(jobs)
-    assert jobs["train"] == 2  # only the runs that use the bio prior (seed 1: the ablation's)
+    assert jobs["train"] == 1  # only the run that uses the bio prior
 
 
 def reversed_keys(value):
@@ -219,19 +219,19 @@ def test_editing_a_key_reruns_exactly_its_dependents(tiny_run, path, value, expe
 
 def test_a_models_own_recipe_reruns_that_model_alone(tiny_run):
     """Moving resnet20 to a recipe of its own (datasets.<name>.model_recipes) reruns its runs
-    (the grid's seed 0 and the ablation's seed 1) and what reads them, not dit_resnet20's;
+    (one per seed of the grid and the ablation) and what reads them, not dit_resnet20's;
     then editing that recipe reruns the same runs, and editing the dataset's recipe the others."""
     workdir, config = tiny_run
     edited = json.loads(json.dumps(config))
     edited["recipes"]["fmnist_mine"] = dict(edited["recipes"]["fmnist_short"])
     edited["datasets"]["fashion_mnist"]["model_recipes"] = {"resnet20": "fmnist_mine"}
     downstream = {"summarise_dataset", "prior_ablation", "report", "all"}
+    seeds = len(config["experiments"]["prior_ablation"]["seeds"])  # the grid's seed 0 among them
     jobs = planned_jobs(snakemake(workdir, edited, "-n").stdout)
-    assert jobs["train"] == 2 and set(jobs) == {"train"} | downstream
+    assert jobs["train"] == seeds and set(jobs) == {"train"} | downstream
     edited["recipes"]["fmnist_short"]["lr"] = 0.02  # now only dit_resnet20's recipe
     jobs = planned_jobs(snakemake(workdir, edited, "-n").stdout)
-    dit_runs = len(config["experiments"]["prior_ablation"]["seeds"]) * 2  # zero, bio
-    assert jobs["train"] == 2 + dit_runs
+    assert jobs["train"] == seeds + seeds * 2  # dit_resnet20: zero, bio
 
 
 def test_dry_run_of_the_papers_full_grid(tmp_path, default_config):

@@ -70,6 +70,11 @@ def check_config_values(config: Mapping) -> None:
         )
 
 
+# libyaml's loader where PyYAML has it: the schema is read at every start of Snakemake, and
+# the pure-Python loader takes about 0.5 s for it.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _types(schema_type: object) -> set[str]:
     return set(schema_type) if isinstance(schema_type, list) else {schema_type}
 
@@ -79,7 +84,7 @@ def schema_problem(config: Mapping, schema_path: str | Path) -> str | None:
     valid); a number YAML read as text (2e1) gets the spelling that YAML reads."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = yaml.load(Path(schema_path).read_text(), Loader=SAFE_LOADER)
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(config)
     )
