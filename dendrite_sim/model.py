@@ -77,13 +77,8 @@ class CellModel:
         text = f"""
         {membrane}
         {synaptic} : amp (point current)
-        gE = bE - aE : siemens
-        daE/dt = -aE/tauE_rise : siemens
-        dbE/dt = -bE/tauE_decay : siemens
-        gI = bI - aI : siemens
-        daI/dt = -aI/tauI_rise : siemens
-        dbI/dt = -bI/tauI_decay : siemens
         """
+        text += SYNAPSE_KINETICS
         if self.hh:
             text += HH_EQUATIONS
         if self.nmda:
@@ -243,6 +238,18 @@ def spine_geometry(spines: Spines, Ri_ohm_cm: float, Rm_ohm_cm2: float) -> dict[
     }
 
 
+# The double-exponential conductances of the E and I synapses, on the compartments (equations)
+# and on the spine heads (HEAD_EQUATIONS).
+SYNAPSE_KINETICS = """
+gE = bE - aE : siemens
+daE/dt = -aE/tauE_rise : siemens
+dbE/dt = -bE/tauE_decay : siemens
+gI = bI - aI : siemens
+daI/dt = -aI/tauI_rise : siemens
+dbI/dt = -bI/tauI_decay : siemens
+"""
+
+
 # Hodgkin-Huxley (1952) squid-axon kinetics, with potentials taken relative to the
 # cell's resting potential V_hh (the original paper's convention).
 HH_EQUATIONS = """
@@ -278,13 +285,9 @@ mg_block = 1/(1 + mg/(3.57*mM)*exp(-0.062*v/mV)) : 1
 # and the neck carries into the dendrite g_neck (v_head - v_dend) = I_into - g_into v_dend,
 # linear in v_dend (summed into the compartment's I_spines and g_spines, so the cable's
 # implicit solver integrates it). I_clamp: an injected current, zero unless set.
-HEAD_EQUATIONS = """
-gE = bE - aE : siemens
-daE/dt = -aE/tauE_rise : siemens
-dbE/dt = -bE/tauE_decay : siemens
-gI = bI - aI : siemens
-daI/dt = -aI/tauI_rise : siemens
-dbI/dt = -bI/tauI_decay : siemens
+HEAD_EQUATIONS = (
+    SYNAPSE_KINETICS
+    + """
 g_head = gL_head + gE + gI{g_nmda} : siemens
 I_source = gL_head*EL + gE*E_E + gI*E_I{I_nmda} + I_clamp : amp
 v_head = (g_neck*v_dend + I_source)/(g_neck + g_head) : volt
@@ -293,6 +296,7 @@ I_into = g_neck*I_source/(g_neck + g_head) : amp
 v_dend : volt (linked)
 I_clamp : amp
 """
+)
 
 
 def mg_block(v_mV: float, mg_mM: float) -> float:
