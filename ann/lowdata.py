@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ann.data import DeviceDataset, augment_batch, normalize
-from ann.engine import parameter_groups
+from ann.engine import parameter_groups, retain_freed_memory
 from ann.engine.distributed import Context
 from ann.engine.evaluate import recalibrate_batch_norms
 from ann.errors import ConfigError
@@ -230,6 +230,7 @@ def train(
         momentum=config.momentum,
     )
     steps = steps_of(draw, config)
+    retain_freed_memory()
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))
     )

@@ -253,3 +253,33 @@ def test_chunked_path_writes_each_layout_in_place(layout, chunk_bytes):
     torch.testing.assert_close(y, reference)
     torch.testing.assert_close(grad_x, leaf.grad)
     assert grad_x.stride() == torch.empty_like(x).stride()
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_cpu_matrix_products_match_float64(monkeypatch, onednn, channels_last):
+    """Both CPU matrix products (oneDNN's where the build has it, torch.mm otherwise) give
+    the float64 einsum's output and gradients in float32, over chunks of several sizes."""
+    monkeypatch.setattr(quadratic, "ONEDNN_MATMUL", onednn and quadratic.ONEDNN_MATMUL)
+    generator = torch.Generator().manual_seed(11)
+    x64 = torch.randn(3, 32, 5, 5, generator=generator, dtype=torch.float64)
+    weight64 = torch.randn(8, 32 * 32, generator=generator, dtype=torch.float64) / 32
+    expected = outputs_and_grads(lambda a, k: einsum_reference(a, k, 1), x64, weight64)
+    x = x64.float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    chunk_bytes = 17 * 32 * 4 * 40  # 40 rows forward, 13 backward: whole images for NCHW
+    forward = module_forward(32, 8, chunk_bytes=chunk_bytes)
+    actual = outputs_and_grads(forward, x, weight64.float(), expected[3].float())
+    for got, want in zip(actual[:3], expected[:3], strict=True):
+        assert got.dtype == torch.float32
+        assert relative_error(got.double(), want) < 2e-6
+
+
+def test_matmul_transposed_takes_any_strides():
+    generator = torch.Generator().manual_seed(12)
+    a = torch.randn(7, 9, generator=generator)
+    b = torch.randn(9, 5, generator=generator)
+    for left, right in [(a, b.t()), (a.t().contiguous().t(), b.t()), (a[:, :5], b[:5].t())]:
+        product = quadratic.matmul_transposed(left, right)
+        torch.testing.assert_close(product, (left.double() @ right.double().t()).float())

@@ -11,10 +11,12 @@
 - trainer: train(run), the whole run
 - cli: `python -m ann.train`
 - optim, threads: parameter groups and thread counts, shared with few-shot and theory
+- memory: freed memory kept in the process (no fresh page faults every CPU step)
 """
 
 from .build import build_model, build_optimizer, build_scheduler, file_sha256
 from .distributed import Context
+from .memory import retain_freed_memory
 from .optim import parameter_groups
 from .run import Run, TrainSettings, read_config, run_from_config
 from .threads import torch_threads
@@ -30,6 +32,7 @@ __all__ = [
     "file_sha256",
     "parameter_groups",
     "read_config",
+    "retain_freed_memory",
     "run_from_config",
     "torch_threads",
     "train",

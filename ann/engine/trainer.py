@@ -31,6 +31,7 @@ from .distributed import Context, distributed_context, finish, output_lock, shar
 from .evaluate import recalibrate_batch_norms
 from .identity import dataset_fingerprint, run_identity
 from .loop import Step, compile_mode, loss_function, train_epoch
+from .memory import retain_freed_memory
 from .run import Run
 
 __all__ = ["train"]
@@ -50,6 +51,7 @@ def train(run: Run, existing: str = "refuse") -> dict:
 
 
 def _train(run: Run, ctx: Context, existing: str) -> dict:
+    retain_freed_memory()
     if ctx.device.type == "cpu" and run.threads:
         torch.set_num_threads(run.threads)  # for the whole process: a training job trains one run
     torch.manual_seed(run.seed)

@@ -10,6 +10,10 @@ backward, so backward keeps only the input and the coefficients: O(P*C) activati
 instead of O(P*C^2). Pairs are ordered by cyclic shift, (i, i + d mod C), which makes every
 chunk of products (and of their gradients) a few whole-tensor operations on strided views.
 
+Forward forms each chunk's products row by row (m, D*C) and backward column by column
+(D*C, m), so that every matrix product reads both operands along contiguous memory: on the
+CPU in float32 those go to oneDNN's matmul (`matmul_transposed`).
+
 `chunked_forward` and `chunked_backward` are what the operator `ann::dit_quadratic`
 (ann.layers.dit_op) runs off CUDA.
 """
@@ -17,12 +21,18 @@ chunk of products (and of their gradients) a few whole-tensor operations on stri
 import torch
 from torch import Tensor
 
-# Scratch per chunk: cache-sized on the CPU (fastest there for C = 32 and 96, see the
-# benchmark), large on GPUs where each chunk is a kernel launch.
-CPU_CHUNK_BYTES = 4 * 2**20
+# Scratch per chunk: within the last-level cache on the CPU, large enough that a chunk's
+# Python and dispatch overhead (~0.1 ms in backward) stays small (8 MiB: LN + Q forward and
+# backward at (128, 32, 16x16), one thread, 41.1 ms against 43.5 at 4 MiB and 49.0 at
+# 16 MiB; flat from 4 to 16 MiB at C = 96); large on GPUs where each chunk is a kernel launch.
+CPU_CHUNK_BYTES = 8 * 2**20
 GPU_CHUNK_BYTES = 64 * 2**20
-FORWARD_BUFFERS = 1
-BACKWARD_BUFFERS = 3
+FORWARD_BUFFERS = 1  # the products
+BACKWARD_BUFFERS = 3  # the products or the doubled pair terms (2), and the pair gradients
+# oneDNN's float32 matmul, PyTorch's op for inductor's CPU linear layers; off: torch.mm
+ONEDNN_MATMUL = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, "_linear_pointwise"
+)
 
 
 def pair_count(in_channels: int) -> int:
@@ -71,6 +81,43 @@ def naive_quadratic_rows(rows: Tensor, weight: Tensor) -> Tensor:
     num_rows, in_channels = rows.shape
     outer = rows.unsqueeze(2) * rows.unsqueeze(1)
     return outer.reshape(num_rows, in_channels * in_channels) @ weight.t()
+
+
+def matmul_transposed(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b.T. Float32 CPU operands whose rows are contiguous go to oneDNN's matmul, which
+    uses AVX-512 where MKL's sgemm (torch.mm on the CPU) falls back to AVX2, as on AMD CPUs:
+    about 2x the multiply-adds per second there (benchmarks/train_step.py). Others: torch.mm."""
+    if (
+        ONEDNN_MATMUL
+        and a.device.type == "cpu"
+        and a.dtype == b.dtype == torch.float32
+        and a.stride(-1) == 1
+        and b.stride(-1) == 1
+    ):
+        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    return torch.mm(a, b.t())
+
+
+def _doubled_rows(x: Tensor) -> Tensor:
+    """(N*L, 2C): every row of x (N, L, C), any strides, with its channels twice, so that
+    cyclic shifts are plain views."""
+    images, positions, channels = x.shape
+    doubled = x.new_empty(images, positions, 2, channels)
+    doubled[:, :, 0].copy_(x)
+    doubled[:, :, 1].copy_(doubled[:, :, 0])
+    return doubled.view(images * positions, 2 * channels)
+
+
+def _fill_row_products(scratch: Tensor, doubled_rows: Tensor) -> Tensor:
+    """scratch (m, D*C) <- x_i x_(i+d mod C) at column d*C + i, for the m rows (m, 2C)."""
+    rows, channels = doubled_rows.shape[0], doubled_rows.shape[1] // 2
+    shifts = scratch.shape[1] // channels
+    shifted = doubled_rows.as_strided(
+        (rows, shifts, channels), (doubled_rows.stride(0), 1, 1), doubled_rows.storage_offset()
+    )
+    products = scratch.view(rows, shifts, channels)
+    torch.mul(doubled_rows[:, :channels].unsqueeze(1), shifted, out=products)
+    return scratch
 
 
 def _doubled_columns(x: Tensor) -> Tensor:
@@ -151,7 +198,7 @@ class _RowsWriter:
         if self.mode == "images":
             first, count = start // self.positions, block.shape[1] // self.positions
             images = self.dest.transpose(1, 2)[first : first + count]
-            images.copy_(block.view(self.channels, count, self.positions).transpose(0, 1))
+            images.copy_(block.unflatten(1, (count, self.positions)).transpose(0, 1))
         elif self.mode == "rows":
             rows = self.dest.view(-1, self.channels) if self.dest.dim() == 3 else self.dest
             rows[start:stop].copy_(block.t())
@@ -166,8 +213,10 @@ class _RowsWriter:
 def _padded(packed: Tensor, products_per_row: int) -> Tensor:
     """Zero coefficients for the C/2 duplicate pairs that end the products of an even C.
 
-    Letting the product for the pair gradients cover them (C/2 extra rows of C(C+1)/2) writes
-    zeros there, where the input gradient expects them, without a separate pass."""
+    Forward multiplies all D*C products of a row by them, so the products need no slicing
+    (which would leave their rows strided). Backward's product for the pair gradients covers
+    them too (C/2 extra rows of C(C+1)/2) and writes zeros there, where the input gradient
+    expects them, without a separate pass."""
     return torch.nn.functional.pad(packed, (0, products_per_row - packed.shape[1]))
 
 
@@ -175,38 +224,25 @@ def _accumulator(like: Tensor) -> Tensor:
     return torch.zeros_like(like, dtype=torch.promote_types(like.dtype, torch.float32))
 
 
-def _accumulate_product(total: Tensor, left: Tensor, right: Tensor) -> None:
-    if total.dtype == left.dtype:
-        total.addmm_(left, right)
-    else:
-        total.add_(torch.mm(left, right))
-
-
 def _scratch(buffer: Tensor, rows: int, width: int) -> Tensor:
     return buffer[: rows * width].view(rows, width)
 
 
-def _forward_rows(doubled: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor) -> None:
+def _forward_rows(doubled_rows: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor) -> None:
     """Fills out (N, L, C_out), written chunk by chunk in its own layout."""
-    in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
-    chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, FORWARD_BUFFERS)
+    num_rows, in_channels = doubled_rows.shape[0], doubled_rows.shape[1] // 2
+    chunk_rows = rows_per_chunk(
+        in_channels, doubled_rows.element_size(), chunk_bytes, FORWARD_BUFFERS
+    )
     writer = _RowsWriter(out)
     chunk_rows = writer.chunk_rows(chunk_rows)
     products_per_row = shift_count(in_channels) * in_channels
-    pairs = pair_count(in_channels)
-    width = min(chunk_rows, num_rows)
-    buffer = doubled.new_empty(products_per_row * width)
-    block_buffer = doubled.new_empty(packed.shape[0] * width)
-    rows = out.view(num_rows, -1) if writer.mode == "rows" else None
+    padded = _padded(packed, products_per_row)
+    buffer = doubled_rows.new_empty(products_per_row * min(chunk_rows, num_rows))
     for start, stop in chunk_bounds(num_rows, chunk_rows):
-        scratch = _scratch(buffer, products_per_row, stop - start)
-        products = _fill_products(scratch, doubled[:, start:stop])
-        if rows is not None:  # channels innermost: straight into the output
-            torch.mm(products[:pairs].t(), packed.t(), out=rows[start:stop])
-        else:
-            block = _scratch(block_buffer, packed.shape[0], stop - start)
-            torch.mm(packed, products[:pairs], out=block)
-            writer.write(start, block)
+        scratch = _scratch(buffer, stop - start, products_per_row)
+        products = _fill_row_products(scratch, doubled_rows[start:stop])
+        writer.write(start, matmul_transposed(products, padded).t())
     writer.finish()
 
 
@@ -227,22 +263,25 @@ def _backward_rows(
         chunk_rows = writer.chunk_rows(chunk_rows)
     shifts, pairs = shift_count(in_channels), pair_count(in_channels)
     grad_packed = _accumulator(packed) if weight_grad else None
-    padded = _padded(packed, shifts * in_channels)
+    coefficient_rows = _padded(packed, shifts * in_channels).t().contiguous()
     width = min(chunk_rows, num_rows)
-    buffer = doubled.new_empty(BACKWARD_BUFFERS * shifts * in_channels * width)
-    block_buffer = doubled.new_empty(in_channels * width) if writer is not None else None
+    buffer = doubled.new_empty(2 * shifts * in_channels * width)
+    if writer is not None:
+        block_buffer = doubled.new_empty(in_channels * width)
+        grad_rows_buffer = doubled.new_empty(width * grad_columns.shape[0])
     for start, stop in chunk_bounds(num_rows, chunk_rows):
         chunk, grad_chunk = doubled[:, start:stop], grad_columns[:, start:stop]
-        scratch = _scratch(buffer, shifts * in_channels, stop - start)
         if grad_packed is not None:
+            scratch = _scratch(buffer, shifts * in_channels, stop - start)
             products = _fill_products(scratch, chunk)
-            _accumulate_product(grad_packed, grad_chunk, products[:pairs].t())
+            grad_packed.add_(matmul_transposed(grad_chunk, products[:pairs]))
         if writer is not None:
-            torch.mm(padded.t(), grad_chunk, out=scratch)
-            wide = buffer[scratch.numel() : 3 * scratch.numel()]
-            pair_grad = scratch.view(shifts, in_channels, -1)
+            grad_rows = _scratch(grad_rows_buffer, stop - start, grad_columns.shape[0])
+            grad_rows.copy_(grad_chunk.t())
+            pair_grad = matmul_transposed(coefficient_rows, grad_rows)
+            wide = buffer[: 2 * pair_grad.numel()]
             block = _scratch(block_buffer, in_channels, stop - start)
-            _input_grad_into(block, pair_grad, chunk, wide)
+            _input_grad_into(block, pair_grad.view(shifts, in_channels, -1), chunk, wide)
             writer.write(start, block)
     if writer is not None:
         writer.finish()
@@ -279,10 +318,9 @@ def chunked_forward(x: Tensor, weight: Tensor, chunk_bytes: int) -> Tensor:
     in_channels = x.shape[2]
     budget = _chunk_budget(chunk_bytes, x.device)
     with torch.autocast(x.device.type, enabled=False):
-        doubled = _doubled_columns(x)
         packed = packed_coefficients(weight.to(x.dtype), in_channels)
         out = output_like(x, weight.shape[0])
-        _forward_rows(doubled, packed, budget, out)
+        _forward_rows(_doubled_rows(x), packed, budget, out)
     return out
 
 

@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ann.data import DeviceDataset, augment_batch, load_dataset, normalize
-from ann.engine import parameter_groups, torch_threads
+from ann.engine import parameter_groups, retain_freed_memory, torch_threads
 from ann.errors import ConfigError
 from ann.models import count_parameters
 from ann.models.fewshot import (
@@ -366,6 +366,7 @@ def fewshot_experiment(
     every model for every N and seed: "runs" (one row each), "summary" and "sweep" tables."""
     cfg = resolve_config(config)
     rows = []
+    retain_freed_memory()
     with torch_threads(int(cfg.threads)):
         train = load_dataset(DATASET, root, "train")
         test = test_images(load_dataset(DATASET, root, "test"), cfg)
