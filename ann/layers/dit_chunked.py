@@ -150,10 +150,14 @@ def _input_grad_into(out: Tensor, pair_grad: Tensor, doubled: Tensor, wide: Tens
 
     The first sum reads G[d, k - d mod C] x_(k-d) through a view of a buffer that holds G x
     twice along the channels, which turns the cyclic index into a plain stride; the second sum
-    is added into the same view, so one reduction over d finishes both."""
+    is added into the same view, so one reduction over d finishes both. The view reads the
+    first copy only where k - d wraps, at channels C - d >= C - C//2, so only those are
+    copied there."""
     shifts, channels, width = pair_grad.shape
     halves = wide.view(shifts, 2, channels, width)
-    torch.mul(pair_grad.unsqueeze(1), doubled[:channels].expand(2, -1, -1), out=halves)
+    torch.mul(pair_grad, doubled[:channels], out=halves[:, 1])
+    wrapped = channels - channels // 2
+    halves[:, 0, wrapped:].copy_(halves[:, 1, wrapped:])
     stride, start = (2 * channels - 1) * width, wide.storage_offset() + channels * width
     terms = wide.as_strided((shifts, channels, width), (stride, width, 1), start)
     terms.addcmul_(pair_grad, _shifted(doubled, shifts))
