@@ -11,7 +11,7 @@ By default the process keeps freed memory as a training job does
 (ann.engine.retain_freed_memory); --allocator glibc measures glibc's default, which maps
 and faults in every step's activations afresh.
 
-Usage: .venv/bin/python benchmarks/train_step.py [--threads 1] [--rounds 40] [--allocator retain]
+Usage: .venv/bin/python benchmarks/train_step.py [--threads 1] [--rounds 60] [--allocator retain]
 """
 
 import argparse
@@ -58,7 +58,7 @@ def median_interval(values: list[float]) -> tuple[float, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="1: a workflow training job's")
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--allocator", choices=("retain", "glibc"), default="retain")
