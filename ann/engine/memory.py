@@ -5,7 +5,7 @@ By default glibc's malloc maps every large block (above a threshold that adapts 
 32 MiB) straight from the kernel and unmaps it on free, and it returns the free top of its
 heap to the kernel once that exceeds twice the threshold. A training step allocates and
 frees its activations (hundreds of MiB for a CIFAR ResNet at batch 128), so every step
-faulted them in again: 20,000-45,000 minor page faults and 30-110 ms of system time per
+faulted them in again: 1,000-45,000 minor page faults and up to 110 ms of system time per
 ResNet-20 step on a 2-core VM. PyTorch's CPU allocator has no cache of its own; its
 performance guide suggests jemalloc or tcmalloc. `retain_freed_memory` reaches the same
 effect with glibc's own `mallopt`: blocks up to 32 MiB come from the heap, and the heap
