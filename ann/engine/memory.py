@@ -4,9 +4,9 @@ the pages of the last one instead of faulting in fresh ones.
 By default glibc's malloc maps every large block (above a threshold that adapts up to
 32 MiB) straight from the kernel and unmaps it on free, and it returns the free top of its
 heap to the kernel once that exceeds twice the threshold. A training step allocates and
-frees its activations (hundreds of MiB for a CIFAR ResNet at batch 128), so every step
-faulted them in again: 1,000-45,000 minor page faults and up to 110 ms of system time per
-ResNet-20 step on a 2-core VM. PyTorch's CPU allocator has no cache of its own; its
+frees its activations (8 MiB each in the first stage of a CIFAR ResNet at batch 128), so
+every step faulted them in again: 1,000-45,000 minor page faults and up to 110 ms of system
+time per (Dit-)ResNet-20 step on a 2-core VM. PyTorch's CPU allocator has no cache of its own; its
 performance guide suggests jemalloc or tcmalloc. `retain_freed_memory` reaches the same
 effect with glibc's own `mallopt`: blocks up to 32 MiB come from the heap, and the heap
 is not trimmed below 1 GiB of free memory. It changes no result, only where memory comes
