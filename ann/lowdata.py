@@ -50,11 +50,10 @@ from ann.data import DeviceDataset, augment_batch, normalize
 from ann.engine import parameter_groups, retain_freed_memory
 from ann.engine.distributed import Context
 from ann.engine.evaluate import recalibrate_batch_norms
-from ann.errors import ConfigError
 from ann.models.fewshot import build_model, quadratic_parameters
 from ann.prior_modes import apply_mode, calibrate, effective_weights
-from ann.priors import KappaTables, PriorSettings, apply_prior, prior_weights
-from ann.sections import checked_keys
+from ann.priors import KappaTables, apply_prior, prior_weights
+from ann.settings import LowDataConfig, PriorSettings
 from ann.statistics import pearson
 from ann.theory.fewshot import batch_indices, few_shot_subset
 
@@ -62,47 +61,6 @@ MODEL = "dit_cnn"
 EVAL_BATCH = 500
 STATISTICS_SEED = 1_000_003
 CPU = Context(0, 1, torch.device("cpu"))
-
-
-@dataclass(frozen=True)
-class LowDataConfig:
-    """The `experiments.prior_lowdata` section; the defaults are the schema's."""
-
-    enabled: bool = True
-    dataset: str = "fashion_mnist"
-    shots: int = 200
-    validation_per_class: int = 50
-    seeds: tuple[int, ...] = tuple(range(10))
-    priors: tuple[str, ...] = ("zero", "bio", "shuffled", "block_mean", "sites_permuted")
-    modes: tuple[str, ...] = ("init", "anchor")
-    epochs: int = 3
-    batch_size: int = 50
-    lr_grid: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    quadratic_lr_mult: float = 10.0
-    crop_padding: int = 2
-    flip: bool = True
-    anchor_strengths: tuple[float, ...] = (1e-2, 1e-1, 1.0, 10.0)
-    choice_seeds: tuple[int, ...] = (1000, 1001)
-    threads: int = 1
-
-    @classmethod
-    def from_mapping(cls, values: Mapping | None, where: str = "experiments.prior_lowdata"
-                     ) -> LowDataConfig:  # fmt: skip
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()}
-        checked_keys(cls, values, where)
-        config = cls(**values)
-        if "zero" not in config.priors:
-            raise ConfigError(f"config key {where}.priors: 'zero' must be one (the reference).")
-        if "bio" not in config.priors:
-            raise ConfigError(f"config key {where}.priors: 'bio' must be one (what is tested).")
-        if overlap := sorted(set(config.seeds) & set(config.choice_seeds)):
-            raise ConfigError(
-                f"config key {where}.choice_seeds: {overlap} are also evaluation seeds "
-                f"({where}.seeds); choices must be made on other draws."
-            )
-        return config
 
 
 def arms(config: LowDataConfig) -> list[tuple[str, str]]:

@@ -36,7 +36,8 @@ from torch.nn.utils import parametrize
 
 from .errors import PriorError
 from .layers import DitQuadratic
-from .priors import MODES, quadratic_rms
+from .priors import quadratic_rms
+from .settings import MODES
 
 __all__ = [
     "AnchoredWeight",

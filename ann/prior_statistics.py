@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .priors import KAPPA_KINDS, BioPrior, KappaTables, layer_prior, quadratic_rms
+from .priors import BioPrior, KappaTables, layer_prior, quadratic_rms
+from .settings import KAPPA_KINDS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

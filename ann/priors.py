@@ -53,8 +53,7 @@ symmetry, and lowered the RMS response to 0.074 against 0.100 for bio.)
 Every draw comes from a numpy Generator seeded by (seed, layer index): deterministic.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,126 +63,10 @@ from torch import nn
 
 from .errors import PriorError
 from .layers import DitQuadratic
-from .sections import checked_choice, checked_keys
+from .settings import DIAGONALS, KAPPA_KINDS, PRIORS
 
 if TYPE_CHECKING:
     import xarray as xr
-
-CONTROLS = ("shuffled", "block_mean", "sites_permuted", "spectrum_matched")
-PRIORS = ("zero", "bio", *CONTROLS)  # the kinds of prior
-DIAGONALS = ("zero", "same_site")
-KAPPA_KINDS = ("EE", "EI", "II")
-
-
-@dataclass(frozen=True)
-class PriorSettings:
-    """The `priors:` section of the config: whose kappa the bio prior and its controls read, the
-    free choices of the mapping (module docstring) and how the prior acts in training
-    (ann.prior_modes). Its defaults are the schema's (workflow/schemas/config.schema.yaml; a
-    test checks they agree)."""
-
-    cell: str
-    fraction_inhibitory: float
-    init_ratio: float
-    diagonal: str = "zero"
-    biological: Mapping[str, str] = field(default_factory=dict)  # more named priors -> cells
-    calibration: str = "data"  # data: RMS response on real training inputs; gaussian: N(0, I)
-    calibration_images: int = 256  # training images the data calibration measures on
-    anchor_strength: float = 1.0e-2  # anchor mode: weight decay pulling K to its prior
-
-    @classmethod
-    def from_mapping(cls, values: object, where: str = "priors") -> "PriorSettings":
-        settings = cls(**checked_keys(cls, values, where, PriorError))
-        checked_choice(settings.diagonal, DIAGONALS, f"{where}.diagonal", PriorError)
-        checked_choice(settings.calibration, CALIBRATIONS, f"{where}.calibration", PriorError)
-        if not 0 <= settings.fraction_inhibitory <= 1:
-            raise PriorError(f"{where}.fraction_inhibitory must be in [0, 1].")
-        if not settings.init_ratio > 0:
-            raise PriorError(f"{where}.init_ratio must be positive.")
-        if not settings.anchor_strength >= 0:
-            raise PriorError(f"{where}.anchor_strength must be zero or positive.")
-        if not settings.calibration_images >= 1:
-            raise PriorError(f"{where}.calibration_images must be at least 1.")
-        for name in settings.biological:
-            if name in RESERVED or name.endswith(tuple(f"_{c}" for c in CONTROLS)) or "+" in name:
-                raise PriorError(
-                    f"config key {where}.biological.{name}: '{name}' is a built-in prior name, "
-                    f"ends with a control's name or holds '+'; choose another name."
-                )
-        return settings
-
-    def options(self) -> dict[str, float | str]:
-        """The keywords of `bio_prior` (the mapping's free choices)."""
-        return {
-            "fraction_inhibitory": self.fraction_inhibitory,
-            "init_ratio": self.init_ratio,
-            "diagonal": self.diagonal,
-        }
-
-    def used_by(self, spec: "PriorSpec") -> dict[str, object]:
-        """The settings a training run of `spec` depends on: the mapping's for a built prior
-        (with its own cell), and the anchor strength in anchor mode."""
-        used: dict[str, object] = {}
-        if spec.kind != "zero":
-            used = {"cell": spec.cell, **self.options()}
-            used |= {"calibration": self.calibration, "calibration_images": self.calibration_images}
-        if spec.mode == "anchor":
-            used["anchor_strength"] = self.anchor_strength
-        return used
-
-    def names(self) -> list[str]:
-        """Every prior these settings define: zero, bio and its controls, and each named prior
-        with its own controls (`<name>_<control>`)."""
-        return ["zero", *(name for base in ("bio", *self.biological) for name in family(base))]
-
-    def spec(self, text: str) -> "PriorSpec":
-        """The prior a run names, `<prior>` or `<prior>+<mode>` (modes: ann.prior_modes)."""
-        name, _, mode = text.partition("+")
-        mode = mode or "init"
-        checked_choice(mode, MODES, f"the mode of prior '{text}'", PriorError)
-        if name not in self.names():
-            raise PriorError(
-                f"no prior named '{name}'; there are {', '.join(self.names())} "
-                f"(more under priors.biological)."
-            )
-        base, kind = name, "bio" if name != "zero" else "zero"
-        for control in CONTROLS:
-            if name == control:
-                base, kind = "bio", control
-            elif (
-                name.endswith(f"_{control}") and name.removesuffix(f"_{control}") in self.biological
-            ):
-                base, kind = name.removesuffix(f"_{control}"), control
-        cell = None if kind == "zero" else self.biological.get(base, self.cell)
-        return PriorSpec(name, kind, cell, mode)
-
-
-RESERVED = ("none", "zero", "bio", *CONTROLS)
-MODES = ("init", "anchor", "fixed")
-CALIBRATIONS = ("data", "gaussian")
-
-
-def family(base: str) -> list[str]:
-    """A biological prior and its controls: bio, shuffled, ... or bio_nmda, bio_nmda_shuffled."""
-    if base == "bio":
-        return ["bio", *CONTROLS]
-    return [base, *(f"{base}_{control}" for control in CONTROLS)]
-
-
-@dataclass(frozen=True)
-class PriorSpec:
-    """A prior as a run names it: its name, its kind (PRIORS), the cell whose kappa builds it
-    (None for zero) and its mode (MODES)."""
-
-    name: str
-    kind: str
-    cell: str | None
-    mode: str = "init"
-
-    @property
-    def label(self) -> str:
-        return self.name if self.mode == "init" else f"{self.name}+{self.mode}"
-
 
 @dataclass(frozen=True)
 class KappaTables:

@@ -1,7 +1,7 @@
 """A process that imports Snakemake and the project's libraries once, then forks a fresh child
 for every Snakemake dry run the tests ask for.
 
-A dry run spends about 6 of its 8 s importing torch, timm and Brian2; the tests plan the
+A dry run spends about 2 of its 3.5 s importing Snakemake and Brian2; the tests plan the
 workflow some sixty times. Each child starts from the state right after those imports (the
 server itself never runs Snakemake), so its output and exit code are those of
 `python -m snakemake ARGS` in the same folder and environment.
@@ -22,8 +22,7 @@ def _preload(workflow: str) -> None:
     import snakemake.api  # noqa: F401
     import snakemake.cli  # noqa: F401
 
-    import ann  # noqa: F401
-    import ann.lowdata  # noqa: F401  (scipy.stats, for workflow/rules/prior_lowdata.smk)
+    import ann.settings  # noqa: F401
     import dendrite_sim.dataset  # noqa: F401
     import pipeline.plan_checks  # noqa: F401
 

@@ -15,9 +15,9 @@ import yaml
 
 from ann.engine.run import Experiment, TrainSettings
 from ann.errors import ConfigError, PriorError, RecipeError
-from ann.priors import PriorSettings
 from ann.recipes import Recipe
 from ann.sections import required_fields
+from ann.settings import PriorSettings
 
 SCHEMA = yaml.safe_load(
     (Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text()

@@ -12,7 +12,7 @@ import torch
 from test_timm_contract import EVERY_MODEL, FAMILIES  # our registered models, one per family
 from torch import nn
 
-import ann
+import ann.models  # noqa: F401  (registers the models and torch.ops.ann.dit_quadratic)
 from ann.layers import DitQuadratic
 from ann.layers.dit_onnx import DIT_ONNX_TRANSLATIONS, dit_quadratic_onnx, export_onnx
 

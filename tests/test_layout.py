@@ -70,3 +70,16 @@ def test_the_dendrite_glue_needs_no_ann():
     environment has no torch), and the rule files read the theory's file names without it."""
     glue = ["pipeline.runner", "pipeline.dendrite", "pipeline.plan_checks", "pipeline.theory"]
     assert not imported(glue, [ROOT / "workflow"]) & {"ann", "torch", "snakemake"}
+
+
+def test_planning_the_workflow_imports_neither_torch_nor_timm(tmp_path):
+    """Every Snakemake process plans the workflow (a run, a dry run, each job step on a
+    cluster); what it reads of ann (ann.settings, ann.errors) is pure Python, so none of them
+    pays the ~4 s of importing torch and timm. A real dry run, its imports listed by Python."""
+    command = [sys.executable, "-X", "importtime", "-m", "snakemake", "-n", "--cores", "1"]
+    command += ["-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "ann.settings" in loaded and "snakemake.workflow" in loaded
+    assert not loaded & {"torch", "timm", "torchvision"}

@@ -14,7 +14,7 @@ from ann import lowdata
 from ann.data import load_dataset
 from ann.errors import ConfigError
 from ann.prior_modes import effective_weights
-from ann.priors import PriorSettings
+from ann.settings import LowDataConfig, PriorSettings
 
 SETTINGS = PriorSettings.from_mapping(
     {"cell": "c", "fraction_inhibitory": 0.2, "init_ratio": 0.1, "calibration_images": 16}
@@ -29,7 +29,7 @@ def data(tmp_path_factory):
     return load_dataset("fashion_mnist", root, "train"), load_dataset("fashion_mnist", root, "test")
 
 
-CONFIG = lowdata.LowDataConfig(
+CONFIG = LowDataConfig(
     shots=6, validation_per_class=3, seeds=(0, 1, 2), priors=("zero", "bio", "sites_permuted"),
     epochs=1, batch_size=20, lr_grid=(0.01, 0.02), anchor_strengths=(0.1, 10.0),
     choice_seeds=(1000,),
@@ -105,4 +105,4 @@ def test_one_seed_of_every_arm_and_the_choices_on_validation(data):
 )
 def test_the_config_refuses_what_breaks_the_design(changed, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        lowdata.LowDataConfig.from_mapping(changed)
+        LowDataConfig.from_mapping(changed)

@@ -17,9 +17,7 @@ from ann.layers import DitQuadratic
 from ann.models import create_model, dit_parameters
 from ann.prior_modes import apply_mode, calibrate, effective_weights, weights_from_state
 from ann.priors import (
-    CONTROLS,
     PriorError,
-    PriorSettings,
     apply_prior,
     bio_prior,
     block_mean,
@@ -28,6 +26,7 @@ from ann.priors import (
     quadratic_rms,
     spectrum_matched,
 )
+from ann.settings import CONTROLS, PriorSettings
 
 SETTINGS = {"cell": "pyramidal", "fraction_inhibitory": 0.2, "init_ratio": 0.1}
 

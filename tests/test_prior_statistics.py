@@ -25,7 +25,8 @@ from ann.prior_statistics import (
     structure_table,
     summary_tables,
 )
-from ann.priors import CONTROLS, load_kappa, prior_weights
+from ann.priors import load_kappa, prior_weights
+from ann.settings import CONTROLS
 from pipeline.report import Report, priors_page
 from pipeline.training import build_prior
 from pipeline.training import prior_statistics as statistics_step

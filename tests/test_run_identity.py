@@ -28,8 +28,8 @@ from ann.engine.identity import (
     run_identity,
 )
 from ann.errors import TrainingError
-from ann.priors import PriorSettings
 from ann.recipes import Recipe
+from ann.settings import PriorSettings
 
 CPU = Context(0, 1, torch.device("cpu"))
 RUN_FILES = ("checkpoint.pt", "metrics.csv", "metrics.json")

@@ -26,7 +26,7 @@ from timm.models import (
 )
 from torchvision.models import feature_extraction
 
-import ann  # noqa: F401  (registers the models)
+import ann.models  # noqa: F401  (registers the models)
 from ann.models import CIFAR_MODEL_NAMES, CIFAR_VARIANT_NAMES
 
 OURS = (

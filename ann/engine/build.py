@@ -15,8 +15,9 @@ from ann.errors import PriorError, RecipeError
 from ann.layers import DitQuadratic
 from ann.models import create_model, dit_parameters, fan_gb_parameters, quadratic_layers
 from ann.prior_modes import apply_mode, calibrate
-from ann.priors import PriorSpec, apply_prior, load_kappa, prior_weights
+from ann.priors import apply_prior, load_kappa, prior_weights
 from ann.recipes import Recipe
+from ann.settings import PriorSpec
 
 from .optim import parameter_groups
 from .run import Run

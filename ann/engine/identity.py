@@ -103,7 +103,7 @@ def dataset_fingerprint(name: str, root: str | Path | None) -> dict:
 
 
 def _prior_settings(run: Run) -> dict | None:
-    """The prior settings this run depends on (ann.priors.PriorSettings.used_by: its cell and
+    """The prior settings this run depends on (ann.settings.PriorSettings.used_by: its cell and
     the mapping's choices for a built prior, the calibration, the anchor strength in anchor
     mode; nothing for zero in init mode); none for a model without quadratic layers."""
     if run.prior == "none":

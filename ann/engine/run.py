@@ -11,9 +11,9 @@ import yaml
 
 from ann.data import DatasetSource
 from ann.errors import ConfigError, DatasetError
-from ann.priors import PriorSettings
 from ann.recipes import Recipe, recipe_name, resolve_recipe
 from ann.sections import checked_choice, checked_keys
+from ann.settings import PriorSettings
 from dendrite_sim.config_file import ConfigFileError, non_finite_number, read_config_file
 
 from .distributed import device_type

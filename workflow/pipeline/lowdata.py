@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 def _inputs(section: Mapping, priors: Mapping, kappa_paths: Mapping[str, str], root: str | None):
     from ann.data import load_dataset
-    from ann.lowdata import LowDataConfig
-    from ann.priors import PriorSettings, load_kappa
+    from ann.priors import load_kappa
+    from ann.settings import LowDataConfig, PriorSettings
 
     config = LowDataConfig.from_mapping(section)
     settings = PriorSettings.from_mapping(priors)
@@ -93,10 +93,11 @@ def analyse(
 ) -> None:
     """The paired contrasts (ann.statistics), the survival table and the figures."""
     from ann import ablation, lowdata
+    from ann.settings import LowDataConfig
 
     from .ablation import declared_contrasts
 
-    config = lowdata.LowDataConfig.from_mapping(section)
+    config = LowDataConfig.from_mapping(section)
     runs = pd.concat([pd.read_csv(path) for path in run_files], ignore_index=True)
     runs["mode"] = runs["mode"].fillna("init")
     metrics = [statistics["endpoint"], *ablation.EXPLORATORY_LOWDATA]

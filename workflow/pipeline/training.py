@@ -32,7 +32,7 @@ def build_prior(
     out: str | Path,
 ) -> None:
     """Initial quadratic coefficients of `model` for (prior, seed) from a kappa.nc: `kind` is bio
-    or a control of it (ann.priors.PRIORS); a named biological prior and its controls are built
+    or a control of it (ann.settings.PRIORS); a named biological prior and its controls are built
     the same way from their own cell's kappa (the same seed draws the same channel types and
     sites for each)."""
     network = create_model(model)

@@ -46,7 +46,7 @@ from pipeline.plan_checks import (
 )
 from pipeline.sweeps import SWEEPS, check_sweeps
 from ann.errors import PriorError
-from ann.priors import CONTROLS, MODES, PriorSettings
+from ann.settings import CONTROLS, MODES, PriorSettings
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 

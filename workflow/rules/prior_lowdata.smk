@@ -4,7 +4,7 @@
 # learning rate and the anchor-strength sweep chosen on validation draws, then the contrasts
 # (ann.statistics) and the report page "Does the prior matter?".
 from ann.errors import ConfigError
-from ann.lowdata import LowDataConfig
+from ann.settings import LowDataConfig
 
 LOWDATA = config.get("experiments", {}).get("prior_lowdata", {"enabled": False})
 try:
