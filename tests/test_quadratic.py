@@ -283,3 +283,52 @@ def test_matmul_transposed_takes_any_strides():
     for left, right in [(a, b.t()), (a.t().contiguous().t(), b.t()), (a[:, :5], b[:5].t())]:
         product = quadratic.matmul_transposed(left, right)
         torch.testing.assert_close(product, (left.double() @ right.double().t()).float())
+
+
+@pytest.fixture
+def three_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(3)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_chunk_groups_on_worker_threads_match_float64(three_threads, channels_last):
+    """With three intra-op threads the chunks run in three groups on worker threads: the same
+    output and gradients as float64 einsum, the caller's thread setting unchanged, and under
+    inference mode too (the output tensor the workers write is an inference tensor)."""
+    generator = torch.Generator().manual_seed(13)
+    x64 = torch.randn(4, 12, 6, 5, generator=generator, dtype=torch.float64)
+    weight64 = torch.randn(5, 144, generator=generator, dtype=torch.float64) / 12
+    expected = outputs_and_grads(lambda a, k: einsum_reference(a, k, 1), x64, weight64)
+    x = x64.contiguous(memory_format=torch.channels_last) if channels_last else x64
+    chunk_bytes = 7 * 12 * 8 * 30  # 30 rows backward: 12 chunks, 3 groups
+    bounds = quadratic.chunk_bounds(4 * 30, 12)
+    groups = quadratic.chunk_groups(bounds, torch.device("cpu"))
+    assert sorted(map(len, groups)) == [3, 3, 4] and sum(groups, []) == bounds
+    forward = module_forward(12, 5, chunk_bytes=chunk_bytes)
+    actual = outputs_and_grads(forward, x, weight64, expected[3])
+    for got, want in zip(actual[:3], expected[:3], strict=True):
+        assert relative_error(got, want) < 1e-12
+    with torch.inference_mode():
+        assert relative_error(forward(x, weight64), expected[0]) < 1e-12
+    assert torch.get_num_threads() == 3
+
+
+def _output_in_child(layer, x):
+    return layer(x).detach().tolist()
+
+
+def test_chunk_workers_are_restarted_in_a_forked_child(three_threads):
+    """A forked child (a DataLoader worker) has none of the parent's worker threads; its first
+    Dit layer starts its own instead of waiting on threads that do not exist."""
+    import multiprocessing
+
+    layer = DitQuadratic(8, 4, chunk_bytes=5 * 8 * 4 * 10)
+    x = torch.randn(2, 8, 6, 6)
+    expected = layer(x).detach()  # starts the parent's workers
+    assert quadratic._WORKERS
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_output_in_child, (layer, x))
+        torch.testing.assert_close(torch.tensor(child.get(timeout=60)), expected)
