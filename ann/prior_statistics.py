@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .priors import BioPrior, KappaTables, layer_prior, quadratic_rms
-from .settings import KAPPA_KINDS
+from .priors import KAPPA_KINDS, BioPrior, KappaTables, layer_prior, quadratic_rms
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

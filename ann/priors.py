@@ -63,10 +63,13 @@ from torch import nn
 
 from .errors import PriorError
 from .layers import DitQuadratic
-from .settings import DIAGONALS, KAPPA_KINDS, PRIORS
+from .settings import DIAGONALS, PRIORS
 
 if TYPE_CHECKING:
     import xarray as xr
+
+KAPPA_KINDS = ("EE", "EI", "II")
+
 
 @dataclass(frozen=True)
 class KappaTables:

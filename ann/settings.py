@@ -17,7 +17,6 @@ from .sections import checked_choice, checked_keys
 CONTROLS = ("shuffled", "block_mean", "sites_permuted", "spectrum_matched")
 PRIORS = ("zero", "bio", *CONTROLS)  # the kinds of prior
 DIAGONALS = ("zero", "same_site")
-KAPPA_KINDS = ("EE", "EI", "II")
 
 
 @dataclass(frozen=True)
