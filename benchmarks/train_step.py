@@ -23,6 +23,7 @@ import time
 import torch
 
 from ann.engine import retain_freed_memory
+from ann.layers.dit_chunked import cpu_vendor, torch_mm_path
 from ann.models import create_model
 
 MODELS = ("resnet20", "dit_resnet20")
@@ -89,6 +90,9 @@ def main():
         f"torch {torch.__version__}, device {args.device}, {args.threads} threads, batch "
         f"{args.batch}, {allocator}, {args.rounds} rounds of alternating steps"
     )
+    if args.device == "cpu":
+        form = "torch.mm" if torch_mm_path(torch.device("cpu")) else "oneDNN"
+        print(f"CPU {cpu_vendor() or 'of unknown vendor'}: the Dit products are {form}'s")
     for name in MODELS:
         step = statistics.median(times[name])
         print(

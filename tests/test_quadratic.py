@@ -27,6 +27,15 @@ def outputs_and_grads(forward, x, weight, grad_out=None):
     return y, grad_x, grad_weight, grad_out
 
 
+@pytest.fixture(params=["torch_mm", "onednn"])
+def cpu_form(request, monkeypatch):
+    """Runs a test with each form of the CPU path, whichever this CPU takes: torch.mm's
+    (forward by columns, the outer-product backward) and oneDNN's (forward by rows, the packed
+    backward; its products are torch.mm's where the build lacks oneDNN)."""
+    monkeypatch.setattr(quadratic, "torch_mm_path", lambda device: request.param == "torch_mm")
+    return request.param
+
+
 def module_forward(in_channels, out_channels, **options):
     layer = DitQuadratic(in_channels, out_channels, **options)
 
@@ -51,7 +60,7 @@ CASES = {
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
 @pytest.mark.parametrize("case", CASES)
-def test_matches_einsum_reference(case, dtype, tolerance):
+def test_matches_einsum_reference(case, dtype, tolerance, cpu_form):
     shape, out_channels, options, channel_dim = CASES[case]
     generator = torch.Generator().manual_seed(len(case))
     in_channels = shape[channel_dim]
@@ -66,7 +75,7 @@ def test_matches_einsum_reference(case, dtype, tolerance):
         assert relative_error(got.double(), want) < tolerance
 
 
-def test_tiny_budget_runs_one_row_per_chunk(monkeypatch):
+def test_tiny_budget_runs_one_row_per_chunk(monkeypatch, cpu_form):
     calls = []
     original = quadratic.chunk_bounds
 
@@ -91,7 +100,7 @@ def test_chunk_rows_follow_budget():
 
 
 @pytest.mark.parametrize("in_channels, out_channels", [(3, 2), (4, 3)])
-def test_gradcheck(in_channels, out_channels):
+def test_gradcheck(in_channels, out_channels, cpu_form):
     generator = torch.Generator().manual_seed(in_channels)
     rows = torch.randn(7, in_channels, generator=generator, dtype=torch.float64)
     weight = torch.randn(out_channels, in_channels**2, generator=generator, dtype=torch.float64)
@@ -101,7 +110,7 @@ def test_gradcheck(in_channels, out_channels):
     assert torch.autograd.gradcheck(lambda r, k: quadratic_rows(r, k, chunk_bytes=200), inputs)
 
 
-def test_weight_gradient_is_symmetric_and_matches_naive():
+def test_weight_gradient_is_symmetric_and_matches_naive(cpu_form):
     generator = torch.Generator().manual_seed(3)
     rows = torch.randn(40, 6, generator=generator, dtype=torch.float64)
     weight = torch.randn(5, 36, generator=generator, dtype=torch.float64)
@@ -124,7 +133,7 @@ def test_expanded_output_gradient():
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_gradient_for_one_input_only():
+def test_gradient_for_one_input_only(cpu_form):
     rows = torch.randn(10, 5, dtype=torch.float64)
     weight = torch.randn(4, 25, dtype=torch.float64)
     _, grad_rows, grad_weight, grad_out = outputs_and_grads(naive_quadratic_rows, rows, weight)
@@ -230,7 +239,7 @@ def test_cpu_autocast_bfloat16():
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "rows", "strided"])
 @pytest.mark.parametrize("chunk_bytes", [0, 3000])
-def test_chunked_path_writes_each_layout_in_place(layout, chunk_bytes):
+def test_chunked_path_writes_each_layout_in_place(layout, chunk_bytes, cpu_form):
     """Forward and input gradient are written chunk by chunk straight into the layout of the
     input (whole images per chunk for NCHW, also when a chunk would be smaller than an image;
     any rows for channels innermost; a buffer for other strides), matching float64 einsum."""
@@ -258,9 +267,10 @@ def test_chunked_path_writes_each_layout_in_place(layout, chunk_bytes):
 @pytest.mark.parametrize("onednn", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_float32_cpu_matrix_products_match_float64(monkeypatch, onednn, channels_last):
-    """Both CPU matrix products (oneDNN's where the build has it, torch.mm otherwise) give
-    the float64 einsum's output and gradients in float32, over chunks of several sizes."""
-    monkeypatch.setattr(quadratic, "ONEDNN_MATMUL", onednn and quadratic.ONEDNN_MATMUL)
+    """Both CPU matrix products (oneDNN's where the build has it, with the packed backward;
+    torch.mm, with the outer-product backward) give the float64 einsum's output and gradients
+    in float32, over chunks of several sizes."""
+    monkeypatch.setattr(quadratic, "ONEDNN_MATMUL", onednn and quadratic.ONEDNN_AVAILABLE)
     generator = torch.Generator().manual_seed(11)
     x64 = torch.randn(3, 32, 5, 5, generator=generator, dtype=torch.float64)
     weight64 = torch.randn(8, 32 * 32, generator=generator, dtype=torch.float64) / 32
@@ -294,17 +304,23 @@ def three_threads():
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_chunk_groups_on_worker_threads_match_float64(three_threads, channels_last):
-    """With three intra-op threads the chunks run in three groups on worker threads: the same
-    output and gradients as float64 einsum, the caller's thread setting unchanged, and under
-    inference mode too (the output tensor the workers write is an inference tensor)."""
+def test_chunk_groups_on_worker_threads_match_float64(
+    monkeypatch, three_threads, channels_last, cpu_form
+):
+    """With oneDNN's products and three intra-op threads the chunks run in three groups on
+    worker threads: the same output and gradients as float64 einsum, the caller's thread
+    setting unchanged, and under inference mode too (the output tensor the workers write is an
+    inference tensor). With torch.mm's, one group."""
+    bounds = quadratic.chunk_bounds(4 * 30, 12)
+    monkeypatch.setattr(quadratic, "ONEDNN_MATMUL", False)
+    assert quadratic.chunk_groups(bounds, torch.device("cpu")) == [bounds]
+    monkeypatch.setattr(quadratic, "ONEDNN_MATMUL", True)
     generator = torch.Generator().manual_seed(13)
     x64 = torch.randn(4, 12, 6, 5, generator=generator, dtype=torch.float64)
     weight64 = torch.randn(5, 144, generator=generator, dtype=torch.float64) / 12
     expected = outputs_and_grads(lambda a, k: einsum_reference(a, k, 1), x64, weight64)
     x = x64.contiguous(memory_format=torch.channels_last) if channels_last else x64
     chunk_bytes = 7 * 12 * 8 * 30  # 30 rows backward: 12 chunks, 3 groups
-    bounds = quadratic.chunk_bounds(4 * 30, 12)
     groups = quadratic.chunk_groups(bounds, torch.device("cpu"))
     assert sorted(map(len, groups)) == [3, 3, 4] and sum(groups, []) == bounds
     forward = module_forward(12, 5, chunk_bytes=chunk_bytes)
@@ -320,10 +336,12 @@ def _output_in_child(layer, x):
     return layer(x).detach().tolist()
 
 
-def test_chunk_workers_are_restarted_in_a_forked_child(three_threads):
+def test_chunk_workers_are_restarted_in_a_forked_child(monkeypatch, three_threads):
     """A forked child (a DataLoader worker) has none of the parent's worker threads; its first
     Dit layer starts its own instead of waiting on threads that do not exist."""
     import multiprocessing
+
+    monkeypatch.setattr(quadratic, "ONEDNN_MATMUL", True)
 
     layer = DitQuadratic(8, 4, chunk_bytes=5 * 8 * 4 * 10)
     x = torch.randn(2, 8, 6, 6)

@@ -10,14 +10,26 @@ backward, so backward keeps only the input and the coefficients: O(P*C) activati
 instead of O(P*C^2). Pairs are ordered by cyclic shift, (i, i + d mod C), which makes every
 chunk of products (and of their gradients) a few whole-tensor operations on strided views.
 
-Forward forms each chunk's products row by row (m, D*C) and backward column by column
-(D*C, m), so that every matrix product reads both operands along contiguous memory: on the
-CPU in float32 those go to oneDNN's matmul (`matmul_transposed`).
+Forward forms each chunk's products and multiplies them by the packed coefficients. Its form,
+and backward's, follow the library that does the CPU's float32 products (ONEDNN_MATMUL,
+`torch_mm_path`):
 
-On the CPU with several intra-op threads, the chunks are split into one contiguous group per
+- oneDNN (as on AMD CPUs; and on GPUs): forward row by row (m, D*C), so that oneDNN's
+  matmul reads both operands along contiguous memory (`matmul_transposed`); backward in the
+  packed form: the pair products column by column (D*C, m) for the weight gradient, and the
+  pair gradients S^T g for the input gradient, which four elementwise passes turn into dx;
+- torch.mm (as with MKL on Intel CPUs): forward column by column (D*C, m), which reads an
+  NCHW input in one pass; backward in the outer-product form: u = g (x) x, the C_out*C_in
+  products g_o x_j of each column, then dx = M u and dK += u x^T, two plain matrix products
+  with twice the multiply-adds but one elementwise pass (at (128, 32, 16x16), one thread, on
+  an Intel Xeon: 34-36 ms against 50-53 ms for the packed form).
+
+With oneDNN and several intra-op threads, the chunks are split into one contiguous group per
 thread, and each group runs on its own worker thread with one intra-op thread
 (`chunk_workers`): a chunk's operations are too small to spread well over threads (backward
-at (128, 32, 16x16): 26-36 ms at one thread, 30-31 ms at two; in groups 19-21 ms at two).
+at (128, 32, 16x16) on an AMD EPYC: 26-36 ms at one thread, 30-31 ms at two; in groups 19-21
+ms at two). With torch.mm they use the intra-op threads (backward 22-24 ms at two threads;
+in groups 28-54 ms, since MKL's thread count is process-wide).
 
 `chunked_forward` and `chunked_backward` are what the operator `ann::dit_quadratic`
 (ann.layers.dit_op) runs off CUDA.
@@ -35,18 +47,41 @@ from torch import Tensor
 
 T = TypeVar("T")
 
-# Scratch per chunk: within the last-level cache on the CPU, large enough that a chunk's
-# Python and dispatch overhead (~0.1 ms in backward) stays small (8 MiB: LN + Q forward and
-# backward at (128, 32, 16x16), one thread, 41.1 ms against 43.5 at 4 MiB and 49.0 at
-# 16 MiB; flat from 4 to 16 MiB at C = 96); large on GPUs where each chunk is a kernel launch.
-CPU_CHUNK_BYTES = 8 * 2**20
-GPU_CHUNK_BYTES = 64 * 2**20
+# Scratch per chunk on the CPU: large enough that a chunk's Python and dispatch overhead stays
+# small, small enough to stay in cache. With oneDNN's products (AMD), 8 MiB: LN + Q forward
+# and backward at (128, 32, 16x16), one thread, 41.1 ms against 43.5 at 4 MiB and 49.0 at
+# 16 MiB. With torch.mm's (Intel), 1 MiB per intra-op thread, about a core's L2 cache (the
+# same, on an Intel Xeon: one thread 47 ms at 1 MiB, 51 at 2, 54 at 4; two threads 31 ms at
+# 2 MiB, 33 at 1 and at 1/2, 34 at 4).
+ONEDNN_CHUNK_BYTES = 8 * 2**20
+CPU_CHUNK_BYTES_PER_THREAD = 2**20
+GPU_CHUNK_BYTES = 64 * 2**20  # each chunk is a kernel launch there
 FORWARD_BUFFERS = 1  # the products
 BACKWARD_BUFFERS = 3  # the products or the doubled pair terms (2), and the pair gradients
-# oneDNN's float32 matmul, PyTorch's op for inductor's CPU linear layers; off: torch.mm
-ONEDNN_MATMUL = torch.backends.mkldnn.is_available() and hasattr(
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor string on Linux ("GenuineIntel", "AuthenticAMD"); "" where unknown."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_linear_pointwise"
 )
+# MKL's sgemm (torch.mm on the CPU) runs its AVX-512 kernels on Intel CPUs only; on AMD CPUs it
+# runs AVX2 code at about half the rate of oneDNN's matmul. There the float32 products go to
+# oneDNN, backward takes the packed form, whose products oneDNN runs well, and the chunks run
+# in groups on worker threads. Elsewhere they are torch.mm's, backward takes the outer-product
+# form, and the chunks use the intra-op threads (MKL's thread count is process-wide, so
+# worker threads would each start as many MKL threads as the caller).
+ONEDNN_MATMUL = ONEDNN_AVAILABLE and cpu_vendor() != "GenuineIntel"
 
 
 def pair_count(in_channels: int) -> int:
@@ -83,7 +118,18 @@ def rows_per_chunk(in_channels: int, element_size: int, chunk_bytes: int, buffer
 
 
 def default_chunk_bytes(device: torch.device) -> int:
-    return CPU_CHUNK_BYTES if device.type == "cpu" else GPU_CHUNK_BYTES
+    if device.type != "cpu":
+        return GPU_CHUNK_BYTES
+    if ONEDNN_MATMUL:
+        return ONEDNN_CHUNK_BYTES
+    return CPU_CHUNK_BYTES_PER_THREAD * torch.get_num_threads()
+
+
+def torch_mm_path(device: torch.device) -> bool:
+    """Whether the chunks take the forms for torch.mm's products: on CPUs where oneDNN does not
+    do them (not ONEDNN_MATMUL), forward by columns and backward in the outer-product form; on
+    GPUs and with oneDNN, forward by rows and backward in the packed form."""
+    return device.type == "cpu" and not ONEDNN_MATMUL
 
 
 def chunk_bounds(num_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -115,8 +161,10 @@ def chunk_workers(count: int) -> ThreadPoolExecutor:
 def chunk_groups(
     bounds: list[tuple[int, int]], device: torch.device
 ) -> list[list[tuple[int, int]]]:
-    """The chunks in one contiguous group per CPU intra-op thread (one group elsewhere)."""
-    count = min(len(bounds), torch.get_num_threads() if device.type == "cpu" else 1)
+    """The chunks in one contiguous group per CPU intra-op thread where oneDNN does the
+    products (ONEDNN_MATMUL); one group elsewhere."""
+    threads = torch.get_num_threads() if device.type == "cpu" and ONEDNN_MATMUL else 1
+    count = min(len(bounds), threads)
     if count <= 1:
         return [bounds]
     edges = [round(i * len(bounds) / count) for i in range(count + 1)]
@@ -316,7 +364,23 @@ def _forward_rows(doubled_rows: Tensor, packed: Tensor, chunk_bytes: int, out: T
     writer.finish()
 
 
-def _backward_rows(
+def _forward_columns(doubled: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor) -> None:
+    """Fills out (N, L, C_out), written chunk by chunk in its own layout, from the products
+    column by column (D*C, m): torch.mm's form, which reads an NCHW input in one pass."""
+    in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
+    chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, FORWARD_BUFFERS)
+    writer = _RowsWriter(out)
+    chunk_rows = writer.chunk_rows(chunk_rows)
+    products_per_row = shift_count(in_channels) * in_channels
+    padded = _padded(packed, products_per_row)
+    buffer = doubled.new_empty(products_per_row * min(chunk_rows, num_rows))
+    for start, stop in chunk_bounds(num_rows, chunk_rows):
+        scratch = _scratch(buffer, products_per_row, stop - start)
+        writer.write(start, torch.mm(padded, _fill_products(scratch, doubled[:, start:stop])))
+    writer.finish()
+
+
+def _backward_packed(
     doubled: Tensor,
     packed: Tensor,
     grad_columns: Tensor,
@@ -367,6 +431,60 @@ def _backward_rows(
     return grad_packed
 
 
+def _backward_outer(
+    x_columns: Tensor,
+    weight: Tensor,
+    grad_columns: Tensor,
+    chunk_bytes: int,
+    grad_x: Tensor | None,
+    weight_grad: bool,
+) -> Tensor | None:
+    """The outer-product form of backward. For every column, u = g (x) x, the C_out*C_in
+    products g_o x_j; then dx = M u with M[k, (o, j)] = K_o,kj + K_o,jk, and the gradient of
+    K_o,ij accumulates u_(o,i) x_j. Two plain matrix products with twice the multiply-adds of
+    the packed form's, but one elementwise pass instead of four.
+
+    Fills grad_x (N, L, C_in, written in its own layout) when given; returns the (C_out,
+    C_in^2) weight gradient when weight_grad. x_columns: (C_in, P), grad_columns: (C_out, P),
+    the output's gradient."""
+    in_channels, num_rows = x_columns.shape
+    out_channels = grad_columns.shape[0]
+    width = out_channels * in_channels
+    chunk_rows = max(1, chunk_bytes // (width * x_columns.element_size()))
+    writer = _RowsWriter(grad_x) if grad_x is not None else None
+    if writer is not None:
+        chunk_rows = writer.chunk_rows(chunk_rows)
+    kernel = weight.view(out_channels, in_channels, in_channels)
+    symmetric = (kernel + kernel.transpose(1, 2)).transpose(0, 1).reshape(in_channels, width)
+
+    def backward_group(bounds: Sequence[tuple[int, int]]) -> Tensor | None:
+        grad_weight = _accumulator(weight).view(width, in_channels) if weight_grad else None
+        buffer = x_columns.new_empty(width * min(chunk_rows, num_rows))
+        for start, stop in bounds:
+            x_chunk, grad_chunk = x_columns[:, start:stop], grad_columns[:, start:stop]
+            outer = _scratch(buffer, width, stop - start)
+            products = outer.view(out_channels, in_channels, -1)
+            torch.mul(grad_chunk.unsqueeze(1), x_chunk.unsqueeze(0), out=products)
+            if writer is not None:
+                writer.write(start, torch.mm(symmetric, outer))
+            if grad_weight is not None:
+                grad_weight.add_(torch.mm(outer, x_chunk.t()))
+        return grad_weight
+
+    bounds = chunk_bounds(num_rows, chunk_rows)
+    grad_weight, *others = run_groups(backward_group, chunk_groups(bounds, x_columns.device))
+    if writer is not None:
+        writer.finish()
+    if grad_weight is None:
+        return None
+    for other in others:
+        grad_weight.add_(other)
+    square = grad_weight.view(out_channels, in_channels, in_channels)
+    # exactly symmetric, as the true gradient is: K's antisymmetric part, which no output
+    # sees, then never moves by rounding
+    return ((square + square.transpose(1, 2)) / 2).view(out_channels, -1)
+
+
 def unpacked_gradient(grad_packed: Tensor, in_channels: int) -> Tensor:
     """Gradient of (C_out, C_in^2) K from that of its packed coefficients S_(ij) = K_ij + K_ji:
     both K_ij and K_ji receive dS_(ij)."""
@@ -399,7 +517,10 @@ def chunked_forward(x: Tensor, weight: Tensor, chunk_bytes: int) -> Tensor:
     with torch.autocast(x.device.type, enabled=False):
         packed = packed_coefficients(weight.to(x.dtype), in_channels)
         out = output_like(x, weight.shape[0])
-        _forward_rows(_doubled_rows(x), packed, budget, out)
+        if torch_mm_path(x.device):
+            _forward_columns(_doubled_columns(x), packed, budget, out)
+        else:
+            _forward_rows(_doubled_rows(x), packed, budget, out)
     return out
 
 
@@ -412,17 +533,18 @@ def chunked_backward(
     budget = _chunk_budget(chunk_bytes, x.device)
     grad_x = torch.empty_like(x) if input_grad else None
     with torch.autocast(x.device.type, enabled=False):
-        doubled = _doubled_columns(x)
-        packed = packed_coefficients(weight.to(x.dtype), in_channels)
-        grad_packed = _backward_rows(
-            doubled,
-            packed,
-            _columns(grad.to(x.dtype)),
-            budget,
-            grad_x,
-            weight_grad,
-        )
-    grad_weight = weight.new_empty(0)
-    if grad_packed is not None:
-        grad_weight = unpacked_gradient(grad_packed, in_channels).to(weight.dtype)
+        grad_columns = _columns(grad.to(x.dtype))
+        if torch_mm_path(x.device):
+            grad_weight = _backward_outer(
+                _columns(x), weight.to(x.dtype), grad_columns, budget, grad_x, weight_grad
+            )
+        else:
+            packed = packed_coefficients(weight.to(x.dtype), in_channels)
+            grad_packed = _backward_packed(
+                _doubled_columns(x), packed, grad_columns, budget, grad_x, weight_grad
+            )
+            grad_weight = None
+            if grad_packed is not None:
+                grad_weight = unpacked_gradient(grad_packed, in_channels)
+    grad_weight = weight.new_empty(0) if grad_weight is None else grad_weight.to(weight.dtype)
     return (grad_x if grad_x is not None else x.new_empty(0)), grad_weight
