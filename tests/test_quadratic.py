@@ -55,6 +55,7 @@ CASES = {
     "two_channels": ((2, 2, 3, 3), 3, {}, 1),
     "tiny_chunks": ((2, 6, 3, 5), 5, {"chunk_bytes": 1}, 1),
     "few_chunks": ((3, 9, 4, 4), 7, {"chunk_bytes": 9 * 5 * 8 * 10}, 1),
+    "wide": ((2, 40, 3, 3), 3, {}, 1),  # above OUTER_MAX_CHANNELS: packed backward
 }
 
 

@@ -18,11 +18,13 @@ and backward's, follow the library that does the CPU's float32 products (ONEDNN_
   matmul reads both operands along contiguous memory (`matmul_transposed`); backward in the
   packed form: the pair products column by column (D*C, m) for the weight gradient, and the
   pair gradients S^T g for the input gradient, which four elementwise passes turn into dx;
-- torch.mm (as with MKL on Intel CPUs): forward column by column (D*C, m), which reads an
-  NCHW input in one pass; backward in the outer-product form: u = g (x) x, the C_out*C_in
-  products g_o x_j of each column, then dx = M u and dK += u x^T, two plain matrix products
-  with twice the multiply-adds but one elementwise pass (at (128, 32, 16x16), one thread, on
-  an Intel Xeon: 34-36 ms against 50-53 ms for the packed form).
+- torch.mm (as with MKL on Intel CPUs): forward column by column (D*C, m) where the input
+  has positions innermost (NCHW), which reads it in one pass (rows otherwise); backward, up
+  to OUTER_MAX_CHANNELS input channels, in an outer-product form: u = g (x) x, the
+  C_out*C_in products g_o x_j of each column, then dx = M u and dK += u x^T, two plain matrix
+  products with twice the multiply-adds but one elementwise pass (at (128, 32, 16x16), one
+  thread, on an Intel Xeon: 34-36 ms against 50-53 ms for the packed form); above it, where
+  the multiply-adds dominate, in the packed form.
 
 With oneDNN and several intra-op threads, the chunks are split into one contiguous group per
 thread, and each group runs on its own worker thread with one intra-op thread
@@ -48,13 +50,19 @@ from torch import Tensor
 T = TypeVar("T")
 
 # Scratch per chunk on the CPU: large enough that a chunk's Python and dispatch overhead stays
-# small, small enough to stay in cache. With oneDNN's products (AMD), 8 MiB: LN + Q forward
-# and backward at (128, 32, 16x16), one thread, 41.1 ms against 43.5 at 4 MiB and 49.0 at
-# 16 MiB. With torch.mm's (Intel), 1 MiB per intra-op thread, about a core's L2 cache (the
-# same, on an Intel Xeon: one thread 47 ms at 1 MiB, 51 at 2, 54 at 4; two threads 31 ms at
-# 2 MiB, 33 at 1 and at 1/2, 34 at 4).
-ONEDNN_CHUNK_BYTES = 8 * 2**20
-CPU_CHUNK_BYTES_PER_THREAD = 2**20
+# small, small enough to stay in cache. 8 MiB for the row-by-row forward and the packed
+# backward: LN + Q forward and backward at (128, 32, 16x16), one thread, on an AMD EPYC,
+# 41.1 ms against 43.5 at 4 MiB and 49.0 at 16 MiB. 1 MiB per intra-op thread, about a core's
+# L2 cache, for torch.mm's column-by-column forward and outer-product backward: the same on an
+# Intel Xeon, one thread 47 ms at 1 MiB, 51 at 2, 54 at 4; two threads 31 ms at 2 MiB, 33 at
+# 1 and at 1/2, 34 at 4.
+CPU_CHUNK_BYTES = 8 * 2**20
+CACHED_CHUNK_BYTES_PER_THREAD = 2**20
+# The outer-product backward's extra multiply-adds outweigh its fewer elementwise passes above
+# 32 input channels (Intel Xeon, one thread: backward at (128, 32, 16x16) 34-36 ms against
+# 50-53 for the packed form; at (8, 32x32, 64) 69-94 ms against 56-79, at (8, 56x56, 96)
+# channels innermost 711-1100 ms against 516-1020).
+OUTER_MAX_CHANNELS = 32
 GPU_CHUNK_BYTES = 64 * 2**20  # each chunk is a kernel launch there
 FORWARD_BUFFERS = 1  # the products
 BACKWARD_BUFFERS = 3  # the products or the doubled pair terms (2), and the pair gradients
@@ -117,19 +125,27 @@ def rows_per_chunk(in_channels: int, element_size: int, chunk_bytes: int, buffer
     return max(1, chunk_bytes // row_bytes)
 
 
-def default_chunk_bytes(device: torch.device) -> int:
+def default_chunk_bytes(device: torch.device, cached: bool = False) -> int:
+    """Scratch per chunk: the GPU's, or the CPU's for the row-by-row forward and the packed
+    backward, or (cached) for torch.mm's column-by-column forward and outer-product backward."""
     if device.type != "cpu":
         return GPU_CHUNK_BYTES
-    if ONEDNN_MATMUL:
-        return ONEDNN_CHUNK_BYTES
-    return CPU_CHUNK_BYTES_PER_THREAD * torch.get_num_threads()
+    return CACHED_CHUNK_BYTES_PER_THREAD * torch.get_num_threads() if cached else CPU_CHUNK_BYTES
 
 
 def torch_mm_path(device: torch.device) -> bool:
-    """Whether the chunks take the forms for torch.mm's products: on CPUs where oneDNN does not
-    do them (not ONEDNN_MATMUL), forward by columns and backward in the outer-product form; on
-    GPUs and with oneDNN, forward by rows and backward in the packed form."""
+    """Whether the chunks' products are torch.mm's: on CPUs where oneDNN does not do them (not
+    ONEDNN_MATMUL). There an NCHW input is read column by column in forward, and backward takes
+    the outer-product form up to OUTER_MAX_CHANNELS input channels."""
     return device.type == "cpu" and not ONEDNN_MATMUL
+
+
+def _columns_forward(x: Tensor) -> bool:
+    return torch_mm_path(x.device) and x.shape[1] > 1 and x.stride(1) == 1
+
+
+def _outer_backward(x: Tensor) -> bool:
+    return torch_mm_path(x.device) and x.shape[2] <= OUTER_MAX_CHANNELS
 
 
 def chunk_bounds(num_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -505,19 +521,20 @@ def output_like(x: Tensor, channels: int, dtype: torch.dtype | None = None) -> T
     return x.new_empty((images, channels, positions), dtype=dtype).transpose(1, 2)
 
 
-def _chunk_budget(chunk_bytes: int, device: torch.device) -> int:
-    return chunk_bytes or default_chunk_bytes(device)
+def _chunk_budget(chunk_bytes: int, device: torch.device, cached: bool) -> int:
+    return chunk_bytes or default_chunk_bytes(device, cached)
 
 
 def chunked_forward(x: Tensor, weight: Tensor, chunk_bytes: int) -> Tensor:
     """x (N, L, C_in), weight (C_out, C_in^2) -> (N, L, C_out) in x's dtype, laid out as x;
     `chunk_bytes` of scratch per chunk (0: the device's default)."""
     in_channels = x.shape[2]
-    budget = _chunk_budget(chunk_bytes, x.device)
+    columns = _columns_forward(x)
+    budget = _chunk_budget(chunk_bytes, x.device, columns)
     with torch.autocast(x.device.type, enabled=False):
         packed = packed_coefficients(weight.to(x.dtype), in_channels)
         out = output_like(x, weight.shape[0])
-        if torch_mm_path(x.device):
+        if columns:
             _forward_columns(_doubled_columns(x), packed, budget, out)
         else:
             _forward_rows(_doubled_rows(x), packed, budget, out)
@@ -530,11 +547,12 @@ def chunked_backward(
     """Gradients of `chunked_forward` with respect to x (laid out as x) and weight (its dtype);
     an empty tensor in place of one that is not asked for."""
     in_channels = x.shape[2]
-    budget = _chunk_budget(chunk_bytes, x.device)
+    outer = _outer_backward(x)
+    budget = _chunk_budget(chunk_bytes, x.device, outer)
     grad_x = torch.empty_like(x) if input_grad else None
     with torch.autocast(x.device.type, enabled=False):
         grad_columns = _columns(grad.to(x.dtype))
-        if torch_mm_path(x.device):
+        if outer:
             grad_weight = _backward_outer(
                 _columns(x), weight.to(x.dtype), grad_columns, budget, grad_x, weight_grad
             )
