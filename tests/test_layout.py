@@ -83,3 +83,13 @@ def test_planning_the_workflow_imports_neither_torch_nor_timm(tmp_path):
     loaded = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
     assert "ann.settings" in loaded and "snakemake.workflow" in loaded
     assert not loaded & {"torch", "timm", "torchvision"}
+
+
+def test_the_layers_and_priors_do_not_import_timm():
+    """Jobs that read priors or write the report import ann.priors (and so ann.layers) but
+    build no model; only ann.models imports timm (~1.7 s), where it registers the models and
+    DitQuadratic as a torch.fx leaf."""
+    code = "import sys, ann.priors, ann.prior_statistics; print('timm' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "False"

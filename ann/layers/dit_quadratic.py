@@ -1,11 +1,11 @@
 """DitQuadratic: the quadratic (dendritic bilinear) term of a Dit-CNN layer as a module,
 y_o = sum_{i,j} K_{o,ij} x_i x_j over the input channels of every pixel (ann.layers.dit_op).
 
-It is a leaf for torch.fx in timm's feature extraction (register_notrace_module): its forward
-checks the input's shape in Python, which symbolic tracing cannot follow."""
+ann.models registers it with timm as a leaf for torch.fx in feature extraction
+(register_notrace_module): its forward checks the input's shape in Python, which symbolic
+tracing cannot follow. This module does not import timm."""
 
 import torch
-from timm.layers import register_notrace_module
 from torch import Tensor, nn
 
 from ann.layers.dit_op import checked_kernel, quadratic_images
@@ -13,7 +13,6 @@ from ann.layers.dit_op import checked_kernel, quadratic_images
 __all__ = ["DitQuadratic"]
 
 
-@register_notrace_module
 class DitQuadratic(nn.Module):
     """Quadratic (dendritic bilinear) term of a Dit-CNN layer, applied at every pixel.
 

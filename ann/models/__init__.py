@@ -12,6 +12,7 @@ they are made of are in ann.layers. The few-shot experiment's models are in ann.
 from typing import Any
 
 import timm
+from timm.layers import register_notrace_module
 from torch import nn
 
 from ann.errors import ConfigError
@@ -46,6 +47,9 @@ IMAGENET_MODEL_NAMES = tuple(
     f"{prefix}convnext_{size}" for prefix in ("", "dit_") for size in CONVNEXT_SIZES
 )
 MODEL_NAMES = CIFAR_MODEL_NAMES + CIFAR_VARIANT_NAMES + IMAGENET_MODEL_NAMES
+
+# a leaf for torch.fx in timm's feature extraction: its forward checks shapes in Python
+register_notrace_module(DitQuadratic)
 
 
 def create_model(name: str, num_classes: int = 10, **kwargs: Any) -> nn.Module:
