@@ -244,8 +244,9 @@ def one_run(
         "lr": lr,
         "final_test_top1": top1(model, *draw.test) if test else math.nan,
         "validation_top1": top1(model, *draw.validation),
-        "train_top1": top1(model, normalize(draw.train.images, draw.train.mean, draw.train.std),
-                           draw.train.labels),  # fmt: skip
+        "train_top1": top1(
+            model, normalize(draw.train.images, draw.train.mean, draw.train.std), draw.train.labels
+        ),  # fmt: skip
         "corr_with_prior": pearson(final, prior) if prior_norm > 0 else math.nan,
         "relative_change": (
             float(np.linalg.norm(final - prior)) / prior_norm if prior_norm > 0 else math.nan
@@ -327,7 +328,12 @@ def seed_runs(
         [
             one_run(
                 Arm(prior, mode, anchor_strength if mode == "anchor" else None),
-                draw, seed, config, settings, kappas, lr,
+                draw,
+                seed,
+                config,
+                settings,
+                kappas,
+                lr,
             )  # fmt: skip
             for prior, mode in arms(config)
         ]

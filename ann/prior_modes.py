@@ -94,9 +94,7 @@ def apply_mode(model: nn.Module, mode: str, anchor_strength: float) -> dict[nn.P
             continue
         wrapper = AnchoredWeight if mode == "anchor" else GainedPattern
         parametrize.register_parametrization(layer, "weight", wrapper(layer.weight))
-        decay[layer.parametrizations.weight.original] = (
-            anchor_strength if mode == "anchor" else 0.0
-        )
+        decay[layer.parametrizations.weight.original] = anchor_strength if mode == "anchor" else 0.0
     return decay
 
 

@@ -192,7 +192,9 @@ def test_seeds_per_device_and_datasets_without_data(tmp_path, default_config):
     config["train"]["device"] = "cuda"
     config["train"]["experiments"] = {"cifar10": {"models": ["resnet20"], "seeds": [0]}}
     config["datasets"]["fashion_mnist"]["root"] = None  # skipped by the grid and the ablation
-    config["experiments"]["prior_ablation"].update(enabled=True, seeds={"cpu": [], "cuda": [0, 1, 2]})
+    config["experiments"]["prior_ablation"].update(
+        enabled=True, seeds={"cpu": [], "cuda": [0, 1, 2]}
+    )
     out = run_snakemake(tmp_path, config, "-n")
     assert out.returncode == 0, out.stdout[-3000:]
     seeds = config["experiments"]["prior_ablation"]["seeds"]["cuda"]

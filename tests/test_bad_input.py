@@ -763,7 +763,9 @@ def test_a_zero_prior_file_may_be_zero(tmp_path, dit_model):
 def test_a_psp_file_without_its_traces_is_named(tmp_path):
     """C9: a psp.nc missing `v` gave an AttributeError in the fit."""
     path = tmp_path / "psp.nc"
-    xr.Dataset({"w": ("trial", [1.0])}, coords={"trial_time": [0.0]}).to_netcdf(path, engine="h5netcdf")
+    xr.Dataset({"w": ("trial", [1.0])}, coords={"trial_time": [0.0]}).to_netcdf(
+        path, engine="h5netcdf"
+    )
     with pytest.raises(InputError, match=rf"{path} lacks \['v'\].*rm {path}; snakemake"):
         stages.fit(path, {"window_ms": [10.0, 50.0], "response_ms": 20.0}, tmp_path / "kappa.nc")
     assert not (tmp_path / "kappa.nc").exists()

@@ -62,7 +62,10 @@ def test_the_arms_of_a_seed_differ_in_k_only(data):
     first = list(lowdata.batches(draw, CONFIG, seed=1))
     again = list(lowdata.batches(draw, CONFIG, seed=1))
     assert len(first) == CONFIG.epochs * 3  # 60 images in batches of 20
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(first, again, strict=True)
+    )
 
 
 def test_one_seed_of_every_arm_and_the_choices_on_validation(data):
@@ -75,7 +78,9 @@ def test_one_seed_of_every_arm_and_the_choices_on_validation(data):
     assert sweep.final_test_top1.isna().all()
     strength = lowdata.chosen_strength(sweep)
     bio = sweep[(sweep.prior == "bio") & (sweep["mode"] == "anchor")]
-    assert strength == bio.sort_values(["validation_top1", "anchor_strength"]).anchor_strength.iloc[-1]
+    assert (
+        strength == bio.sort_values(["validation_top1", "anchor_strength"]).anchor_strength.iloc[-1]
+    )
     # a stronger anchor keeps more of the prior: K changes less and correlates more with it
     strong = bio.set_index("anchor_strength").corr_with_prior
     change = bio.set_index("anchor_strength").relative_change
