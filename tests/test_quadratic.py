@@ -225,17 +225,22 @@ def test_packed_coefficients_give_same_quadratic_form():
     torch.testing.assert_close(packed @ (x[first] * x[second]), full, rtol=1e-12, atol=1e-12)
 
 
-def test_cpu_autocast_bfloat16():
+def test_cpu_autocast_bfloat16(cpu_form):
+    """Under bfloat16 autocast: a bfloat16 output, and float32 gradients, close to float32's."""
     layer = DitQuadratic(6, 4)
     torch.nn.init.normal_(layer.weight, std=0.1)
-    x = torch.randn(2, 6, 3, 3)
+    x = torch.randn(2, 6, 3, 3, requires_grad=True)
+    grad_out = torch.randn(2, 4, 3, 3)
     expected = layer(x)
+    expected_grads = torch.autograd.grad(expected, (x, layer.weight), grad_out)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = layer(x)
     assert y.dtype == torch.bfloat16
     assert relative_error(y.float(), expected) < 3e-2
-    y.float().sum().backward()
-    assert layer.weight.grad.dtype == torch.float32
+    grads = torch.autograd.grad(y, (x, layer.weight), grad_out.bfloat16())
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert got.dtype == torch.float32
+        assert relative_error(got, want) < 3e-2
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "rows", "strided"])
