@@ -14,7 +14,7 @@ Forward forms each chunk's products and multiplies them by the packed coefficien
 and backward's, follow the library that does the CPU's float32 products (ONEDNN_MATMUL,
 `torch_mm_path`):
 
-- oneDNN (as on AMD CPUs; and on GPUs): forward row by row (m, D*C), so that oneDNN's
+- oneDNN (as on AMD CPUs), and GPUs: forward row by row (m, D*C), so that oneDNN's
   matmul reads both operands along contiguous memory (`matmul_transposed`); backward in the
   packed form: the pair products column by column (D*C, m) for the weight gradient, and the
   pair gradients S^T g for the input gradient, which four elementwise passes turn into dx;
@@ -54,8 +54,8 @@ T = TypeVar("T")
 # backward: LN + Q forward and backward at (128, 32, 16x16), one thread, on an AMD EPYC,
 # 41.1 ms against 43.5 at 4 MiB and 49.0 at 16 MiB. 1 MiB per intra-op thread, about a core's
 # L2 cache, for torch.mm's column-by-column forward and outer-product backward: the same on an
-# Intel Xeon, one thread 47 ms at 1 MiB, 51 at 2, 54 at 4; two threads 31 ms at 2 MiB, 33 at
-# 1 and at 1/2, 34 at 4.
+# Intel Xeon, one thread 47 ms at 1 MiB, 51 at 2, 54 at 4; two threads 31 ms at 2 MiB, 32 at
+# 1/2, 33 at 1, 34 at 4.
 CPU_CHUNK_BYTES = 8 * 2**20
 CACHED_CHUNK_BYTES_PER_THREAD = 2**20
 # The outer-product backward's extra multiply-adds outweigh its fewer elementwise passes above
@@ -83,12 +83,12 @@ def cpu_vendor() -> str:
 ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_linear_pointwise"
 )
-# MKL's sgemm (torch.mm on the CPU) runs its AVX-512 kernels on Intel CPUs only; on AMD CPUs it
-# runs AVX2 code at about half the rate of oneDNN's matmul. There the float32 products go to
-# oneDNN, backward takes the packed form, whose products oneDNN runs well, and the chunks run
-# in groups on worker threads. Elsewhere they are torch.mm's, backward takes the outer-product
-# form, and the chunks use the intra-op threads (MKL's thread count is process-wide, so
-# worker threads would each start as many MKL threads as the caller).
+# MKL's sgemm (torch.mm on the CPU) runs its AVX-512 kernels on Intel CPUs only; on AMD CPUs
+# it runs AVX2 code at about half the rate of oneDNN's matmul. There the float32 products go
+# to oneDNN, backward takes the packed form, whose products oneDNN runs well, and the chunks
+# run in groups on worker threads. Elsewhere they are torch.mm's, backward takes the
+# outer-product form (up to OUTER_MAX_CHANNELS), and the chunks use the intra-op threads
+# (MKL's thread count is process-wide: worker threads would each start the caller's count).
 ONEDNN_MATMUL = ONEDNN_AVAILABLE and cpu_vendor() != "GenuineIntel"
 
 
