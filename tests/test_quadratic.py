@@ -1,3 +1,6 @@
+import platform
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -290,6 +293,19 @@ def test_float32_cpu_matrix_products_match_float64(monkeypatch, onednn, channels
     for got, want in zip(actual[:3], expected[:3], strict=True):
         assert got.dtype == torch.float32
         assert relative_error(got.double(), want) < 2e-6
+
+
+def test_the_cpu_vendor_chooses_the_matrix_library():
+    """oneDNN's products on AMD (and unknown) CPUs where the build has oneDNN; torch.mm's (MKL
+    with its AVX-512 kernels) on Intel CPUs and without oneDNN. This machine's vendor is read."""
+    assert quadratic.prefers_onednn("AuthenticAMD", onednn_available=True)
+    assert quadratic.prefers_onednn("", onednn_available=True)
+    assert not quadratic.prefers_onednn("GenuineIntel", onednn_available=True)
+    assert not quadratic.prefers_onednn("AuthenticAMD", onednn_available=False)
+    vendor = quadratic.cpu_vendor()
+    assert quadratic.ONEDNN_MATMUL == quadratic.prefers_onednn(vendor)
+    if Path("/proc/cpuinfo").is_file() and platform.machine() in ("x86_64", "AMD64"):
+        assert vendor in ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
 
 
 def test_matmul_transposed_takes_any_strides():

@@ -83,13 +83,21 @@ def cpu_vendor() -> str:
 ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(
     torch.ops.mkldnn, "_linear_pointwise"
 )
-# MKL's sgemm (torch.mm on the CPU) runs its AVX-512 kernels on Intel CPUs only; on AMD CPUs
-# it runs AVX2 code at about half the rate of oneDNN's matmul. There the float32 products go
-# to oneDNN, backward takes the packed form, whose products oneDNN runs well, and the chunks
-# run in groups on worker threads. Elsewhere they are torch.mm's, backward takes the
-# outer-product form (up to OUTER_MAX_CHANNELS), and the chunks use the intra-op threads
-# (MKL's thread count is process-wide: worker threads would each start the caller's count).
-ONEDNN_MATMUL = ONEDNN_AVAILABLE and cpu_vendor() != "GenuineIntel"
+
+
+def prefers_onednn(vendor: str, onednn_available: bool = ONEDNN_AVAILABLE) -> bool:
+    """Whether the float32 products go to oneDNN on a CPU of this vendor.
+
+    MKL's sgemm (torch.mm on the CPU) runs its AVX-512 kernels on Intel CPUs only; on AMD CPUs
+    it runs AVX2 code at about half the rate of oneDNN's matmul. There the products go to
+    oneDNN, backward takes the packed form, whose products oneDNN runs well, and the chunks run
+    in groups on worker threads. On Intel CPUs they are torch.mm's, backward takes the
+    outer-product form (up to OUTER_MAX_CHANNELS), and the chunks use the intra-op threads
+    (MKL's thread count is process-wide: worker threads would each start the caller's)."""
+    return onednn_available and vendor != "GenuineIntel"
+
+
+ONEDNN_MATMUL = prefers_onednn(cpu_vendor())
 
 
 def pair_count(in_channels: int) -> int:
