@@ -365,43 +365,52 @@ def _scratch(buffer: Tensor, rows: int, width: int) -> Tensor:
     return buffer[: rows * width].view(rows, width)
 
 
-def _forward_rows(doubled_rows: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor) -> None:
-    """Fills out (N, L, C_out), written chunk by chunk in its own layout."""
-    num_rows, in_channels = doubled_rows.shape[0], doubled_rows.shape[1] // 2
-    chunk_rows = rows_per_chunk(
-        in_channels, doubled_rows.element_size(), chunk_bytes, FORWARD_BUFFERS
-    )
+def _summed_over_groups(
+    task: Callable[[Sequence[tuple[int, int]]], Tensor | None],
+    bounds: list[tuple[int, int]],
+    device: torch.device,
+    writer: _RowsWriter | None,
+) -> Tensor | None:
+    """task(group) over the chunk groups (`run_groups`), the writer finished, and the groups'
+    accumulators summed (None where the task returns none)."""
+    total, *others = run_groups(task, chunk_groups(bounds, device))
+    if writer is not None:
+        writer.finish()
+    if total is not None:
+        for other in others:
+            total.add_(other)
+    return total
+
+
+def _forward_chunks(
+    doubled: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor, by_columns: bool
+) -> None:
+    """Fills out (N, L, C_out), written chunk by chunk in its own layout. The products of a
+    chunk are formed row by row (m, D*C) from doubled rows (P, 2C), oneDNN's form, or column by
+    column (D*C, m) from doubled columns (2C, P), torch.mm's, which reads an NCHW input in one
+    pass."""
+    in_channels = doubled.shape[0 if by_columns else 1] // 2
+    num_rows = doubled.shape[1 if by_columns else 0]
+    chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, FORWARD_BUFFERS)
     writer = _RowsWriter(out)
     chunk_rows = writer.chunk_rows(chunk_rows)
     products_per_row = shift_count(in_channels) * in_channels
     padded = _padded(packed, products_per_row)
 
     def forward_group(bounds: Sequence[tuple[int, int]]) -> None:
-        buffer = doubled_rows.new_empty(products_per_row * min(chunk_rows, num_rows))
+        buffer = doubled.new_empty(products_per_row * min(chunk_rows, num_rows))
         for start, stop in bounds:
-            scratch = _scratch(buffer, stop - start, products_per_row)
-            products = _fill_row_products(scratch, doubled_rows[start:stop])
-            writer.write(start, matmul_transposed(products, padded).t())
+            if by_columns:
+                scratch = _scratch(buffer, products_per_row, stop - start)
+                block = torch.mm(padded, _fill_products(scratch, doubled[:, start:stop]))
+            else:
+                scratch = _scratch(buffer, stop - start, products_per_row)
+                products = _fill_row_products(scratch, doubled[start:stop])
+                block = matmul_transposed(products, padded).t()
+            writer.write(start, block)
 
     bounds = chunk_bounds(num_rows, chunk_rows)
-    run_groups(forward_group, chunk_groups(bounds, doubled_rows.device))
-    writer.finish()
-
-
-def _forward_columns(doubled: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor) -> None:
-    """Fills out (N, L, C_out), written chunk by chunk in its own layout, from the products
-    column by column (D*C, m): torch.mm's form, which reads an NCHW input in one pass."""
-    in_channels, num_rows = doubled.shape[0] // 2, doubled.shape[1]
-    chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, FORWARD_BUFFERS)
-    writer = _RowsWriter(out)
-    chunk_rows = writer.chunk_rows(chunk_rows)
-    products_per_row = shift_count(in_channels) * in_channels
-    padded = _padded(packed, products_per_row)
-    buffer = doubled.new_empty(products_per_row * min(chunk_rows, num_rows))
-    for start, stop in chunk_bounds(num_rows, chunk_rows):
-        scratch = _scratch(buffer, products_per_row, stop - start)
-        writer.write(start, torch.mm(padded, _fill_products(scratch, doubled[:, start:stop])))
-    writer.finish()
+    _summed_over_groups(forward_group, bounds, doubled.device, writer)
 
 
 def _backward_packed(
@@ -446,13 +455,7 @@ def _backward_packed(
         return grad_packed
 
     bounds = chunk_bounds(num_rows, chunk_rows)
-    grad_packed, *others = run_groups(backward_group, chunk_groups(bounds, doubled.device))
-    if writer is not None:
-        writer.finish()
-    if grad_packed is not None:
-        for other in others:
-            grad_packed.add_(other)
-    return grad_packed
+    return _summed_over_groups(backward_group, bounds, doubled.device, writer)
 
 
 def _backward_outer(
@@ -496,13 +499,9 @@ def _backward_outer(
         return grad_weight
 
     bounds = chunk_bounds(num_rows, chunk_rows)
-    grad_weight, *others = run_groups(backward_group, chunk_groups(bounds, x_columns.device))
-    if writer is not None:
-        writer.finish()
+    grad_weight = _summed_over_groups(backward_group, bounds, x_columns.device, writer)
     if grad_weight is None:
         return None
-    for other in others:
-        grad_weight.add_(other)
     square = grad_weight.view(out_channels, in_channels, in_channels)
     # exactly symmetric, as the true gradient is: K's antisymmetric part, which no output
     # sees, then never moves by rounding
@@ -542,10 +541,8 @@ def chunked_forward(x: Tensor, weight: Tensor, chunk_bytes: int) -> Tensor:
     with torch.autocast(x.device.type, enabled=False):
         packed = packed_coefficients(weight.to(x.dtype), in_channels)
         out = output_like(x, weight.shape[0])
-        if columns:
-            _forward_columns(_doubled_columns(x), packed, budget, out)
-        else:
-            _forward_rows(_doubled_rows(x), packed, budget, out)
+        doubled = _doubled_columns(x) if columns else _doubled_rows(x)
+        _forward_chunks(doubled, packed, budget, out, by_columns=columns)
     return out
 
 
