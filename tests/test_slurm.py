@@ -115,23 +115,39 @@ def slurm_run(cluster, default_config, tmp_path_factory):
 
 
 def submitted(log: str) -> dict[str, str]:
-    """SLURM job id -> Snakemake job id, from the executor's log lines."""
-    return {
-        m[2]: m[1] for m in re.finditer(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log)
-    }
+    """SLURM job id -> rule, from the executor's log lines."""
+    pattern = r"has been submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+)/"
+    return {m[1]: m[2] for m in re.finditer(pattern, log)}
+
+
+# The jobs that do the work go to the scheduler; the light ones (plans, figures, priors, the
+# summary and the report; `localrule: True` in their rule files) run where Snakemake runs.
+CLUSTER_RULES = {"theory_fewshot", "theory_gaussian", "simulate_psp", "fit_kappa", "train"}
+LOCAL_RULES = {
+    "plan_trials",
+    "morphology_figure",
+    "kappa_figures",
+    "build_prior",
+    "prior_statistics",
+    "summarise_dataset",
+    "report",
+}
 
 
 def test_jobs_went_through_the_scheduler(slurm_run):
     assert slurm_run["code"] == 0, slurm_run["log"][-5000:]
     profile = slurm_run["workdir"] / "profile"  # in place of profiles/default, as documented
     assert f"Using workflow specific profile {profile} for setting" in slurm_run["log"]
-    job_ids = submitted(slurm_run["log"])
+    jobs = submitted(slurm_run["log"])
     history = slurm_run["cluster"].completed_jobs()
-    print(f"SLURM job ids: {sorted(job_ids, key=int)}; states: {history}")
-    assert len(job_ids) >= 12
-    assert set(job_ids) <= set(history)
+    print(f"SLURM jobs: {jobs}; states: {history}")
+    assert set(jobs.values()) == CLUSTER_RULES
+    assert list(jobs.values()).count("train") == 2  # cancelled, then resubmitted
+    assert set(jobs) <= set(history)
     assert history[slurm_run["killed"]] == "CANCELLED"
-    assert sum(state == "COMPLETED" for state in history.values()) == len(job_ids) - 1
+    assert sum(state == "COMPLETED" for state in history.values()) == len(jobs) - 1
+    ran_here = set(re.findall(r"^localrule (\w+):", slurm_run["log"], flags=re.MULTILINE))
+    assert ran_here == LOCAL_RULES | {"all"}
 
 
 def test_killed_training_job_was_resubmitted_and_resumed(slurm_run, tiny_workflow):

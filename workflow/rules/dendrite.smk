@@ -10,6 +10,7 @@ rule plan_trials:
         f"{RESULTS}/dendrite/{{cell}}/trials.nc",
     log:
         f"{RESULTS}/logs/plan_trials/{{cell}}.log",
+    localrule: True
     conda:
         "../envs/dendrite.yaml"
     params:
@@ -50,6 +51,7 @@ rule morphology_figure:
         ),
     log:
         f"{RESULTS}/logs/morphology_figure/{{cell}}.log",
+    localrule: True
     conda:
         "../envs/dendrite.yaml"
     script:
@@ -91,6 +93,7 @@ rule kappa_figures:
         },
     log:
         f"{RESULTS}/logs/kappa_figures/{{cell}}.log",
+    localrule: True
     conda:
         "../envs/dendrite.yaml"
     script:

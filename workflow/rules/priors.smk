@@ -12,6 +12,7 @@ rule build_prior:
         f"{RESULTS}/logs/build_prior/{{model}}/{{prior}}/seed{{seed}}.log",
     wildcard_constraints:
         prior="|".join(BUILT_PRIORS),
+    localrule: True
     conda:
         "../envs/ann.yaml"
     params:
@@ -43,6 +44,7 @@ rule prior_statistics:
         ),
     log:
         f"{RESULTS}/logs/prior_statistics.log",
+    localrule: True
     conda:
         "../envs/ann.yaml"
     params:

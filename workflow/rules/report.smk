@@ -27,6 +27,7 @@ rule summarise_dataset:
         ),
     log:
         f"{RESULTS}/logs/summarise_dataset/{{dataset}}.log",
+    localrule: True
     conda:
         "../envs/ann.yaml"
     script:
@@ -73,6 +74,7 @@ rule report:
         manifest=f"{RESULTS}/report/manifest.json",
     log:
         f"{RESULTS}/logs/report.log",
+    localrule: True
     conda:
         "../envs/ann.yaml"
     params:

@@ -37,6 +37,7 @@ rule sweep_figure:
         f"{RESULTS}/logs/sweep_figure/{{sweep}}.log",
     wildcard_constraints:
         sweep="|".join(SWEEPS),
+    localrule: True
     conda:
         "../envs/dendrite.yaml"
     script:
