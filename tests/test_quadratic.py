@@ -59,6 +59,8 @@ CASES = {
     "tiny_chunks": ((2, 6, 3, 5), 5, {"chunk_bytes": 1}, 1),
     "few_chunks": ((3, 9, 4, 4), 7, {"chunk_bytes": 9 * 5 * 8 * 10}, 1),
     "wide": ((2, 40, 3, 3), 3, {}, 1),  # above OUTER_MAX_CHANNELS: packed backward
+    # two whole images per chunk in float64 (4 * 6 * 9 * 8 bytes each way), the last one alone
+    "image_chunks": ((5, 6, 3, 3), 4, {"chunk_bytes": 2 * 4 * 6 * 9 * 8}, 1),
 }
 
 
@@ -77,6 +79,38 @@ def test_matches_einsum_reference(case, dtype, tolerance, cpu_form):
         assert got.shape == want.shape
         assert got.dtype == dtype
         assert relative_error(got.double(), want) < tolerance
+
+
+def recording(monkeypatch, name, calls):
+    original = getattr(quadratic, name)
+
+    def record(*args):
+        calls.append(name)
+        return original(*args)
+
+    monkeypatch.setattr(quadratic, name, record)
+
+
+@pytest.mark.parametrize(
+    "layout, dtype, expected",
+    [
+        ("nchw", torch.float32, ["_forward_images", "_backward_outer_images"]),
+        ("channels_last", torch.float32, []),
+        ("nchw", torch.bfloat16, []),  # bf16 sums in float32: the column chunks
+    ],
+)
+def test_nchw_input_goes_image_by_image_on_the_torch_mm_path(monkeypatch, layout, dtype, expected):
+    monkeypatch.setattr(quadratic, "torch_mm_path", lambda device: True)
+    calls = []
+    for name in ("_forward_images", "_backward_outer_images"):
+        recording(monkeypatch, name, calls)
+    layer = DitQuadratic(8, 5).to(dtype)
+    torch.nn.init.normal_(layer.weight)
+    x = torch.randn(3, 8, 4, 4, dtype=dtype)
+    x = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
+    layer(x.requires_grad_(True)).sum().backward()
+    assert calls == expected
+    assert x.grad.shape == x.shape and layer.weight.grad is not None
 
 
 def test_tiny_budget_runs_one_row_per_chunk(monkeypatch, cpu_form):
