@@ -246,7 +246,7 @@ def one_run(
         "validation_top1": top1(model, *draw.validation),
         "train_top1": top1(
             model, normalize(draw.train.images, draw.train.mean, draw.train.std), draw.train.labels
-        ),  # fmt: skip
+        ),
         "corr_with_prior": pearson(final, prior) if prior_norm > 0 else math.nan,
         "relative_change": (
             float(np.linalg.norm(final - prior)) / prior_norm if prior_norm > 0 else math.nan
@@ -334,7 +334,7 @@ def seed_runs(
                 settings,
                 kappas,
                 lr,
-            )  # fmt: skip
+            )
             for prior, mode in arms(config)
         ]
     )

@@ -24,12 +24,12 @@ and backward's, follow the library that does the CPU's float32 products (ONEDNN_
   C_out*C_in products g_o x_j of each column, then dx = M u and dK += u x^T, two plain matrix
   products with twice the multiply-adds but one elementwise pass (at (128, 32, 16x16), one
   thread, on an Intel Xeon: 34-36 ms against 50-53 ms for the packed form); above it, where
-  the multiply-adds dominate, in the packed form. For float32 and float64 inputs with
-  positions innermost whose images fit a chunk whole, both go a chunk of whole images at a
-  time (`_forward_images`, `_backward_outer_images`): every operand is read and written in
-  the images' own layout or in scratch, so no full-size copy of the input, the output, the
-  output's gradient or the input's gradient is made (forward and backward at (128, 32, 16x16)
-  on the Intel Xeon: 0.89x the time at one thread, 0.97x at two).
+  the multiply-adds dominate, in the packed form. The column forward doubles each chunk's
+  images in scratch, and for float32 and float64 inputs with positions innermost whose
+  images fit a chunk whole the outer backward goes a chunk of whole images at a time
+  (`_backward_outer_images`), reading and writing them in place: no full-size copy of the
+  input, the output's gradient or the input's gradient is made (forward and backward at
+  (128, 32, 16x16) on the Intel Xeon: 0.89x the time at one thread, 0.97x at two).
 
 With oneDNN and several intra-op threads, the chunks are split into one contiguous group per
 thread, and each group runs on its own worker thread with one intra-op thread
@@ -258,12 +258,16 @@ def _fill_row_products(scratch: Tensor, doubled_rows: Tensor) -> Tensor:
     return scratch
 
 
-def _doubled_columns(x: Tensor) -> Tensor:
+def _doubled_columns(x: Tensor, buffer: Tensor | None = None) -> Tensor:
     """(2C, N*L): the channels of every row of x (N, L, C), any strides, twice, so that cyclic
-    shifts are plain views; one copy pass (not a reshape's copy and then a concatenation's)."""
+    shifts are plain views; one copy pass (not a reshape's copy and then a concatenation's),
+    into the front of `buffer` when given."""
     images, positions, channels = x.shape
-    doubled = x.new_empty(2, channels, images, positions)
-    doubled.copy_(x.permute(2, 0, 1).unsqueeze(0).expand(2, -1, -1, -1))
+    size = 2 * channels * images * positions
+    doubled = x.new_empty(size) if buffer is None else buffer[:size]
+    doubled.view(2, channels, images, positions).copy_(
+        x.permute(2, 0, 1).unsqueeze(0).expand(2, -1, -1, -1)
+    )
     return doubled.view(2 * channels, images * positions)
 
 
@@ -388,69 +392,54 @@ def _summed_over_groups(
 
 
 def _forward_chunks(
-    doubled: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor, by_columns: bool
+    x: Tensor, packed: Tensor, chunk_bytes: int, out: Tensor, by_columns: bool
 ) -> None:
-    """Fills out (N, L, C_out), written chunk by chunk in its own layout. The products of a
-    chunk are formed row by row (m, D*C) from doubled rows (P, 2C), oneDNN's form, or column by
-    column (D*C, m) from doubled columns (2C, P), torch.mm's, which reads an NCHW input in one
-    pass."""
-    in_channels = doubled.shape[0 if by_columns else 1] // 2
-    num_rows = doubled.shape[1 if by_columns else 0]
-    chunk_rows = rows_per_chunk(in_channels, doubled.element_size(), chunk_bytes, FORWARD_BUFFERS)
+    """Fills out (N, L, C_out), written chunk by chunk in its own layout, from x (N, L, C).
+    The products of a chunk are formed row by row (m, D*C) from x's doubled rows, oneDNN's
+    form, or column by column (D*C, m), torch.mm's, for an input with positions innermost
+    (NCHW): then a chunk is whole images, doubled in scratch, so no full-size copy of the input
+    is made."""
+    images, positions, in_channels = x.shape
+    num_rows = images * positions
+    chunk_rows = rows_per_chunk(in_channels, x.element_size(), chunk_bytes, FORWARD_BUFFERS)
+    if by_columns:
+        chunk_rows = max(1, chunk_rows // positions) * positions
+    else:
+        doubled_rows = _doubled_rows(x)
     writer = _RowsWriter(out)
     chunk_rows = writer.chunk_rows(chunk_rows)
     products_per_row = shift_count(in_channels) * in_channels
     padded = _padded(packed, products_per_row)
 
     def forward_group(bounds: Sequence[tuple[int, int]]) -> None:
-        buffer = doubled.new_empty(products_per_row * min(chunk_rows, num_rows))
+        buffer = x.new_empty(products_per_row * min(chunk_rows, num_rows))
+        if by_columns:
+            doubled_buffer = x.new_empty(2 * in_channels * min(chunk_rows, num_rows))
         for start, stop in bounds:
             if by_columns:
+                chunk = x[start // positions : stop // positions]
+                doubled = _doubled_columns(chunk, doubled_buffer)
                 scratch = _scratch(buffer, products_per_row, stop - start)
-                block = torch.mm(padded, _fill_products(scratch, doubled[:, start:stop]))
+                block = torch.mm(padded, _fill_products(scratch, doubled))
             else:
                 scratch = _scratch(buffer, stop - start, products_per_row)
-                products = _fill_row_products(scratch, doubled[start:stop])
+                products = _fill_row_products(scratch, doubled_rows[start:stop])
                 block = matmul_transposed(products, padded).t()
             writer.write(start, block)
 
     bounds = chunk_bounds(num_rows, chunk_rows)
-    _summed_over_groups(forward_group, bounds, doubled.device, writer)
+    _summed_over_groups(forward_group, bounds, x.device, writer)
 
 
 def _images_per_chunk(x: Tensor, bytes_per_image: int, chunk_bytes: int) -> int:
     """Whole images of an input with positions innermost (NCHW underneath) whose scratch fits
-    in chunk_bytes; 0 when none does or the layout is another (the chunks then split images)."""
+    in chunk_bytes, for `_backward_outer_images`; 0 when none does, the layout is another or
+    the sums need a wider dtype than x's (the column chunks then split images)."""
     positions_innermost = x.shape[1] > 1 and x.stride(1) == 1
     same_dtype_sums = _accumulator(x).dtype == x.dtype  # float32, float64
     if not (positions_innermost and same_dtype_sums):
         return 0
     return chunk_bytes // bytes_per_image
-
-
-def _forward_images(x: Tensor, packed: Tensor, per_chunk: int, out: Tensor) -> None:
-    """Fills out (N, L, C_out), positions innermost, from x (N, L, C) laid out alike, a chunk
-    of whole images at a time: the chunk's doubled channels and its output block live in
-    scratch, so no full-size copy of the input or the output is made. One matrix product per
-    chunk (a batched one per image spreads worse over intra-op threads)."""
-    images, positions, in_channels = x.shape
-    out_channels = out.shape[2]
-    products_per_row = shift_count(in_channels) * in_channels
-    padded = _padded(packed, products_per_row)
-    x_images, out_images = x.transpose(1, 2), out.transpose(1, 2)
-    doubled_buffer = x.new_empty(2 * in_channels * per_chunk * positions)
-    buffer = x.new_empty(products_per_row * per_chunk * positions)
-    block_buffer = x.new_empty(out_channels * per_chunk * positions)
-    for start in range(0, images, per_chunk):
-        stop = min(start + per_chunk, images)
-        width = (stop - start) * positions
-        doubled = _scratch(doubled_buffer, 2 * in_channels, width)
-        doubled.view(2, in_channels, stop - start, positions).copy_(
-            x_images[start:stop].transpose(0, 1).unsqueeze(0).expand(2, -1, -1, -1)
-        )
-        products = _fill_products(_scratch(buffer, products_per_row, width), doubled)
-        block = torch.mm(padded, products, out=_scratch(block_buffer, out_channels, width))
-        out_images[start:stop].copy_(block.view(out_channels, -1, positions).transpose(0, 1))
 
 
 def _backward_packed(
@@ -617,19 +606,12 @@ def _chunk_budget(chunk_bytes: int, device: torch.device, cached: bool) -> int:
 def chunked_forward(x: Tensor, weight: Tensor, chunk_bytes: int) -> Tensor:
     """x (N, L, C_in), weight (C_out, C_in^2) -> (N, L, C_out) in x's dtype, laid out as x;
     `chunk_bytes` of scratch per chunk (0: the device's default)."""
-    _, positions, in_channels = x.shape
     columns = _columns_forward(x)
     budget = _chunk_budget(chunk_bytes, x.device, columns)
-    image_bytes = shift_count(in_channels) * in_channels * positions * x.element_size()
-    per_chunk = _images_per_chunk(x, image_bytes, budget) if columns else 0
     with torch.autocast(x.device.type, enabled=False):
-        packed = packed_coefficients(weight.to(x.dtype), in_channels)
+        packed = packed_coefficients(weight.to(x.dtype), x.shape[2])
         out = output_like(x, weight.shape[0])
-        if per_chunk:
-            _forward_images(x, packed, per_chunk, out)
-        else:
-            doubled = _doubled_columns(x) if columns else _doubled_rows(x)
-            _forward_chunks(doubled, packed, budget, out, by_columns=columns)
+        _forward_chunks(x, packed, budget, out, by_columns=columns)
     return out
 
 
