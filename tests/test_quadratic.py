@@ -387,6 +387,21 @@ def test_chunk_groups_on_worker_threads_match_float64(
     assert torch.get_num_threads() == 3
 
 
+def _threads_after_a_parallel_operation(_: int) -> int:
+    torch.randn(2**16).mul_(2)
+    return torch.get_num_threads()
+
+
+def test_chunk_workers_keep_one_intra_op_thread(monkeypatch, three_threads):
+    """Each worker runs its operations on one intra-op thread, also after the caller has set
+    its own count again (torch initialises a thread's count at its first operation, from the
+    count set last by any thread), and the caller keeps its three."""
+    monkeypatch.setattr(quadratic, "_WORKERS", {})
+    workers = quadratic.chunk_workers(2)
+    assert list(workers.map(_threads_after_a_parallel_operation, range(4))) == [1, 1, 1, 1]
+    assert torch.get_num_threads() == 3
+
+
 def _output_in_child(layer, x):
     return layer(x).detach().tolist()
 

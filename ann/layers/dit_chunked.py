@@ -35,8 +35,10 @@ With oneDNN and several intra-op threads, the chunks are split into one contiguo
 thread, and each group runs on its own worker thread with one intra-op thread
 (`chunk_workers`): a chunk's operations are too small to spread well over threads (backward
 at (128, 32, 16x16) on an AMD EPYC: 26-36 ms at one thread, 30-31 ms at two; in groups 19-21
-ms at two). With torch.mm they use the intra-op threads (backward 22-24 ms at two threads;
-in groups 28-54 ms, since MKL's thread count is process-wide).
+ms at two; measured before the workers really kept one thread each, see `_one_intra_op_thread`).
+With torch.mm they use the intra-op threads: on an Intel Xeon at two threads the groups took
+1.02x (backward) and 1.05x (forward) the time (MKL's products alone finish about 8% sooner
+side by side on two workers than on two intra-op threads).
 
 `chunked_forward` and `chunked_backward` are what the operator `ann::dit_quadratic`
 (ann.layers.dit_op) runs off CUDA.
@@ -98,7 +100,7 @@ def prefers_onednn(vendor: str, onednn_available: bool = ONEDNN_AVAILABLE) -> bo
     oneDNN, backward takes the packed form, whose products oneDNN runs well, and the chunks run
     in groups on worker threads. On Intel CPUs they are torch.mm's, backward takes the
     outer-product form (up to OUTER_MAX_CHANNELS), and the chunks use the intra-op threads
-    (MKL's thread count is process-wide: worker threads would each start the caller's)."""
+    (worker groups were no faster there)."""
     return onednn_available and vendor != "GenuineIntel"
 
 
@@ -170,7 +172,11 @@ os.register_at_fork(after_in_child=_WORKERS.clear)  # a forked child has none of
 
 
 def _one_intra_op_thread() -> None:
-    torch.set_num_threads(1)  # this thread's OpenMP and MKL setting
+    """This thread's OpenMP and MKL setting: one thread. Torch sets a new thread's count at its
+    first parallel operation or query, to the count last set by any thread; that happens first
+    here, so that the caller's later reset does not reach this thread."""
+    torch.get_num_threads()
+    torch.set_num_threads(1)
 
 
 def chunk_workers(count: int) -> ThreadPoolExecutor:
