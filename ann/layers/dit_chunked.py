@@ -517,20 +517,19 @@ def _backward_outer_images(
     symmetric = _symmetric_rows(weight, out_channels, in_channels)
     x_images, grad_images = x.transpose(1, 2), grad.transpose(1, 2)
     grad_weight = _accumulator(weight).view(width, in_channels) if weight_grad else None
-    buffer = x.new_empty(per_chunk * width * positions)
-    for start in range(0, images, per_chunk):
-        stop = min(start + per_chunk, images)
-        count = stop - start
-        outer = buffer[: count * width * positions].view(count, out_channels, in_channels, -1)
-        torch.mul(
-            grad_images[start:stop].unsqueeze(2), x_images[start:stop].unsqueeze(1), out=outer
-        )
+    buffer = x.new_empty(per_chunk, out_channels, in_channels, positions)
+    symmetric_images = symmetric.expand(per_chunk, -1, -1)
+    x_chunks, grad_chunks = x_images.split(per_chunk), grad_images.split(per_chunk)
+    grad_x_chunks = grad_x.transpose(1, 2).split(per_chunk) if grad_x is not None else None
+    for index, (x_chunk, grad_chunk) in enumerate(zip(x_chunks, grad_chunks, strict=True)):
+        count = len(x_chunk)
+        outer = torch.mul(grad_chunk.unsqueeze(2), x_chunk.unsqueeze(1), out=buffer[:count])
         outer = outer.view(count, width, positions)
-        if grad_x is not None:
-            torch.matmul(symmetric, outer, out=grad_x.transpose(1, 2)[start:stop])
+        if grad_x_chunks is not None:
+            torch.bmm(symmetric_images[:count], outer, out=grad_x_chunks[index])
         if grad_weight is not None:
-            for image in range(count):
-                grad_weight.addmm_(outer[image], x_images[start + image].t())
+            for image_outer, image_x in zip(outer, x_chunk, strict=True):
+                grad_weight.addmm_(image_outer, image_x.t())
     return grad_weight
 
 
