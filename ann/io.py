@@ -1,15 +1,50 @@
-"""What `python -m ann.train` writes (checkpoints, metrics, tables), with or without the
-workflow, each written atomically (ann.atomic): a result appears whole or not at all."""
+"""Atomic writes of what `python -m ann.train` writes (checkpoints, metrics), with or without
+the workflow: a result appears whole or not at all. (The workflow writes its other files
+through pipeline.files.)"""
 
 import json
 import math
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ann.atomic import write_atomic
+
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call write(tmp) on a temporary path beside `path`, flush it to disk, rename it into
+    place and flush the folder: after a crash at any point `path` is the old file or the
+    whole new one, never a part or an empty file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's, or a folder's entries', writes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def json_safe(value: object) -> object:

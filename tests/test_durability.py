@@ -9,14 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ann import atomic
+import pytest
+
+import ann.io
 from ann.lock import RunLock
 from pipeline import files
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_write_atomic_flushes_the_file_then_renames_then_flushes_the_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("module", [ann.io, files], ids=["ann.io", "pipeline.files"])
+def test_write_atomic_flushes_the_file_then_renames_then_flushes_the_folder(
+    tmp_path, monkeypatch, module
+):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -31,7 +36,7 @@ def test_write_atomic_flushes_the_file_then_renames_then_flushes_the_folder(tmp_
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     target = tmp_path / "metrics.json"
-    atomic.write_atomic(target, lambda tmp: Path(tmp).write_text("{}"))
+    module.write_atomic(target, lambda tmp: Path(tmp).write_text("{}"))
     assert target.read_text() == "{}"
     [(kind0, first), (kind1, renamed), (kind2, folder)] = events
     assert (kind0, kind1, kind2) == ("fsync", "replace", "fsync")

@@ -12,9 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ann.atomic import fsync_path
 from ann.errors import TrainingError
-from ann.io import save_torch
+from ann.io import fsync_path, save_torch
 
 from .batches import Generators
 from .identity import identity_differences

@@ -4,17 +4,17 @@ Every file the workflow writes goes through `write_atomic`, every figure through
 `save_figure` at one resolution (DPI), at most MAX_WIDTH_IN wide: the report shows figures
 at their size (96 CSS px per inch) in a 1120 px column, so text in a figure reads at its
 point size there (10 pt is 13 px). The libraries draw to the width they are given and return
-the figure. `write_atomic` is ann.atomic's, which also writes what `python -m ann.train`
-writes without the workflow.
+the figure. (ann.io keeps its own writer for what `python -m ann.train` writes without the
+workflow: checkpoints and metrics.)
 """
 
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from ann.atomic import fsync_path, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,6 +23,35 @@ if TYPE_CHECKING:
 
 DPI = 150
 MAX_WIDTH_IN = 11.5
+
+
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call write(tmp) on a temporary path beside `path`, flush it to disk, rename it into
+    place and flush the folder: after a crash at any point `path` is the old file or the
+    whole new one, never a part or an empty file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would hide results from other users
+        fsync_path(tmp)
+        os.replace(tmp, path)
+        fsync_path(path.parent)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's, or a folder's entries', writes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _old_folder(target: Path) -> Path:
