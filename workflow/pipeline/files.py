@@ -5,7 +5,8 @@ Every file the workflow writes goes through `write_atomic`, every figure through
 at their size (96 CSS px per inch) in a 1120 px column, so text in a figure reads at its
 point size there (10 pt is 13 px). The libraries draw to the width they are given and return
 the figure. (ann.io keeps its own writer for what `python -m ann.train` writes without the
-workflow: checkpoints and metrics.)
+workflow: checkpoints and metrics. This one imports nothing from ann: the dendrite rules'
+steps use it in a conda environment without ann's dependencies, tests/test_layout.py.)
 """
 
 import json
