@@ -155,8 +155,13 @@ def torch_mm_path(device: torch.device) -> bool:
     return device.type == "cpu" and not ONEDNN_MATMUL
 
 
+def _positions_innermost(x: Tensor) -> bool:
+    """Whether x (N, L, C) is NCHW underneath: its positions are its innermost dimension."""
+    return x.shape[1] > 1 and x.stride(1) == 1
+
+
 def _columns_forward(x: Tensor) -> bool:
-    return torch_mm_path(x.device) and x.shape[1] > 1 and x.stride(1) == 1
+    return torch_mm_path(x.device) and _positions_innermost(x)
 
 
 def _outer_backward(x: Tensor) -> bool:
@@ -439,13 +444,13 @@ def _forward_chunks(
 
 def _images_per_chunk(x: Tensor, bytes_per_image: int, chunk_bytes: int) -> int:
     """Whole images of an input with positions innermost (NCHW underneath) whose scratch fits
-    in chunk_bytes, for `_backward_outer_images`; 0 when none does, the layout is another or
-    the sums need a wider dtype than x's (the column chunks then split images)."""
-    positions_innermost = x.shape[1] > 1 and x.stride(1) == 1
+    in chunk_bytes, at most all of x's, for `_backward_outer_images`; 0 when none does, the
+    layout is another or the sums need a wider dtype than x's (the column chunks then split
+    images)."""
     same_dtype_sums = _accumulator(x).dtype == x.dtype  # float32, float64
-    if not (positions_innermost and same_dtype_sums):
+    if not (_positions_innermost(x) and same_dtype_sums):
         return 0
-    return chunk_bytes // bytes_per_image
+    return min(x.shape[0], chunk_bytes // bytes_per_image)
 
 
 def _backward_packed(
